@@ -1,0 +1,56 @@
+// Helpers to move NumPy arrays across the binding: checked views of inputs and freshly
+// allocated outputs (filled with NaN when output poisoning is on, to catch unwritten elements).
+//
+// The Python layer (fusedrnn/ops/_checks.py) validates arguments and raises precise errors;
+// these checks are the safety net that keeps a bad call from reaching the kernels.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cpu/sequence.h"
+
+namespace fusedrnn {
+namespace bindings {
+
+namespace py = pybind11;
+
+// A C-contiguous array of dtype T with the given shape, or an error naming it.
+template <typename T>
+const T* input_ptr(const py::array& a, const char* name, std::vector<py::ssize_t> shape) {
+  if (!py::isinstance<py::array_t<T>>(a))
+    throw py::type_error(std::string(name) + ": wrong dtype");
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size()))
+    throw py::value_error(std::string(name) + ": wrong number of dimensions");
+  for (size_t k = 0; k < shape.size(); ++k)
+    if (shape[k] >= 0 && a.shape(k) != shape[k]) throw py::value_error(std::string(name) + ": wrong shape");
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+const T* optional_input_ptr(const py::object& a, const char* name, std::vector<py::ssize_t> shape) {
+  if (a.is_none()) return nullptr;
+  return input_ptr<T>(a.cast<py::array>(), name, std::move(shape));
+}
+
+// A new C-contiguous array (poisoned with NaN when the test hook is on).
+template <typename T>
+py::array_t<T> new_array(std::vector<py::ssize_t> shape) {
+  py::array_t<T> a(shape);
+  if (cpu::poison_outputs()) {
+    T* p = a.mutable_data();
+    std::fill(p, p + a.size(), std::numeric_limits<T>::quiet_NaN());
+  }
+  return a;
+}
+
+void register_recurrent(py::module_& m);
+
+}  // namespace bindings
+}  // namespace fusedrnn

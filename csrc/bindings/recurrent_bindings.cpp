@@ -1,0 +1,197 @@
+// Bindings of the recurrent kernels: recurrent_forward / recurrent_backward for every cell,
+// float32 and float64. Arguments are validated in fusedrnn/ops/recurrent.py.
+#include <string>
+
+#include "bindings/arrays.h"
+#include "cpu/recurrent.h"
+
+namespace fusedrnn {
+namespace bindings {
+namespace {
+
+cpu::CellConfig make_config(const std::string& cell, const std::string& activation, bool reset_after) {
+  cpu::CellConfig cfg;
+  if (cell == "rnn") cfg.kind = cpu::CellKind::kRnn;
+  else if (cell == "lstm") cfg.kind = cpu::CellKind::kLstm;
+  else if (cell == "gru") cfg.kind = cpu::CellKind::kGru;
+  else throw py::value_error("cell: expected 'rnn', 'lstm' or 'gru', got '" + cell + "'");
+  if (activation == "tanh") cfg.activation = math::Activation::kTanh;
+  else if (activation == "relu") cfg.activation = math::Activation::kRelu;
+  else throw py::value_error("activation: expected 'tanh' or 'relu', got '" + activation + "'");
+  cfg.reset_after = reset_after;
+  return cfg;
+}
+
+// Reads the shared arguments of forward and backward into SequenceInputs.
+template <typename T>
+cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0,
+                                       const py::object& c0, const py::array& kernel,
+                                       const py::array& recurrent, const py::array& bias,
+                                       const py::object& mask, const py::object& dropout,
+                                       const py::object& recurrent_dropout, bool go_backwards) {
+  cpu::SequenceInputs<T> in;
+  if (x.ndim() != 3) throw py::value_error("x: expected a 3-D array (batch, time, features)");
+  in.batch = static_cast<int>(x.shape(0));
+  in.steps = static_cast<int>(x.shape(1));
+  in.input_size = static_cast<int>(x.shape(2));
+  if (h0.ndim() != 2) throw py::value_error("h0: expected a 2-D array (batch, units)");
+  in.units = static_cast<int>(h0.shape(1));
+  in.gates = cfg.gates();
+  if (in.batch < 1 || in.steps < 1 || in.input_size < 1 || in.units < 1)
+    throw py::value_error("x, h0: every dimension must be at least 1");
+  const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
+  in.x = input_ptr<T>(x, "x", {B, S, I});
+  in.h0 = input_ptr<T>(h0, "h0", {B, H});
+  if (cfg.kind == cpu::CellKind::kLstm) {
+    if (c0.is_none()) throw py::value_error("c0: required for the LSTM");
+    in.c0 = input_ptr<T>(c0.cast<py::array>(), "c0", {B, H});
+  }
+  in.kernel = input_ptr<T>(kernel, "kernel", {I, GH});
+  in.recurrent = input_ptr<T>(recurrent, "recurrent_kernel", {H, GH});
+  if (cfg.kind == cpu::CellKind::kGru && cfg.reset_after) {
+    const T* b = input_ptr<T>(bias, "bias", {2, GH});
+    in.bias = b;
+    in.recurrent_bias = b + GH;
+  } else {
+    in.bias = input_ptr<T>(bias, "bias", {GH});
+  }
+  if (!mask.is_none()) in.mask = input_ptr<uint8_t>(mask.cast<py::array>(), "mask", {B, S});
+  if (!dropout.is_none()) {
+    const py::array d = dropout.cast<py::array>();
+    in.n_dropout = d.ndim() == 3 ? static_cast<int>(d.shape(0)) : 0;
+    if (in.n_dropout != 1 && in.n_dropout != in.gates)
+      throw py::value_error("dropout_mask: expected shape (1 or gates, batch, features)");
+    in.dropout = input_ptr<T>(d, "dropout_mask", {in.n_dropout, B, I});
+  }
+  if (!recurrent_dropout.is_none()) {
+    const py::array d = recurrent_dropout.cast<py::array>();
+    in.n_recurrent_dropout = d.ndim() == 3 ? static_cast<int>(d.shape(0)) : 0;
+    if (in.n_recurrent_dropout != 1 && in.n_recurrent_dropout != in.gates)
+      throw py::value_error("recurrent_dropout_mask: expected shape (1 or gates, batch, units)");
+    in.recurrent_dropout = input_ptr<T>(d, "recurrent_dropout_mask", {in.n_recurrent_dropout, B, H});
+  }
+  in.go_backwards = go_backwards;
+  return in;
+}
+
+bool has_aux(const cpu::CellConfig& cfg) { return cfg.kind != cpu::CellKind::kRnn; }
+
+template <typename T>
+py::tuple forward_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
+                       const py::array& kernel, const py::array& recurrent, const py::array& bias,
+                       const py::object& mask, const py::object& dropout, const py::object& recurrent_dropout,
+                       bool go_backwards) {
+  const cpu::SequenceInputs<T> in =
+      sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
+  const py::ssize_t B = in.batch, S = in.steps, H = in.units, GH = in.width();
+  py::array_t<T> outputs = new_array<T>({B, S, H}), h_last = new_array<T>({B, H});
+  py::object c_last = py::none();
+  py::array_t<T> gates = new_array<T>({B, S, GH}), hprev = new_array<T>({B, S, H});
+  py::object aux = py::none();
+  cpu::SavedSequence<T> saved{gates.mutable_data(), hprev.mutable_data(), nullptr};
+  cpu::ForwardOutputs<T> out{outputs.mutable_data(), h_last.mutable_data(), nullptr};
+  if (has_aux(cfg)) {
+    py::array_t<T> a = new_array<T>({B, S, H});
+    saved.aux = a.mutable_data();
+    aux = a;
+  }
+  if (cfg.kind == cpu::CellKind::kLstm) {
+    py::array_t<T> c = new_array<T>({B, H});
+    out.c_last = c.mutable_data();
+    c_last = c;
+  }
+  {
+    py::gil_scoped_release release;
+    cpu::recurrent_forward(cfg, in, saved, out);
+  }
+  return py::make_tuple(outputs, h_last, c_last, gates, hprev, aux);
+}
+
+template <typename T>
+py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
+                        const py::array& kernel, const py::array& recurrent, const py::array& bias,
+                        const py::object& mask, const py::object& dropout, const py::object& recurrent_dropout,
+                        bool go_backwards, const py::array& gates, const py::array& hprev, const py::object& aux,
+                        const py::object& d_outputs, const py::object& d_h_last, const py::object& d_c_last) {
+  const cpu::SequenceInputs<T> in =
+      sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
+  const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
+  // The saved buffers are only read; the kernel signature is shared with the forward pass.
+  cpu::SavedSequence<T> saved{const_cast<T*>(input_ptr<T>(gates, "cache.gates", {B, S, GH})),
+                              const_cast<T*>(input_ptr<T>(hprev, "cache.hprev", {B, S, H})), nullptr};
+  if (has_aux(cfg)) saved.aux = const_cast<T*>(optional_input_ptr<T>(aux, "cache.aux", {B, S, H}));
+  if (has_aux(cfg) && saved.aux == nullptr) throw py::value_error("cache.aux: missing");
+  cpu::IncomingGrads<T> incoming{optional_input_ptr<T>(d_outputs, "d_outputs", {B, S, H}),
+                                 optional_input_ptr<T>(d_h_last, "d_h_last", {B, H}), nullptr};
+  if (cfg.kind == cpu::CellKind::kLstm) incoming.d_c_last = optional_input_ptr<T>(d_c_last, "d_c_last", {B, H});
+
+  const bool two_biases = cfg.kind == cpu::CellKind::kGru && cfg.reset_after;
+  py::array_t<T> dx = new_array<T>({B, S, I}), dh0 = new_array<T>({B, H});
+  py::array_t<T> dkernel = new_array<T>({I, GH}), drecurrent = new_array<T>({H, GH});
+  py::array_t<T> dbias = two_biases ? new_array<T>({2, GH}) : new_array<T>({GH});
+  py::object dc0 = py::none();
+  cpu::SequenceGrads<T> grads{dx.mutable_data(), dh0.mutable_data(), nullptr, dkernel.mutable_data(),
+                              drecurrent.mutable_data(), dbias.mutable_data(),
+                              two_biases ? dbias.mutable_data() + GH : nullptr};
+  if (cfg.kind == cpu::CellKind::kLstm) {
+    py::array_t<T> d = new_array<T>({B, H});
+    grads.dc0 = d.mutable_data();
+    dc0 = d;
+  }
+  {
+    py::gil_scoped_release release;
+    cpu::recurrent_backward(cfg, in, saved, incoming, grads);
+  }
+  return py::make_tuple(dx, dh0, dc0, dkernel, drecurrent, dbias);
+}
+
+bool is_float64(const py::array& x) {
+  if (py::isinstance<py::array_t<double>>(x)) return true;
+  if (py::isinstance<py::array_t<float>>(x)) return false;
+  throw py::type_error("x: expected float32 or float64");
+}
+
+}  // namespace
+
+void register_recurrent(py::module_& m) {
+  m.def(
+      "recurrent_forward",
+      [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,
+         const py::array& kernel, const py::array& recurrent, const py::array& bias, const py::object& mask,
+         const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
+         const std::string& activation, bool reset_after) {
+        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
+        return is_float64(x) ? forward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
+                                                    recurrent_dropout, go_backwards)
+                             : forward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
+                                                   recurrent_dropout, go_backwards);
+      },
+      py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
+      py::arg("bias"), py::arg("mask"), py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"),
+      py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"),
+      "Fused forward pass over a whole sequence. Returns (outputs, h_last, c_last, gates, hprev, aux).");
+  m.def(
+      "recurrent_backward",
+      [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,
+         const py::array& kernel, const py::array& recurrent, const py::array& bias, const py::object& mask,
+         const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
+         const std::string& activation, bool reset_after, const py::array& gates, const py::array& hprev,
+         const py::object& aux, const py::object& d_outputs, const py::object& d_h_last,
+         const py::object& d_c_last) {
+        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
+        return is_float64(x) ? backward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
+                                                     recurrent_dropout, go_backwards, gates, hprev, aux,
+                                                     d_outputs, d_h_last, d_c_last)
+                             : backward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
+                                                    recurrent_dropout, go_backwards, gates, hprev, aux,
+                                                    d_outputs, d_h_last, d_c_last);
+      },
+      py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
+      py::arg("bias"), py::arg("mask"), py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"),
+      py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"), py::arg("gates"), py::arg("hprev"),
+      py::arg("aux"), py::arg("d_outputs"), py::arg("d_h_last"), py::arg("d_c_last"),
+      "Fused backward pass. Returns (dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias).");
+}
+
+}  // namespace bindings
+}  // namespace fusedrnn

@@ -1,0 +1,21 @@
+#include "cpu/parallel.h"
+
+#include <atomic>
+
+namespace fusedrnn {
+namespace cpu {
+namespace {
+// Read once from the OpenMP runtime (which honours OMP_NUM_THREADS), then owned here so that a
+// setting made from any Python thread applies to kernels launched from every thread.
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> n{omp_get_max_threads()};
+  return n;
+}
+}  // namespace
+
+int num_threads() { return thread_setting().load(); }
+
+void set_num_threads(int n) { thread_setting().store(n < 1 ? 1 : n); }
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,55 @@
+// Threading for the CPU backend: how many threads run, how work is split between them, and a
+// GEMM that each thread of a parallel region computes a slice of.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "cpu/blas.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+// Number of OpenMP threads the kernels use (set_num_threads / OMP_NUM_THREADS).
+int num_threads();
+void set_num_threads(int n);
+
+// Half-open range [begin, end) of a split of `n` items between `parts` workers, with every
+// boundary but the last on a multiple of `align` (keeps vector loops and GEMM panels whole).
+struct Range {
+  int begin;
+  int end;
+  int size() const { return end - begin; }
+};
+
+inline Range split_range(int n, int part, int parts, int align = 16) {
+  const int chunks = (n + align - 1) / align;
+  const int per = chunks / parts;
+  const int extra = chunks % parts;
+  const int first = part * per + std::min(part, extra);
+  const int count = per + (part < extra ? 1 : 0);
+  return {std::min(n, first * align), std::min(n, (first + count) * align)};
+}
+
+// Inside a parallel region: thread `tid` of `nt` computes its share of
+// C[M,N] = alpha * op(A) op(B) + beta * C, split along the longer of M and N.
+template <typename T>
+void gemm_share(int tid, int nt, bool trans_a, bool trans_b, int m, int n, int k, T alpha,
+                const T* a, int lda, const T* b, int ldb, T beta, T* c, int ldc) {
+  if (m >= n) {
+    const Range r = split_range(m, tid, nt);
+    if (r.size() <= 0) return;
+    const T* a_part = trans_a ? a + r.begin : a + static_cast<long>(r.begin) * lda;
+    gemm(trans_a, trans_b, r.size(), n, k, alpha, a_part, lda, b, ldb, beta,
+         c + static_cast<long>(r.begin) * ldc, ldc);
+  } else {
+    const Range r = split_range(n, tid, nt);
+    if (r.size() <= 0) return;
+    const T* b_part = trans_b ? b + static_cast<long>(r.begin) * ldb : b + r.begin;
+    gemm(trans_a, trans_b, m, r.size(), k, alpha, a, lda, b_part, ldb, beta, c + r.begin, ldc);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,68 @@
+// Public entry points of the CPU recurrent kernels (SimpleRNN, LSTM, GRU), used by the bindings.
+#pragma once
+
+#include "cpu/sequence.h"
+#include "fusedrnn/cell_math.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+enum class CellKind { kRnn, kLstm, kGru };
+
+struct CellConfig {
+  CellKind kind = CellKind::kLstm;
+  math::Activation activation = math::Activation::kTanh;  // SimpleRNN only
+  bool reset_after = true;                                // GRU only
+  int gates() const { return kind == CellKind::kLstm ? 4 : (kind == CellKind::kGru ? 3 : 1); }
+};
+
+// What the forward pass saves for the backward pass, all (B, T, .) in input-time order:
+//   gates (B, T, G*H): the activated gate values (RNN: h; LSTM: i, f, c~, o; GRU: z, r, hh),
+//                      zero on masked steps;
+//   hprev (B, T, H):   the hidden state entering each step;
+//   aux   (B, T, H):   LSTM: the cell state after each step; GRU reset_after: the recurrent
+//                      candidate term h_prev U_h + b; GRU reset_before: r * h_prev (dropped
+//                      out); unused (may be null) for SimpleRNN.
+template <typename T>
+struct SavedSequence {
+  T* gates;
+  T* hprev;
+  T* aux;
+};
+
+template <typename T>
+struct ForwardOutputs {
+  T* outputs;  // (B, T, H), in processing order
+  T* h_last;   // (B, H)
+  T* c_last;   // (B, H), LSTM only
+};
+
+template <typename T>
+struct IncomingGrads {
+  const T* d_outputs;  // (B, T, H) or null
+  const T* d_h_last;   // (B, H) or null
+  const T* d_c_last;   // (B, H) or null, LSTM only
+};
+
+template <typename T>
+struct SequenceGrads {
+  T* dx;               // (B, T, I)
+  T* dh0;              // (B, H)
+  T* dc0;              // (B, H), LSTM only
+  T* dkernel;          // (I, G*H)
+  T* drecurrent;       // (H, G*H)
+  T* dbias;            // (G*H,)
+  T* drecurrent_bias;  // (G*H,), GRU reset_after only
+};
+
+// Runs the whole sequence. h0 and (LSTM) c0 must be set; `in.gates` must equal cfg.gates().
+template <typename T>
+void recurrent_forward(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
+                       const ForwardOutputs<T>& out);
+
+template <typename T>
+void recurrent_backward(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
+                        const IncomingGrads<T>& incoming, const SequenceGrads<T>& grads);
+
+}  // namespace cpu
+}  // namespace fusedrnn

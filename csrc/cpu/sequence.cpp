@@ -1,0 +1,147 @@
+#include "cpu/sequence.h"
+
+#include <atomic>
+
+namespace fusedrnn {
+namespace cpu {
+
+namespace {
+std::atomic<bool> g_poison{false};
+
+// dst[b, t, :] = src[b, t, :] * m[b, :] for this thread's share of the B*T rows.
+template <typename T>
+void masked_rows_share(int tid, int nt, const T* src, const T* m, int B, int steps, int d, T* dst) {
+  const Range r = split_range(B * steps, tid, nt, 1);
+  for (int row = r.begin; row < r.end; ++row) {
+    const T* mb = m + static_cast<long>(row / steps) * d;
+    const T* s = src + static_cast<long>(row) * d;
+    T* o = dst + static_cast<long>(row) * d;
+    for (int k = 0; k < d; ++k) o[k] = s[k] * mb[k];
+  }
+}
+}  // namespace
+
+bool poison_outputs() { return g_poison.load(); }
+void set_poison_outputs(bool on) { g_poison.store(on); }
+
+template <typename T>
+void column_sums_share(int tid, int nt, const T* a, long rows, int cols, int lda, T* out) {
+  const Range r = split_range(cols, tid, nt);
+  for (int c = r.begin; c < r.end; ++c) out[c] = T(0);
+  for (long row = 0; row < rows; ++row) {
+    const T* ar = a + row * lda;
+    for (int c = r.begin; c < r.end; ++c) out[c] += ar[c];
+  }
+}
+
+template <typename T>
+void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch) {
+  const int BT = in.batch * in.steps, I = in.input_size, H = in.units, GH = in.width();
+  // Bias first (every row), then accumulate the GEMMs into it.
+  const Range rows = split_range(BT, tid, nt, 1);
+  for (int row = rows.begin; row < rows.end; ++row) {
+    T* g = gx + static_cast<long>(row) * GH;
+    for (int c = 0; c < GH; ++c) g[c] = in.bias ? in.bias[c] : T(0);
+  }
+  if (in.dropout == nullptr) {
+#pragma omp barrier
+    gemm_share(tid, nt, false, false, BT, GH, I, T(1), in.x, I, in.kernel, GH, T(1), gx, GH);
+  } else {
+    // Each distinct mask: build x * mask once, project the gates that use it.
+    for (int m = 0; m < in.n_dropout; ++m) {
+#pragma omp barrier
+      masked_rows_share(tid, nt, in.x, in.dropout + static_cast<long>(m) * in.batch * I, in.batch,
+                        in.steps, I, scratch);
+#pragma omp barrier
+      const int g0 = in.n_dropout == 1 ? 0 : m, g1 = in.n_dropout == 1 ? in.gates : m + 1;
+      gemm_share(tid, nt, false, false, BT, (g1 - g0) * H, I, T(1), scratch, I, in.kernel + g0 * H, GH,
+                 T(1), gx + g0 * H, GH);
+    }
+  }
+#pragma omp barrier
+}
+
+template <typename T>
+void input_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel,
+                     T* dbias, T* scratch) {
+  const int B = in.batch, BT = B * in.steps, I = in.input_size, H = in.units, GH = in.width();
+  if (dbias != nullptr) column_sums_share(tid, nt, dgx, BT, GH, GH, dbias);
+  // d_kernel: x^T dgx, with x dropped out by the mask of each gate.
+  if (in.dropout == nullptr) {
+    gemm_share(tid, nt, true, false, I, GH, BT, T(1), in.x, I, dgx, GH, T(0), dkernel, GH);
+  } else {
+    for (int m = 0; m < in.n_dropout; ++m) {
+      masked_rows_share(tid, nt, in.x, in.dropout + static_cast<long>(m) * B * I, B, in.steps, I, scratch);
+#pragma omp barrier
+      const int g0 = in.n_dropout == 1 ? 0 : m, g1 = in.n_dropout == 1 ? in.gates : m + 1;
+      gemm_share(tid, nt, true, false, I, (g1 - g0) * H, BT, T(1), scratch, I, dgx + g0 * H, GH, T(0),
+                 dkernel + g0 * H, GH);
+#pragma omp barrier
+    }
+  }
+  // dx = sum_g (dgx_g kernel_g^T) * dropout_g, split by rows so each thread owns its rows.
+  const Range r = split_range(BT, tid, nt, 1);
+  if (r.size() > 0) {
+    T* dxr = dx + static_cast<long>(r.begin) * I;
+    const T* dgr = dgx + static_cast<long>(r.begin) * GH;
+    if (in.dropout == nullptr || in.n_dropout == 1) {
+      gemm(false, true, r.size(), I, GH, T(1), dgr, GH, in.kernel, GH, T(0), dxr, I);
+      if (in.dropout != nullptr) {
+        for (int row = r.begin; row < r.end; ++row) {
+          const T* m = in.dropout + static_cast<long>(row / in.steps) * I;
+          for (int k = 0; k < I; ++k) dx[static_cast<long>(row) * I + k] *= m[k];
+        }
+      }
+    } else {
+      std::vector<T> part(static_cast<size_t>(r.size()) * I);
+      for (long k = 0; k < static_cast<long>(r.size()) * I; ++k) dxr[k] = T(0);
+      for (int g = 0; g < in.gates; ++g) {
+        gemm(false, true, r.size(), I, H, T(1), dgr + g * H, GH, in.kernel + g * H, GH, T(0), part.data(), I);
+        const T* mg = in.dropout_of_gate(g);
+        for (int row = r.begin; row < r.end; ++row) {
+          const T* m = mg + static_cast<long>(row / in.steps) * I;
+          const T* p = part.data() + static_cast<long>(row - r.begin) * I;
+          T* o = dx + static_cast<long>(row) * I;
+          for (int k = 0; k < I; ++k) o[k] += p[k] * m[k];
+        }
+      }
+    }
+  }
+#pragma omp barrier
+}
+
+template <typename T>
+void recurrent_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
+                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
+                         T* scratch) {
+  const int B = in.batch, BT = B * in.steps, H = in.units, GH = in.width();
+  if (drecurrent_bias != nullptr) {
+    column_sums_share(tid, nt, dgrec + g_begin * H, BT, (g_end - g_begin) * H, GH, drecurrent_bias + g_begin * H);
+  }
+  if (!apply_dropout || in.recurrent_dropout == nullptr) {
+    gemm_share(tid, nt, true, false, H, (g_end - g_begin) * H, BT, T(1), left, H, dgrec + g_begin * H, GH,
+               T(0), drecurrent + g_begin * H, GH);
+  } else {
+    for (int g = g_begin; g < g_end; ++g) {
+      masked_rows_share(tid, nt, left, in.recurrent_dropout_of_gate(g), B, in.steps, H, scratch);
+#pragma omp barrier
+      gemm_share(tid, nt, true, false, H, H, BT, T(1), scratch, H, dgrec + g * H, GH, T(0),
+                 drecurrent + g * H, GH);
+#pragma omp barrier
+    }
+  }
+#pragma omp barrier
+}
+
+#define FUSEDRNN_INSTANTIATE(T)                                                                        \
+  template void column_sums_share<T>(int, int, const T*, long, int, int, T*);                         \
+  template void input_projection<T>(int, int, const SequenceInputs<T>&, T*, T*);                      \
+  template void input_gradients<T>(int, int, const SequenceInputs<T>&, const T*, T*, T*, T*, T*);     \
+  template void recurrent_gradients<T>(int, int, const SequenceInputs<T>&, const T*, bool, const T*,  \
+                                       int, int, T*, T*, T*);
+FUSEDRNN_INSTANTIATE(float)
+FUSEDRNN_INSTANTIATE(double)
+#undef FUSEDRNN_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,168 @@
+// What the CPU recurrent kernels share: the description of a sequence problem, the work
+// buffers, and the GEMM-shaped pieces common to every cell (input projection, the recurrent
+// matmul of one thread's units, back-propagation through the recurrent kernel and the weight
+// gradients over all steps).
+//
+// Layout conventions (all row-major, batch-major like Keras):
+//   x (B, T, I); states (B, H); kernel (I, G*H); recurrent kernel (H, G*H); G gates of H units,
+//   in Keras's gate order. Work buffers indexed by time are (B, T, ...) in input-time order t;
+//   the outputs are in processing order s (t = T-1-s when go_backwards), as Keras returns them.
+//
+// Threading: each kernel runs one OpenMP parallel region. During the time loop every thread
+// owns a contiguous slice of hidden units (split_range) and computes all gates of those units,
+// so the gate math needs no synchronisation; one barrier per step publishes the new state.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/parallel.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+// Inputs of one recurrent op. Pointers are to contiguous arrays; optional ones may be null.
+template <typename T>
+struct SequenceInputs {
+  int batch = 0, steps = 0, input_size = 0, units = 0, gates = 1;
+  const T* x = nullptr;               // (B, T, I)
+  const T* h0 = nullptr;              // (B, H)
+  const T* c0 = nullptr;              // (B, H), LSTM only
+  const T* kernel = nullptr;          // (I, G*H)
+  const T* recurrent = nullptr;       // (H, G*H)
+  const T* bias = nullptr;            // (G*H,): added to the input projection
+  const T* recurrent_bias = nullptr;  // (G*H,): GRU reset_after only
+  const uint8_t* mask = nullptr;      // (B, T): 1 = step is processed
+  const T* dropout = nullptr;         // (n_dropout, B, I), n_dropout in {1, G}
+  int n_dropout = 0;
+  const T* recurrent_dropout = nullptr;  // (n_recurrent_dropout, B, H)
+  int n_recurrent_dropout = 0;
+  bool go_backwards = false;
+
+  int width() const { return gates * units; }
+  int time_of_step(int s) const { return go_backwards ? steps - 1 - s : s; }
+  bool active(int b, int t) const { return mask == nullptr || mask[b * steps + t] != 0; }
+  const T* dropout_of_gate(int g) const {
+    return dropout == nullptr ? nullptr
+                              : dropout + static_cast<long>(n_dropout == 1 ? 0 : g) * batch * input_size;
+  }
+  const T* recurrent_dropout_of_gate(int g) const {
+    return recurrent_dropout == nullptr
+               ? nullptr
+               : recurrent_dropout + static_cast<long>(n_recurrent_dropout == 1 ? 0 : g) * batch * units;
+  }
+};
+
+// First processing step s at which row b is unmasked (steps when never): Keras emits zeros as
+// the output of the masked steps before it and repeats the last output after it.
+template <typename T>
+std::vector<int> first_active_steps(const SequenceInputs<T>& in) {
+  std::vector<int> first(in.batch, 0);
+  if (in.mask == nullptr) return first;
+  for (int b = 0; b < in.batch; ++b) {
+    int s = 0;
+    while (s < in.steps && !in.active(b, in.time_of_step(s))) ++s;
+    first[b] = s;
+  }
+  return first;
+}
+
+// The left operand of the per-step recurrent matmul for gate g: h_{s-1} as it enters that
+// gate, either the state itself (row t of the (B, T, H) buffer `hprev`) or its dropped-out
+// copy in `dropped` (one (B, H) slab per distinct recurrent dropout mask).
+template <typename T>
+struct RecurrentOperand {
+  const T* state;   // h_{s-1}, leading dimension state_ld
+  int state_ld;
+  const T* dropped; // null without recurrent dropout
+  int n_dropped;
+  int batch, units;
+  const T* gate(int g) const {
+    if (dropped == nullptr) return state;
+    return dropped + static_cast<long>(n_dropped == 1 ? 0 : g) * batch * units;
+  }
+  int ld() const { return dropped == nullptr ? state_ld : units; }
+};
+
+// C[:, g*H + own] += op(gate g) * U[:, g*H + own] for g in [g_begin, g_end), own = `cols`.
+// C is the (B, G*H) slab of one step with leading dimension ldc.
+template <typename T>
+void recurrent_matmul_share(const SequenceInputs<T>& in, const RecurrentOperand<T>& h, Range cols,
+                            int g_begin, int g_end, T* c, int ldc) {
+  const int H = in.units, GH = in.width();
+  if (cols.size() <= 0) return;
+  // One call per gate: the thread's columns are not contiguous across gates.
+  for (int g = g_begin; g < g_end; ++g) {
+    gemm(false, false, in.batch, cols.size(), H, T(1), h.gate(g), h.ld(),
+         in.recurrent + g * H + cols.begin, GH, T(1), c + g * H + cols.begin, ldc);
+  }
+}
+
+// Writes the dropped-out copies of the new state for this thread's units:
+// dropped[m][b, own] = h[b, own] * recurrent_dropout[m][b, own].
+template <typename T>
+void write_dropped_state(const SequenceInputs<T>& in, const T* h, int h_ld, Range cols, T* dropped) {
+  if (in.recurrent_dropout == nullptr) return;
+  const int H = in.units;
+  for (int m = 0; m < in.n_recurrent_dropout; ++m) {
+    const T* rm = in.recurrent_dropout + static_cast<long>(m) * in.batch * H;
+    T* out = dropped + static_cast<long>(m) * in.batch * H;
+    for (int b = 0; b < in.batch; ++b) {
+      for (int j = cols.begin; j < cols.end; ++j) out[b * H + j] = h[static_cast<long>(b) * h_ld + j] * rm[b * H + j];
+    }
+  }
+}
+
+// dh[:, own] += sum_g (dG_g U_g[own, :]^T) * recurrent_dropout_g[:, own] for g in [g_begin,
+// g_end): back-propagation of one step's recurrent pre-activation gradients (dg, (B, G*H) with
+// leading dimension ldg) into the previous state. `scratch` holds B * cols.size() values.
+template <typename T>
+void recurrent_backprop_share(const SequenceInputs<T>& in, const T* dg, int ldg, Range cols,
+                              int g_begin, int g_end, T* dh, T* scratch) {
+  const int H = in.units, GH = in.width(), B = in.batch, n = cols.size();
+  if (n <= 0) return;
+  if (in.recurrent_dropout == nullptr) {
+    // One GEMM over the contiguous gate block: K = (g_end - g_begin) * H.
+    gemm(false, true, B, n, (g_end - g_begin) * H, T(1), dg + g_begin * H, ldg,
+         in.recurrent + static_cast<long>(cols.begin) * GH + g_begin * H, GH, T(1), dh + cols.begin, H);
+    return;
+  }
+  for (int g = g_begin; g < g_end; ++g) {
+    gemm(false, true, B, n, H, T(1), dg + g * H, ldg, in.recurrent + static_cast<long>(cols.begin) * GH + g * H,
+         GH, T(0), scratch, n);
+    const T* rm = in.recurrent_dropout_of_gate(g);
+    for (int b = 0; b < B; ++b) {
+      for (int j = 0; j < n; ++j) dh[b * H + cols.begin + j] += scratch[b * n + j] * rm[b * H + cols.begin + j];
+    }
+  }
+}
+
+// gx[(b,t), :] = (x[b,t,:] * dropout_g[b,:]) kernel[:, gate g] + bias for every gate: the input
+// projection of all steps at once. `scratch` holds B*T*I values when dropout is on.
+template <typename T>
+void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch);
+
+// Input-side gradients from gx-gradients dgx (B*T, G*H): dx, d_kernel and d_bias (summed over
+// rows; d_bias may be null). `scratch` holds B*T*I values. Ends with a barrier.
+template <typename T>
+void input_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel,
+                     T* dbias, T* scratch);
+
+// d_recurrent[:, gates g_begin..g_end) = sum over (b,t) of (left * recurrent_dropout_g)^T dgrec
+// where left is (B, T, H); with apply_dropout false the dropout masks are not applied (the left
+// operand already holds them). d_recurrent_bias (may be null) gets the column sums of dgrec.
+template <typename T>
+void recurrent_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
+                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
+                         T* scratch);
+
+// Column sums of a (rows, cols) matrix split between threads: out[c] = sum_r a[r, c].
+template <typename T>
+void column_sums_share(int tid, int nt, const T* a, long rows, int cols, int lda, T* out);
+
+// Fills a buffer with NaN when output poisoning is on (a test hook, see bindings).
+bool poison_outputs();
+void set_poison_outputs(bool on);
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,41 @@
+"""fusedrnn: fused C++ kernels for SimpleRNN, LSTM and GRU, numerically identical to Keras.
+
+Quick start::
+
+    import numpy as np, fusedrnn
+    layer = fusedrnn.LSTM(64, return_sequences=True)
+    y = layer(np.random.rand(8, 20, 32).astype(np.float32))    # (8, 20, 64)
+    dx = layer.backward(np.ones_like(y))                       # fills layer.grads
+
+Functional ops (forward/backward with explicit caches) live in :mod:`fusedrnn.ops`.
+"""
+
+from __future__ import annotations
+
+from fusedrnn._blas import preload_openblas
+
+preload_openblas()
+
+from fusedrnn import _C  # noqa: E402
+from fusedrnn import ops  # noqa: E402
+try:
+    from fusedrnn.layers import GRU, LSTM, SimpleRNN  # noqa: E402
+except ImportError:
+    pass
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n: int) -> None:
+    """Set how many threads the CPU kernels use (default: ``OMP_NUM_THREADS`` or all cores)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """How many threads the CPU kernels use."""
+    return int(_C.get_num_threads())
+
+
+__all__ = ["GRU", "LSTM", "SimpleRNN", "get_num_threads", "ops", "set_num_threads", "__version__"]

@@ -1,0 +1,1 @@
+"""Layers with Keras\x27s constructor arguments and weight layout."""
