@@ -1,6 +1,10 @@
-// The three recurrent cells as policies of the shared time loop (recurrent_driver.h). Each
-// step function handles the thread's own hidden units `own` of every batch row; the gate math
-// itself comes from the shared host/device header fusedrnn/cell_math.h.
+// The three recurrent cells as policies of the shared time loop (recurrent_driver.h).
+//
+// Each step handles the thread's own hidden units [j0, j1) of every batch row. The per-row
+// loops are small functions over __restrict pointers so that the compiler vectorises them
+// (note: `#pragma omp simd` is avoided on purpose: with the gate structs of cell_math.h as
+// locals it makes GCC keep them in memory and give up vectorising). The gate math itself is
+// the shared host/device header fusedrnn/cell_math.h.
 #pragma once
 
 #include "cpu/recurrent_driver.h"
@@ -8,34 +12,71 @@
 namespace fusedrnn {
 namespace cpu {
 
+namespace rows {
+
+template <typename T>
+void zero_gates(int j0, int j1, int H, int gates, T* __restrict g) {
+  for (int k = 0; k < gates; ++k)
+    for (int j = j0; j < j1; ++j) g[k * H + j] = T(0);
+}
+
+// A masked step forward: the state is carried over, the saved gates are zero.
+template <typename T>
+void carry(int j0, int j1, int H, int gates, const T* __restrict hp, T* __restrict g, T* __restrict hn) {
+  zero_gates(j0, j1, H, gates, g);
+  for (int j = j0; j < j1; ++j) hn[j] = hp[j];
+}
+
+// A masked step backward: the state gradient passes through, the gate gradients are zero.
+template <typename T>
+void pass_through(int j0, int j1, int H, int gates, const T* __restrict dout, T* __restrict dg, T* __restrict dh) {
+  zero_gates(j0, j1, H, gates, dg);
+  for (int j = j0; j < j1; ++j) dh[j] += dout[j];
+}
+
+}  // namespace rows
+
 // Back-propagates the recurrent gradients of the step at time t_next, gates [g0, g1), into
 // dh[:, own] (the state entering that step).
 template <typename T>
 void backprop_gates(BackwardStep<T>& st, const T* dg, int t_next, int g0, int g1) {
-  recurrent_backprop_share(st.in, dg + static_cast<long>(t_next) * st.in.width(),
+  recurrent_backprop_share(st.in, *st.packed_t, dg + static_cast<long>(t_next) * st.in.width(),
                            st.in.steps * st.in.width(), st.own, g0, g1, st.dh, st.scratch);
 }
 
 // ---------------------------------------------------------------------------------------------
+// SimpleRNN. Saved gates: h itself (the activation's output).
 struct RnnCell {
   math::Activation activation;
 
   bool separate_recurrent_grads() const { return false; }
 
   template <typename T>
+  static void forward_row(math::Activation act, int j0, int j1, T* __restrict g, T* __restrict hn) {
+    for (int j = j0; j < j1; ++j) {
+      const T h = math::activate(act, g[j]);
+      g[j] = h;
+      hn[j] = h;
+    }
+  }
+
+  template <typename T>
+  static void backward_row(math::Activation act, int j0, int j1, const T* __restrict g, const T* __restrict dout,
+                           T* __restrict dh, T* __restrict dg) {
+    for (int j = j0; j < j1; ++j) {
+      dg[j] = math::rnn_backward(act, g[j], dh[j] + dout[j]);
+      dh[j] = T(0);
+    }
+  }
+
+  template <typename T>
   void forward_step(ForwardStep<T>& st) const {
-    const int H = st.in.units;
-    recurrent_matmul_share(st.in, st.h, st.own, 0, 1, st.saved.gates + static_cast<long>(st.t) * H,
+    const int H = st.in.units, j0 = st.own.begin, j1 = st.own.end;
+    recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 1, st.saved.gates + static_cast<long>(st.t) * H,
                            st.in.steps * H);
     for (int b = 0; b < st.in.batch; ++b) {
-      T* g = st.gates(b);
-      const T* hp = st.h_prev(b);
-      T* hn = st.h_new(b);
-      if (st.in.active(b, st.t)) {
-        for (int j = st.own.begin; j < st.own.end; ++j) hn[j] = g[j] = math::activate(activation, g[j]);
-      } else {
-        for (int j = st.own.begin; j < st.own.end; ++j) { g[j] = T(0); hn[j] = hp[j]; }
-      }
+      if (st.in.active(b, st.t)) forward_row(activation, j0, j1, st.gates(b), st.h_new(b));
+      else rows::carry(j0, j1, H, 1, st.h_prev(b), st.gates(b), st.h_new(b));
     }
   }
 
@@ -44,18 +85,11 @@ struct RnnCell {
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
-    const int H = st.in.units;
+    const int H = st.in.units, j0 = st.own.begin, j1 = st.own.end;
     for (int b = 0; b < st.in.batch; ++b) {
-      const T* g = st.gates(b);
-      const T* dout = st.d_output(b);
-      T* dg = st.dgx_row(b);
       T* dh = st.dh + b * H;
-      const bool active = st.in.active(b, st.t);
-      for (int j = st.own.begin; j < st.own.end; ++j) {
-        const T d = dh[j] + (dout ? dout[j] : T(0));
-        dg[j] = active ? math::rnn_backward(activation, g[j], d) : T(0);
-        dh[j] = active ? T(0) : d;
-      }
+      if (st.in.active(b, st.t)) backward_row(activation, j0, j1, st.gates(b), st.d_output(b), dh, st.dgx_row(b));
+      else rows::pass_through(j0, j1, H, 1, st.d_output(b), st.dgx_row(b), dh);
     }
   }
 
@@ -69,6 +103,7 @@ struct RnnCell {
 };
 
 // ---------------------------------------------------------------------------------------------
+// LSTM. Saved gates: i, f, c~ (g), o after their activations; aux: the cell state.
 struct LstmCell {
   bool separate_recurrent_grads() const { return false; }
 
@@ -81,33 +116,53 @@ struct LstmCell {
   }
 
   template <typename T>
+  static void forward_row(int j0, int j1, int H, const T* __restrict cp, T* __restrict g, T* __restrict c,
+                          T* __restrict hn) {
+    for (int j = j0; j < j1; ++j) {
+      const math::LstmGates<T> a = math::lstm_activate(g[j], g[H + j], g[2 * H + j], g[3 * H + j]);
+      g[j] = a.i;
+      g[H + j] = a.f;
+      g[2 * H + j] = a.g;
+      g[3 * H + j] = a.o;
+      const T cn = math::lstm_cell_state(a, cp[j]);
+      c[j] = cn;
+      hn[j] = math::lstm_hidden(a, cn);
+    }
+  }
+
+  template <typename T>
+  static void backward_row(int j0, int j1, int H, const T* __restrict g, const T* __restrict c,
+                           const T* __restrict cp, const T* __restrict dout, T* __restrict dh, T* __restrict dc,
+                           T* __restrict dg) {
+    for (int j = j0; j < j1; ++j) {
+      const math::LstmGates<T> a{g[j], g[H + j], g[2 * H + j], g[3 * H + j]};
+      const math::LstmGrads<T> d = math::lstm_backward(a, c[j], cp[j], dh[j] + dout[j], dc[j]);
+      dg[j] = d.dzi;
+      dg[H + j] = d.dzf;
+      dg[2 * H + j] = d.dzc;
+      dg[3 * H + j] = d.dzo;
+      dc[j] = d.dc_prev;
+      dh[j] = T(0);
+    }
+  }
+
+  template <typename T>
   void forward_step(ForwardStep<T>& st) const {
-    const int H = st.in.units, GH = st.in.width();
-    recurrent_matmul_share(st.in, st.h, st.own, 0, 4, st.saved.gates + static_cast<long>(st.t) * GH,
+    const int H = st.in.units, GH = st.in.width(), j0 = st.own.begin, j1 = st.own.end;
+    recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 4, st.saved.gates + static_cast<long>(st.t) * GH,
                            st.in.steps * GH);
     const bool last = st.s + 1 == st.in.steps;
     for (int b = 0; b < st.in.batch; ++b) {
-      T* g = st.gates(b);
-      const T* hp = st.h_prev(b);
       const T* cp = c_prev(st, b);
       T* c = st.saved.aux + st.row(b) * H;
-      T* hn = st.h_new(b);
       if (st.in.active(b, st.t)) {
-        for (int j = st.own.begin; j < st.own.end; ++j) {
-          const math::LstmGates<T> a = math::lstm_activate(g[j], g[H + j], g[2 * H + j], g[3 * H + j]);
-          g[j] = a.i; g[H + j] = a.f; g[2 * H + j] = a.g; g[3 * H + j] = a.o;
-          c[j] = math::lstm_cell_state(a, cp[j]);
-          hn[j] = math::lstm_hidden(a, c[j]);
-        }
+        forward_row(j0, j1, H, cp, st.gates(b), c, st.h_new(b));
       } else {
-        for (int j = st.own.begin; j < st.own.end; ++j) {
-          g[j] = g[H + j] = g[2 * H + j] = g[3 * H + j] = T(0);
-          c[j] = cp[j];
-          hn[j] = hp[j];
-        }
+        rows::carry(j0, j1, H, 4, st.h_prev(b), st.gates(b), st.h_new(b));
+        for (int j = j0; j < j1; ++j) c[j] = cp[j];
       }
       if (last)
-        for (int j = st.own.begin; j < st.own.end; ++j) st.out.c_last[b * H + j] = c[j];
+        for (int j = j0; j < j1; ++j) st.out.c_last[b * H + j] = c[j];
     }
   }
 
@@ -116,29 +171,14 @@ struct LstmCell {
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
-    const int H = st.in.units;
+    const int H = st.in.units, j0 = st.own.begin, j1 = st.own.end;
     for (int b = 0; b < st.in.batch; ++b) {
-      const T* g = st.gates(b);
-      const T* dout = st.d_output(b);
-      T* dg = st.dgx_row(b);
       T* dh = st.dh + b * H;
-      T* dc = st.dc + b * H;
-      if (st.in.active(b, st.t)) {
-        const T* c = st.saved.aux + st.row(b) * H;
-        const T* cp = c_prev(st, b);
-        for (int j = st.own.begin; j < st.own.end; ++j) {
-          const math::LstmGates<T> a{g[j], g[H + j], g[2 * H + j], g[3 * H + j]};
-          const math::LstmGrads<T> d = math::lstm_backward(a, c[j], cp[j], dh[j] + (dout ? dout[j] : T(0)), dc[j]);
-          dg[j] = d.dzi; dg[H + j] = d.dzf; dg[2 * H + j] = d.dzc; dg[3 * H + j] = d.dzo;
-          dc[j] = d.dc_prev;
-          dh[j] = T(0);
-        }
-      } else {
-        for (int j = st.own.begin; j < st.own.end; ++j) {
-          dg[j] = dg[H + j] = dg[2 * H + j] = dg[3 * H + j] = T(0);
-          dh[j] += dout ? dout[j] : T(0);
-        }
-      }
+      if (st.in.active(b, st.t))
+        backward_row(j0, j1, H, st.gates(b), st.saved.aux + st.row(b) * H, c_prev(st, b), st.d_output(b), dh,
+                     st.dc + b * H, st.dgx_row(b));
+      else
+        rows::pass_through(j0, j1, H, 4, st.d_output(b), st.dgx_row(b), dh);  // dc passes unchanged
     }
   }
 
@@ -152,145 +192,172 @@ struct LstmCell {
 };
 
 // ---------------------------------------------------------------------------------------------
+// GRU. Saved gates: z, r, hh after their activations; aux: the candidate's recurrent term
+// h_prev U_h + b_h (reset_after) or r * h_prev (reset before, with recurrent dropout applied).
 struct GruCell {
   bool reset_after;
 
   bool separate_recurrent_grads() const { return reset_after; }
 
+  // reset_after=True: z, r, hh and h of one row, given x-projections in g and h U_h in rh.
+  template <typename T>
+  static void forward_row_after(int j0, int j1, int H, const T* __restrict br, const T* __restrict hp,
+                                T* __restrict g, T* __restrict rh, T* __restrict hn) {
+    for (int j = j0; j < j1; ++j) {
+      const T z = math::sigmoid(g[j] + br[j]);
+      const T r = math::sigmoid(g[H + j] + br[H + j]);
+      const T rec = rh[j] + br[2 * H + j];
+      const T hh = math::tanh_(g[2 * H + j] + r * rec);
+      rh[j] = rec;
+      g[j] = z;
+      g[H + j] = r;
+      g[2 * H + j] = hh;
+      hn[j] = math::gru_hidden(z, hh, hp[j]);
+    }
+  }
+
+  // reset_after=False, first half: z and r, and r * h_prev for the candidate's matmul.
+  template <typename T>
+  static void gates_row_before(int j0, int j1, int H, const T* __restrict hd, T* __restrict g, T* __restrict rh) {
+    for (int j = j0; j < j1; ++j) {
+      const T z = math::sigmoid(g[j]);
+      const T r = math::sigmoid(g[H + j]);
+      g[j] = z;
+      g[H + j] = r;
+      rh[j] = r * hd[j];
+    }
+  }
+
+  // reset_after=False, second half: hh and h once (r * h_prev) U_h has been added to g's h-part.
+  template <typename T>
+  static void candidate_row_before(int j0, int j1, int H, const T* __restrict hp, T* __restrict g,
+                                   T* __restrict hn) {
+    for (int j = j0; j < j1; ++j) {
+      const T hh = math::tanh_(g[2 * H + j]);
+      g[2 * H + j] = hh;
+      hn[j] = math::gru_hidden(g[j], hh, hp[j]);
+    }
+  }
+
+  // Backward through h = z h_prev + (1 - z) hh and the z and hh non-linearities (both modes).
+  template <typename T>
+  static void backward_row_before(int j0, int j1, int H, const T* __restrict g, const T* __restrict hp,
+                                  const T* __restrict dout, T* __restrict dh, T* __restrict dgx) {
+    for (int j = j0; j < j1; ++j) {
+      const math::GruGrads<T> d = math::gru_backward(g[j], g[2 * H + j], hp[j], dh[j] + dout[j]);
+      dgx[j] = d.dzz;
+      dgx[2 * H + j] = d.dzh;
+      dh[j] = d.dh_prev;
+    }
+  }
+
+  // reset_after=True: the same plus r and the recurrent candidate term (dgrec's three parts).
+  template <typename T>
+  static void backward_row_after(int j0, int j1, int H, const T* __restrict g, const T* __restrict hp,
+                                 const T* __restrict rh, const T* __restrict dout, T* __restrict dh,
+                                 T* __restrict dgx, T* __restrict dgrec) {
+    for (int j = j0; j < j1; ++j) {
+      const math::GruGrads<T> d = math::gru_backward(g[j], g[2 * H + j], hp[j], dh[j] + dout[j]);
+      const T r = g[H + j];
+      const T dr = math::sigmoid_backward(r, d.dzh * rh[j]);
+      dgx[j] = d.dzz;
+      dgx[H + j] = dr;
+      dgx[2 * H + j] = d.dzh;
+      dgrec[j] = d.dzz;
+      dgrec[H + j] = dr;
+      dgrec[2 * H + j] = d.dzh * r;
+      dh[j] = d.dh_prev;
+    }
+  }
+
+  // reset_after=False: from d(r * h_prev) (in d_rh) to r's pre-activation and h_prev.
+  template <typename T>
+  static void reset_row_before(int j0, int j1, int H, const T* __restrict g, const T* __restrict hp,
+                               const T* __restrict m, const T* __restrict d_rh, T* __restrict dgx, T* __restrict dh) {
+    for (int j = j0; j < j1; ++j) {
+      const T mj = m ? m[j] : T(1);
+      const T r = g[H + j];
+      const T d = d_rh[j - j0];
+      dgx[H + j] = math::sigmoid_backward(r, d * hp[j] * mj);
+      dh[j] += d * r * mj;
+    }
+  }
+
   template <typename T>
   void forward_step(ForwardStep<T>& st) const {
     const int H = st.in.units, GH = st.in.width(), S = st.in.steps, B = st.in.batch;
-    const Range own = st.own;
+    const int j0 = st.own.begin, j1 = st.own.end;
     T* gates_t = st.saved.gates + static_cast<long>(st.t) * GH;
     T* aux_t = st.saved.aux + static_cast<long>(st.t) * H;
     // z and r: recurrent projections accumulate onto the input projections.
-    recurrent_matmul_share(st.in, st.h, own, 0, 2, gates_t, S * GH);
+    recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 2, gates_t, S * GH);
     if (reset_after) {
-      // Candidate's recurrent term kept apart: hh = tanh(xh + r * (h U_h + b_h)).
-      if (own.size() > 0)
-        gemm(false, false, B, own.size(), H, T(1), st.h.gate(2), st.h.ld(), st.in.recurrent + 2 * H + own.begin,
-             GH, T(0), aux_t + own.begin, S * H);
-      const T* br = st.in.recurrent_bias;
+      // The candidate's recurrent term is kept apart: hh = tanh(xh + r * (h U_h + b_h)).
+      if (st.own.size() > 0) st.packed[2].multiply(B, st.h.gate(2), st.h.ld(), 0, H, T(0), aux_t + j0, S * H);
       for (int b = 0; b < B; ++b) {
-        T* g = st.gates(b);
         T* rh = st.saved.aux + st.row(b) * H;
-        const T* hp = st.h_prev(b);
-        T* hn = st.h_new(b);
         if (st.in.active(b, st.t)) {
-          for (int j = own.begin; j < own.end; ++j) {
-            const T z = math::sigmoid(g[j] + br[j]);
-            const T r = math::sigmoid(g[H + j] + br[H + j]);
-            rh[j] += br[2 * H + j];
-            const T hh = math::tanh_(g[2 * H + j] + r * rh[j]);
-            g[j] = z; g[H + j] = r; g[2 * H + j] = hh;
-            hn[j] = math::gru_hidden(z, hh, hp[j]);
-          }
+          forward_row_after(j0, j1, H, st.in.recurrent_bias, st.h_prev(b), st.gates(b), rh, st.h_new(b));
         } else {
-          for (int j = own.begin; j < own.end; ++j) {
-            g[j] = g[H + j] = g[2 * H + j] = rh[j] = T(0);
-            hn[j] = hp[j];
-          }
+          rows::carry(j0, j1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
+          for (int j = j0; j < j1; ++j) rh[j] = T(0);
         }
       }
       return;
     }
     // reset_after=False: hh = tanh(xh + (r * h_prev) U_h) needs r of every unit first.
     const T* hin_h = st.h.gate(2);
-    const int ld_h = st.h.ld();
     for (int b = 0; b < B; ++b) {
-      T* g = st.gates(b);
       T* rh = st.saved.aux + st.row(b) * H;
-      const T* hd = hin_h + static_cast<long>(b) * ld_h;
-      const bool active = st.in.active(b, st.t);
-      for (int j = own.begin; j < own.end; ++j) {
-        const T z = math::sigmoid(g[j]);
-        const T r = math::sigmoid(g[H + j]);
-        g[j] = active ? z : T(0);
-        g[H + j] = active ? r : T(0);
-        rh[j] = active ? r * hd[j] : T(0);
+      if (st.in.active(b, st.t)) {
+        gates_row_before(j0, j1, H, hin_h + static_cast<long>(b) * st.h.ld(), st.gates(b), rh);
+      } else {
+        rows::carry(j0, j1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
+        for (int j = j0; j < j1; ++j) rh[j] = T(0);
       }
     }
 #pragma omp barrier
-    if (own.size() > 0)
-      gemm(false, false, B, own.size(), H, T(1), aux_t, S * H, st.in.recurrent + 2 * H + own.begin, GH, T(1),
-           gates_t + 2 * H + own.begin, S * GH);
+    if (st.own.size() > 0) st.packed[2].multiply(B, aux_t, S * H, 0, H, T(1), gates_t + 2 * H + j0, S * GH);
     for (int b = 0; b < B; ++b) {
-      T* g = st.gates(b);
-      const T* hp = st.h_prev(b);
-      T* hn = st.h_new(b);
-      if (st.in.active(b, st.t)) {
-        for (int j = own.begin; j < own.end; ++j) {
-          const T hh = math::tanh_(g[2 * H + j]);
-          g[2 * H + j] = hh;
-          hn[j] = math::gru_hidden(g[j], hh, hp[j]);
-        }
-      } else {
-        for (int j = own.begin; j < own.end; ++j) { g[2 * H + j] = T(0); hn[j] = hp[j]; }
-      }
+      if (st.in.active(b, st.t)) candidate_row_before(j0, j1, H, st.h_prev(b), st.gates(b), st.h_new(b));
+      else
+        for (int j = j0; j < j1; ++j) st.gates(b)[2 * H + j] = T(0);
     }
   }
 
   template <typename T>
   void backprop_state(BackwardStep<T>& st, int t_next) const {
     if (reset_after) backprop_gates(st, st.dgrec, t_next, 0, 3);
-    else backprop_gates(st, st.dgx, t_next, 0, 2);  // the candidate's part went in mid-step
+    else backprop_gates(st, st.dgx, t_next, 0, 2);  // the candidate's part goes in mid-step
   }
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
     const int H = st.in.units, GH = st.in.width(), S = st.in.steps, B = st.in.batch;
-    const Range own = st.own;
+    const int j0 = st.own.begin, j1 = st.own.end;
     for (int b = 0; b < B; ++b) {
-      const T* g = st.gates(b);
-      const T* hp = st.h_prev(b);
-      const T* dout = st.d_output(b);
-      const T* rh = st.saved.aux + st.row(b) * H;
-      T* dgx = st.dgx_row(b);
-      T* dgrec = st.dgrec_row(b);
       T* dh = st.dh + b * H;
       if (st.in.active(b, st.t)) {
-        for (int j = own.begin; j < own.end; ++j) {
-          const math::GruGrads<T> d = math::gru_backward(g[j], g[2 * H + j], hp[j], dh[j] + (dout ? dout[j] : T(0)));
-          dgx[j] = d.dzz;
-          dgx[2 * H + j] = d.dzh;
-          dh[j] = d.dh_prev;
-          if (reset_after) {
-            const T r = g[H + j];
-            dgx[H + j] = math::sigmoid_backward(r, d.dzh * rh[j]);
-            dgrec[j] = d.dzz;
-            dgrec[H + j] = dgx[H + j];
-            dgrec[2 * H + j] = d.dzh * r;
-          }
-        }
+        if (reset_after)
+          backward_row_after(j0, j1, H, st.gates(b), st.h_prev(b), st.saved.aux + st.row(b) * H, st.d_output(b), dh,
+                             st.dgx_row(b), st.dgrec_row(b));
+        else
+          backward_row_before(j0, j1, H, st.gates(b), st.h_prev(b), st.d_output(b), dh, st.dgx_row(b));
       } else {
-        for (int j = own.begin; j < own.end; ++j) {
-          dgx[j] = dgx[H + j] = dgx[2 * H + j] = T(0);
-          if (reset_after) dgrec[j] = dgrec[H + j] = dgrec[2 * H + j] = T(0);
-          dh[j] += dout ? dout[j] : T(0);
-        }
+        rows::pass_through(j0, j1, H, 3, st.d_output(b), st.dgx_row(b), dh);
+        if (reset_after) rows::zero_gates(j0, j1, H, 3, st.dgrec_row(b));
       }
     }
     if (reset_after) return;
     // d(r * h_prev) = dhh_pre U_h^T needs every unit's dhh_pre.
 #pragma omp barrier
-    const int n = own.size();
-    if (n > 0)
-      gemm(false, true, B, n, H, T(1), st.dgx + static_cast<long>(st.t) * GH + 2 * H, S * GH,
-           st.in.recurrent + static_cast<long>(own.begin) * GH + 2 * H, GH, T(0), st.scratch, n);
+    const int n = st.own.size();
+    if (n > 0) st.packed_t->multiply(B, st.dgx + static_cast<long>(st.t) * GH, S * GH, 2 * H, 3 * H, T(0), st.scratch, n);
     const T* rm = st.in.recurrent_dropout_of_gate(2);
     for (int b = 0; b < B; ++b) {
       if (!st.in.active(b, st.t)) continue;
-      const T* g = st.gates(b);
-      const T* hp = st.h_prev(b);
-      T* dgx = st.dgx_row(b);
-      T* dh = st.dh + b * H;
-      for (int j = own.begin; j < own.end; ++j) {
-        const T m = rm ? rm[b * H + j] : T(1);
-        const T d_rh = st.scratch[b * n + (j - own.begin)];
-        const T r = g[H + j];
-        dgx[H + j] = math::sigmoid_backward(r, d_rh * hp[j] * m);
-        dh[j] += d_rh * r * m;
-      }
+      reset_row_before(j0, j1, H, st.gates(b), st.h_prev(b), rm ? rm + b * H : nullptr, st.scratch + b * n,
+                       st.dgx_row(b), st.dh + b * H);
     }
   }
 

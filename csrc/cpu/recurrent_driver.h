@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cpu/recurrent.h"
+#include "cpu/workspace.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -37,6 +38,7 @@ struct ForwardStep {
   T* h_next = nullptr;        // where the new state goes: hprev row of the next step or h_last
   int h_next_ld = 0;
   T* scratch = nullptr;       // B * own.size() values, private to the thread
+  const PackedMatrix<T>* packed = nullptr;  // per gate: U[:, g*H + own], packed
 
   long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) row
   const T* h_prev(int b) const { return saved.hprev + row(b) * in.units; }        // (H,)
@@ -54,9 +56,11 @@ struct BackwardStep {
   T* dgrec;                   // (B, T, G*H): same for the recurrent side (may alias dgx)
   T* dh;                      // (B, H): gradient flowing into the state h_s
   T* dc;                      // (B, H): LSTM cell-state gradient
+  const PackedMatrix<T>* packed_t;  // U[own, :]^T, packed (pack_backward_weights)
   T* scratch;                 // B * own.size(), private to the thread
   T* shared_scratch;          // B*T*max(I, H), for the dropout-masked GEMM operands
   const std::vector<int>& first_active;
+  const T* zeros;             // (H,) zeros
   int tid = 0, nt = 1;
   int s = 0, t = 0;
   Range own{0, 0};
@@ -66,9 +70,9 @@ struct BackwardStep {
   const T* gates(int b) const { return saved.gates + row(b) * in.width(); }
   T* dgx_row(int b) const { return dgx + row(b) * in.width(); }
   T* dgrec_row(int b) const { return dgrec + row(b) * in.width(); }
-  // Gradient arriving at h_s from the outputs (null when none reaches row b at this step).
+  // Gradient arriving at h_s from the outputs (zeros when none reaches row b at this step).
   const T* d_output(int b) const {
-    if (incoming.d_outputs == nullptr || s < first_active[b]) return nullptr;
+    if (incoming.d_outputs == nullptr || s < first_active[b]) return zeros;
     return incoming.d_outputs + (static_cast<long>(b) * in.steps + s) * in.units;
   }
 };
@@ -84,22 +88,24 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
                  const ForwardOutputs<T>& out) {
   const int B = in.batch, S = in.steps, H = in.units;
   const std::vector<int> first = first_active_steps(in);
-  std::vector<T> masked_x(in.dropout ? static_cast<size_t>(B) * S * in.input_size : 0);
+  Workspace ws;
+  T* masked_x = in.dropout ? ws.take<T>(static_cast<size_t>(B) * S * in.input_size) : nullptr;
   const long slab = static_cast<long>(in.n_recurrent_dropout) * B * H;
-  std::vector<T> dropped(in.recurrent_dropout ? static_cast<size_t>(2 * slab) : 0);
+  T* dropped = in.recurrent_dropout ? ws.take<T>(static_cast<size_t>(2 * slab)) : nullptr;
 
 #pragma omp parallel num_threads(num_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const Range own = split_range(H, tid, nt);
     std::vector<T> scratch(static_cast<size_t>(B) * std::max(own.size(), 1));
-    input_projection(tid, nt, in, saved.gates, masked_x.data());
+    const std::vector<PackedMatrix<T>> packed = pack_forward_weights(in, own);
+    input_projection(tid, nt, in, saved.gates, masked_x);
 
     const int t0 = in.time_of_step(0);
     for (int b = 0; b < B; ++b)
       for (int j = own.begin; j < own.end; ++j)
         saved.hprev[(static_cast<long>(b) * S + t0) * H + j] = in.h0[b * H + j];
-    write_dropped_state(in, saved.hprev + static_cast<long>(t0) * H, S * H, own, dropped.data());
+    write_dropped_state(in, saved.hprev + static_cast<long>(t0) * H, S * H, own, dropped);
 #pragma omp barrier
 
     for (int s = 0; s < S; ++s) {
@@ -108,8 +114,9 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
       st.t = in.time_of_step(s);
       st.own = own;
       st.scratch = scratch.data();
+      st.packed = packed.data();
       st.h = RecurrentOperand<T>{saved.hprev + static_cast<long>(st.t) * H, S * H,
-                                 in.recurrent_dropout ? dropped.data() + (s % 2) * slab : nullptr,
+                                 in.recurrent_dropout ? dropped + (s % 2) * slab : nullptr,
                                  in.n_recurrent_dropout, B, H};
       if (s + 1 < S) {
         st.h_next = saved.hprev + static_cast<long>(in.time_of_step(s + 1)) * H;
@@ -126,7 +133,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         for (int j = own.begin; j < own.end; ++j) o[j] = seen ? hn[j] : T(0);
       }
       if (in.recurrent_dropout)
-        write_dropped_state(in, st.h_next, st.h_next_ld, own, dropped.data() + ((s + 1) % 2) * slab);
+        write_dropped_state(in, st.h_next, st.h_next_ld, own, dropped + ((s + 1) % 2) * slab);
 #pragma omp barrier
     }
   }
@@ -138,20 +145,24 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const int B = in.batch, S = in.steps, H = in.units, GH = in.width();
   const long rows = static_cast<long>(B) * S;
   const std::vector<int> first = first_active_steps(in);
-  std::vector<T> dgx(static_cast<size_t>(rows) * GH);
-  std::vector<T> dgrec(cell.separate_recurrent_grads() ? static_cast<size_t>(rows) * GH : 0);
-  std::vector<T> dh(static_cast<size_t>(B) * H), dc(static_cast<size_t>(B) * H);
+  Workspace ws;
+  T* dgx = ws.take<T>(static_cast<size_t>(rows) * GH);
+  T* dgrec = cell.separate_recurrent_grads() ? ws.take<T>(static_cast<size_t>(rows) * GH) : dgx;
+  T* dh = ws.take<T>(static_cast<size_t>(B) * H);
+  T* dc = ws.take<T>(static_cast<size_t>(B) * H);
+  T* zeros = ws.take<T>(static_cast<size_t>(H));
+  std::fill(zeros, zeros + H, T(0));
   const bool any_dropout = in.dropout != nullptr || in.recurrent_dropout != nullptr;
-  std::vector<T> shared_scratch(any_dropout ? static_cast<size_t>(rows) * std::max(in.input_size, H) : 0);
+  T* shared_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows) * std::max(in.input_size, H)) : nullptr;
 
 #pragma omp parallel num_threads(num_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const Range own = split_range(H, tid, nt);
     std::vector<T> scratch(static_cast<size_t>(B) * std::max(own.size(), 1));
-    BackwardStep<T> st{in, saved, incoming, grads, dgx.data(),
-                       dgrec.empty() ? dgx.data() : dgrec.data(), dh.data(), dc.data(), scratch.data(),
-                       shared_scratch.data(), first};
+    const PackedMatrix<T> packed_t = pack_backward_weights(in, own);
+    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &packed_t, scratch.data(),
+                       shared_scratch, first, zeros};
     st.tid = tid;
     st.nt = nt;
     st.own = own;

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu/packed_gemm.h"
 #include "cpu/parallel.h"
 
 namespace fusedrnn {
@@ -84,18 +85,33 @@ struct RecurrentOperand {
   int ld() const { return dropped == nullptr ? state_ld : units; }
 };
 
-// C[:, g*H + own] += op(gate g) * U[:, g*H + own] for g in [g_begin, g_end), own = `cols`.
-// C is the (B, G*H) slab of one step with leading dimension ldc.
+// C[:, g*H + own] += op(gate g) * U[:, g*H + own] for g in [g_begin, g_end), own = the
+// thread's units; `packed[g]` holds U[:, g*H + own] (see pack_forward_weights). C is the
+// (B, G*H) slab of one step with leading dimension ldc.
 template <typename T>
-void recurrent_matmul_share(const SequenceInputs<T>& in, const RecurrentOperand<T>& h, Range cols,
-                            int g_begin, int g_end, T* c, int ldc) {
-  const int H = in.units, GH = in.width();
+void recurrent_matmul_share(const SequenceInputs<T>& in, const RecurrentOperand<T>& h,
+                            const PackedMatrix<T>* packed, Range cols, int g_begin, int g_end, T* c, int ldc) {
   if (cols.size() <= 0) return;
-  // One call per gate: the thread's columns are not contiguous across gates.
-  for (int g = g_begin; g < g_end; ++g) {
-    gemm(false, false, in.batch, cols.size(), H, T(1), h.gate(g), h.ld(),
-         in.recurrent + g * H + cols.begin, GH, T(1), c + g * H + cols.begin, ldc);
-  }
+  for (int g = g_begin; g < g_end; ++g)
+    packed[g].multiply(in.batch, h.gate(g), h.ld(), 0, in.units, T(1), c + g * in.units + cols.begin, ldc);
+}
+
+// Packs the thread's columns of every gate of the recurrent kernel for the forward steps.
+template <typename T>
+std::vector<PackedMatrix<T>> pack_forward_weights(const SequenceInputs<T>& in, Range cols) {
+  std::vector<PackedMatrix<T>> packed(in.gates);
+  for (int g = 0; g < in.gates; ++g)
+    packed[g].pack(in.units, cols.size(), in.recurrent + g * in.units + cols.begin, in.width(), 1);
+  return packed;
+}
+
+// Packs U[own, :]^T, (G*H, own): the thread's rows of the recurrent kernel, transposed, which
+// back-propagate every gate's gradient into the thread's units of dh.
+template <typename T>
+PackedMatrix<T> pack_backward_weights(const SequenceInputs<T>& in, Range cols) {
+  PackedMatrix<T> packed;
+  packed.pack(in.width(), cols.size(), in.recurrent + static_cast<long>(cols.begin) * in.width(), 1, in.width());
+  return packed;
 }
 
 // Writes the dropped-out copies of the new state for this thread's units:
@@ -115,23 +131,22 @@ void write_dropped_state(const SequenceInputs<T>& in, const T* h, int h_ld, Rang
 
 // dh[:, own] += sum_g (dG_g U_g[own, :]^T) * recurrent_dropout_g[:, own] for g in [g_begin,
 // g_end): back-propagation of one step's recurrent pre-activation gradients (dg, (B, G*H) with
-// leading dimension ldg) into the previous state. `scratch` holds B * cols.size() values.
+// leading dimension ldg) into the previous state, with `packed_t` from pack_backward_weights.
+// `scratch` holds B * cols.size() values.
 template <typename T>
-void recurrent_backprop_share(const SequenceInputs<T>& in, const T* dg, int ldg, Range cols,
-                              int g_begin, int g_end, T* dh, T* scratch) {
-  const int H = in.units, GH = in.width(), B = in.batch, n = cols.size();
+void recurrent_backprop_share(const SequenceInputs<T>& in, const PackedMatrix<T>& packed_t, const T* dg, int ldg,
+                              Range cols, int g_begin, int g_end, T* dh, T* scratch) {
+  const int H = in.units, B = in.batch, n = cols.size();
   if (n <= 0) return;
   if (in.recurrent_dropout == nullptr) {
-    // One GEMM over the contiguous gate block: K = (g_end - g_begin) * H.
-    gemm(false, true, B, n, (g_end - g_begin) * H, T(1), dg + g_begin * H, ldg,
-         in.recurrent + static_cast<long>(cols.begin) * GH + g_begin * H, GH, T(1), dh + cols.begin, H);
+    packed_t.multiply(B, dg, ldg, g_begin * H, g_end * H, T(1), dh + cols.begin, H);
     return;
   }
   for (int g = g_begin; g < g_end; ++g) {
-    gemm(false, true, B, n, H, T(1), dg + g * H, ldg, in.recurrent + static_cast<long>(cols.begin) * GH + g * H,
-         GH, T(0), scratch, n);
+    packed_t.multiply(B, dg, ldg, g * H, (g + 1) * H, T(0), scratch, n);
     const T* rm = in.recurrent_dropout_of_gate(g);
     for (int b = 0; b < B; ++b) {
+#pragma omp simd
       for (int j = 0; j < n; ++j) dh[b * H + cols.begin + j] += scratch[b * n + j] * rm[b * H + cols.begin + j];
     }
   }
