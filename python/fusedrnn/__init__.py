@@ -18,10 +18,7 @@ preload_openblas()
 
 from fusedrnn import _C  # noqa: E402
 from fusedrnn import ops  # noqa: E402
-try:
-    from fusedrnn.layers import GRU, LSTM, SimpleRNN  # noqa: E402
-except ImportError:
-    pass
+from fusedrnn.layers import GRU, LSTM, SimpleRNN  # noqa: E402
 
 __version__ = "0.1.0"
 
