@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""CPU benchmark: fusedrnn against NumPy, TF/Keras and PyTorch, next to the machine's sgemm rate.
+
+Every implementation runs in this one process with the same number of threads. Timings are
+interleaved (fusedrnn, PyTorch, Keras, NumPy, fusedrnn, ...) so that a slow spell of the machine
+hits all of them alike; the table shows medians, each peer's time divided by fusedrnn's, and the
+achieved GFLOP/s. These layers are GEMM-bound, so the measured sgemm rate is the roofline.
+
+    python benchmarks/bench_cpu.py                   # all cells and shapes, all peers found
+    python benchmarks/bench_cpu.py --cells lstm --shapes imdb --repeats 30 --json out.json
+
+FLOPs counted: forward 2*B*T*(I+H)*G*H (input and recurrent GEMMs); forward+backward three
+times that (the backward pass has twice the forward's GEMM work). Gate math is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+SHAPES = {  # (B, T, I, H) of the three reference tasks
+    "imdb": (32, 80, 128, 128),
+    "chars": (128, 40, 57, 128),
+    "translate": (64, 16, 256, 1024),
+}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+PEERS = ("fusedrnn", "pytorch", "keras", "numpy")
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every library (default: all cores)")
+    p.add_argument("--cells", nargs="+", default=["lstm", "gru", "rnn"], choices=sorted(GATES), help="cells to time")
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES), help="shapes to time")
+    p.add_argument("--repeats", type=int, default=15, help="timed runs per implementation (median reported)")
+    p.add_argument("--numpy-repeats", type=int, default=3, help="timed runs of the slow NumPy reference")
+    p.add_argument("--peers", nargs="+", default=list(PEERS[1:]), choices=list(PEERS[1:]), help="peers to compare")
+    p.add_argument("--no-dropout-row", action="store_true", help="skip the LSTM-with-dropout training row")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return p.parse_args(argv)
+
+
+def configure_threads(n: int) -> None:
+    """Same thread count everywhere; TF needs it before it initialises."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import fusedrnn
+
+    fusedrnn.set_num_threads(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+
+
+def measure_sgemm(n: int = 1024, repeats: int = 20) -> float:
+    """NumPy's float32 GEMM rate in GFLOP/s (median of repeats) at n x n x n."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times) / 1e9
+
+
+@dataclass
+class Case:
+    cell: str
+    shape: str
+    B: int
+    T: int
+    I: int
+    H: int
+    mode: str  # "fwd" or "fwd+bwd" or "train+dropout"
+    times: Dict[str, List[float]] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> float:
+        f = 2.0 * self.B * self.T * (self.I + self.H) * GATES[self.cell] * self.H
+        return f if self.mode == "fwd" else 3.0 * f
+
+
+def make_inputs(cell: str, B: int, T: int, I: int, H: int):
+    rng = np.random.default_rng(0)
+    G = GATES[cell]
+    x = rng.standard_normal((B, T, I), dtype=np.float32)
+    kernel = (rng.standard_normal((I, G * H)) / np.sqrt(I)).astype(np.float32)
+    recurrent = (rng.standard_normal((H, G * H)) / np.sqrt(H)).astype(np.float32)
+    bias = (0.1 * rng.standard_normal((2, G * H) if cell == "gru" else (G * H,))).astype(np.float32)
+    dy = rng.standard_normal((B, T, H), dtype=np.float32)
+    return x, kernel, recurrent, bias, dy
+
+
+# -- implementations: each returns a zero-argument callable that runs one timed unit ------------
+def fused_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Callable[[], object]:
+    import fusedrnn
+
+    if mode == "train+dropout":
+        layer = fusedrnn.LSTM(kernel.shape[1] // 4, return_sequences=True, dropout=0.2, recurrent_dropout=0.2, seed=0)
+        layer.set_weights([kernel, recurrent, bias])
+        def train_step():
+            layer(x, training=True)
+            return layer.backward(dy)
+        return train_step
+    ops = fusedrnn.ops
+    fwd = {
+        "rnn": lambda: ops.rnn_forward(x, None, kernel, recurrent, bias),
+        "lstm": lambda: ops.lstm_forward(x, None, None, kernel, recurrent, bias),
+        "gru": lambda: ops.gru_forward(x, None, kernel, recurrent, bias),
+    }[cell]
+    if mode == "fwd":
+        return fwd
+    bwd = {
+        "rnn": lambda c: ops.rnn_backward(c, dy, None),
+        "lstm": lambda c: ops.lstm_backward(c, dy, None, None),
+        "gru": lambda c: ops.gru_backward(c, dy, None),
+    }[cell]
+    return lambda: bwd(fwd()[-1])
+
+
+def numpy_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callable[[], object]]:
+    if mode == "train+dropout":
+        return None
+    from fusedrnn import reference as ref
+
+    fwd = {
+        "rnn": lambda: ref.rnn_forward(x, None, kernel, recurrent, bias),
+        "lstm": lambda: ref.lstm_forward(x, None, None, kernel, recurrent, bias),
+        "gru": lambda: ref.gru_forward(x, None, kernel, recurrent, bias),
+    }[cell]
+    if mode == "fwd":
+        return fwd
+    bwd = {
+        "rnn": lambda c: ref.rnn_backward(c, dy, None),
+        "lstm": lambda c: ref.lstm_backward(c, dy, None, None),
+        "gru": lambda c: ref.gru_backward(c, dy, None),
+    }[cell]
+    return lambda: bwd(fwd()[-1])
+
+
+def torch_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callable[[], object]]:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if mode == "train+dropout":
+        return None  # PyTorch's nn.LSTM has no recurrent (variational) dropout
+    I, H = x.shape[2], recurrent.shape[0]
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](I, H, batch_first=True)
+    xt = torch.from_numpy(x).requires_grad_(mode != "fwd")
+    dyt = torch.from_numpy(dy)
+    if mode == "fwd":
+        def run():
+            with torch.no_grad():
+                return module(xt)
+        return run
+
+    def run_fb():
+        y, _ = module(xt)
+        y.backward(dyt)
+        return xt.grad
+    return run_fb
+
+
+def keras_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callable[[], object]]:
+    try:
+        import tensorflow as tf
+        import keras
+    except ImportError:
+        return None
+    H = recurrent.shape[0]
+    if mode == "train+dropout":
+        layer = keras.layers.LSTM(H, return_sequences=True, dropout=0.2, recurrent_dropout=0.2)
+    else:
+        layer = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell](
+            H, return_sequences=True)
+    layer.build(x.shape)
+    layer.set_weights([kernel, recurrent, bias])
+    xt, dyt = tf.constant(x), tf.constant(dy)
+    training = mode == "train+dropout"
+
+    @tf.function
+    def fwd(v):
+        return layer(v, training=training)
+
+    @tf.function
+    def fwd_bwd(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            y = layer(v, training=training)
+            loss = tf.reduce_sum(y * dyt)
+        return tape.gradient(loss, [v] + layer.trainable_weights)
+
+    if mode == "fwd":
+        return lambda: fwd(xt)
+    return lambda: [g.numpy() for g in fwd_bwd(xt)][0]
+
+
+RUNNERS = {"fusedrnn": fused_runner, "pytorch": torch_runner, "keras": keras_runner, "numpy": numpy_runner}
+
+
+def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int) -> None:
+    data = make_inputs(case.cell, case.B, case.T, case.I, case.H)
+    runners = {}
+    for name in ["fusedrnn", *peers]:
+        r = RUNNERS[name](case.cell, case.mode, *data)
+        if r is not None:
+            runners[name] = r
+            r()  # warm-up (tf.function tracing, allocations)
+            r()
+            case.times[name] = []
+    for k in range(repeats):
+        for name, run in runners.items():
+            if name == "numpy" and k >= numpy_repeats:
+                continue
+            t0 = time.perf_counter()
+            run()
+            case.times[name].append(time.perf_counter() - t0)
+
+
+def print_table(cases: List[Case], peers: List[str], sgemm: float, threads: int) -> None:
+    cols = ["fusedrnn", *peers]
+    header = f"{'cell':5} {'shape':9} {'(B,T,I,H)':18} {'mode':14} " + " ".join(f"{c + ' ms':>12}" for c in cols)
+    header += "  " + " ".join(f"{c + '/fused':>13}" for c in peers) + f"  {'fused GF/s':>10} {'% sgemm':>8}"
+    print(f"\nthreads={threads}  NumPy sgemm (1024^3, float32): {sgemm:.0f} GFLOP/s  (medians)")
+    print(header)
+    print("-" * len(header))
+    for c in cases:
+        med = {k: statistics.median(v) * 1e3 for k, v in c.times.items() if v}
+        fused = med["fusedrnn"]
+        row = f"{c.cell:5} {c.shape:9} {str((c.B, c.T, c.I, c.H)):18} {c.mode:14} "
+        row += " ".join(f"{med[k]:12.2f}" if k in med else f"{'-':>12}" for k in cols)
+        row += "  " + " ".join(f"{med[k] / fused:12.2f}x" if k in med else f"{'-':>13}" for k in peers)
+        gf = c.flops / (fused / 1e3) / 1e9
+        row += f"  {gf:10.0f} {100 * gf / sgemm:7.0f}%"
+        print(row)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    configure_threads(args.threads)
+    sgemm = measure_sgemm()
+    cases: List[Case] = []
+    for shape in args.shapes:
+        B, T, I, H = SHAPES[shape]
+        for cell in args.cells:
+            for mode in ("fwd", "fwd+bwd"):
+                cases.append(Case(cell, shape, B, T, I, H, mode))
+    if not args.no_dropout_row and "imdb" in args.shapes and "lstm" in args.cells:
+        cases.append(Case("lstm", "imdb", *SHAPES["imdb"], "train+dropout"))
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        def tqdm(x, **_):
+            return x
+    for case in tqdm(cases, desc="benchmark", unit="case", file=sys.stderr):
+        time_case(case, args.peers, args.repeats, args.numpy_repeats)
+    print_table(cases, args.peers, sgemm, args.threads)
+    if args.json:
+        import platform
+
+        payload = {
+            "machine": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "sgemm_gflops": sgemm,
+            "cases": [{"cell": c.cell, "shape": c.shape, "BTIH": [c.B, c.T, c.I, c.H], "mode": c.mode,
+                       "flops": c.flops, "median_s": {k: statistics.median(v) for k, v in c.times.items() if v}}
+                      for c in cases],
+        }
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
