@@ -165,11 +165,6 @@ def _validate_forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask,
             raise TypeError(f"mask must have dtype bool, got {mask.dtype}")
         _check_shape("mask", mask, (B, T), "(batch, time)")
 
-    if not isinstance(go_backwards, (bool, np.bool_)):
-        raise TypeError(f"go_backwards must be a bool, got {type(go_backwards).__name__}")
-    if not isinstance(reset_after, (bool, np.bool_)):
-        raise TypeError(f"reset_after must be a bool, got {type(reset_after).__name__}")
-
     norm = []
     for name, m, n in (("dropout_mask", dropout_mask, I),
                        ("recurrent_dropout_mask", recurrent_dropout_mask, H)):
