@@ -119,50 +119,43 @@ def make_inputs(cell: str, B: int, T: int, I: int, H: int):
 
 
 # -- implementations: each returns a zero-argument callable that runs one timed unit ------------
+def contract_runner(module, cell, mode, x, kernel, recurrent, bias, dy) -> Callable[[], object]:
+    """Forward (and backward) through a module with the fusedrnn.ops contract."""
+    fwd = {
+        "rnn": lambda: module.rnn_forward(x, None, kernel, recurrent, bias),
+        "lstm": lambda: module.lstm_forward(x, None, None, kernel, recurrent, bias),
+        "gru": lambda: module.gru_forward(x, None, kernel, recurrent, bias),
+    }[cell]
+    if mode == "fwd":
+        return fwd
+    bwd = {
+        "rnn": lambda c: module.rnn_backward(c, dy, None),
+        "lstm": lambda c: module.lstm_backward(c, dy, None, None),
+        "gru": lambda c: module.gru_backward(c, dy, None),
+    }[cell]
+    return lambda: bwd(fwd()[-1])
+
+
 def fused_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Callable[[], object]:
     import fusedrnn
 
     if mode == "train+dropout":
         layer = fusedrnn.LSTM(kernel.shape[1] // 4, return_sequences=True, dropout=0.2, recurrent_dropout=0.2, seed=0)
         layer.set_weights([kernel, recurrent, bias])
+
         def train_step():
             layer(x, training=True)
             return layer.backward(dy)
         return train_step
-    ops = fusedrnn.ops
-    fwd = {
-        "rnn": lambda: ops.rnn_forward(x, None, kernel, recurrent, bias),
-        "lstm": lambda: ops.lstm_forward(x, None, None, kernel, recurrent, bias),
-        "gru": lambda: ops.gru_forward(x, None, kernel, recurrent, bias),
-    }[cell]
-    if mode == "fwd":
-        return fwd
-    bwd = {
-        "rnn": lambda c: ops.rnn_backward(c, dy, None),
-        "lstm": lambda c: ops.lstm_backward(c, dy, None, None),
-        "gru": lambda c: ops.gru_backward(c, dy, None),
-    }[cell]
-    return lambda: bwd(fwd()[-1])
+    return contract_runner(fusedrnn.ops, cell, mode, x, kernel, recurrent, bias, dy)
 
 
 def numpy_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callable[[], object]]:
     if mode == "train+dropout":
         return None
-    from fusedrnn import reference as ref
+    from fusedrnn import reference
 
-    fwd = {
-        "rnn": lambda: ref.rnn_forward(x, None, kernel, recurrent, bias),
-        "lstm": lambda: ref.lstm_forward(x, None, None, kernel, recurrent, bias),
-        "gru": lambda: ref.gru_forward(x, None, kernel, recurrent, bias),
-    }[cell]
-    if mode == "fwd":
-        return fwd
-    bwd = {
-        "rnn": lambda c: ref.rnn_backward(c, dy, None),
-        "lstm": lambda c: ref.lstm_backward(c, dy, None, None),
-        "gru": lambda c: ref.gru_backward(c, dy, None),
-    }[cell]
-    return lambda: bwd(fwd()[-1])
+    return contract_runner(reference, cell, mode, x, kernel, recurrent, bias, dy)
 
 
 def torch_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callable[[], object]]:
