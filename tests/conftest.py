@@ -1,0 +1,59 @@
+"""Shared pytest fixtures.
+
+* ``seed`` / ``rng``: every test gets a fresh ``numpy.random.Generator`` seeded
+  with a newly drawn seed (so inputs differ from run to run).  The seed is
+  printed (shown in the report of a failing test) and should be included in
+  assertion messages.  Reproduce a failure with ``FUSEDRNN_TEST_SEED=<seed>``.
+* Output poisoning: if the compiled extension is importable, every test runs
+  with ``fusedrnn._C.set_poison_outputs(True)`` so that an element a kernel
+  forgets to write shows up as NaN.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# The test helpers (e.g. _keras_oracle) live next to this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+try:  # use the installed package if there is one, else the source tree
+    import fusedrnn  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+
+@pytest.fixture
+def seed() -> int:
+    env = os.environ.get("FUSEDRNN_TEST_SEED")
+    value = int(env) if env else secrets.randbits(32)
+    print(f"random seed: {value} (rerun with FUSEDRNN_TEST_SEED={value})")
+    return value
+
+
+@pytest.fixture
+def rng(seed) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def _poison_outputs():
+    try:
+        from fusedrnn import _C
+    except Exception:  # extension not built: nothing to poison
+        yield
+        return
+    setter = getattr(_C, "set_poison_outputs", None)
+    if setter is None:
+        yield
+        return
+    setter(True)
+    try:
+        yield
+    finally:
+        setter(False)
