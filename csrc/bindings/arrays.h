@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/array_pool.h"
 #include "cpu/sequence.h"
 
 namespace fusedrnn {
@@ -39,18 +40,21 @@ const T* optional_input_ptr(const py::object& a, const char* name, std::vector<p
   return input_ptr<T>(a.cast<py::array>(), name, std::move(shape));
 }
 
-// A new C-contiguous array (poisoned with NaN when the test hook is on).
+// A new C-contiguous array in recycled memory (array_pool.h), poisoned with NaN when the test
+// hook is on (otherwise its contents are undefined until the kernel writes them).
 template <typename T>
 py::array_t<T> new_array(std::vector<py::ssize_t> shape) {
-  py::array_t<T> a(shape);
-  if (cpu::poison_outputs()) {
-    T* p = a.mutable_data();
-    std::fill(p, p + a.size(), std::numeric_limits<T>::quiet_NaN());
-  }
+  size_t count = 1;
+  for (py::ssize_t d : shape) count *= static_cast<size_t>(d);
+  T* data = static_cast<T*>(pool_allocate(count * sizeof(T)));
+  py::capsule owner(data, [](void* p) { pool_release(p); });
+  py::array_t<T> a(shape, data, owner);
+  if (cpu::poison_outputs()) std::fill(data, data + count, std::numeric_limits<T>::quiet_NaN());
   return a;
 }
 
 void register_recurrent(py::module_& m);
+void register_attention(py::module_& m);
 
 }  // namespace bindings
 }  // namespace fusedrnn

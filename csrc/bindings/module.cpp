@@ -19,4 +19,5 @@ PYBIND11_MODULE(_C, m) {
   m.def("get_poison_outputs", &fusedrnn::cpu::poison_outputs);
 
   fusedrnn::bindings::register_recurrent(m);
+  fusedrnn::bindings::register_attention(m);
 }
