@@ -1,0 +1,305 @@
+"""Read and write back-off n-gram models in the ARPA text format.
+
+Layout::
+
+    \\data\\
+    ngram 1=<number of 1-grams>
+    ...
+    \\1-grams:
+    <log10 P>  <w>  [<log10 back-off weight>]
+    ...
+    \\2-grams:
+    <log10 P>  <w1> <w2>  [<log10 back-off weight>]
+    ...
+    \\end\\
+
+Zero probabilities are written as ``-99`` (read back as 0). The unknown word is
+written as ``<unk>`` (``<UNK>`` is also accepted on reading). Character-level
+models escape whitespace characters, which the format uses as separators:
+``" "`` -> ``<space>``, ``"\\t"`` -> ``<tab>``, ``"\\n"`` -> ``<newline>``, and other
+whitespace as ``<U+hhhh>``. The level of a file is not stored; :func:`read_arpa`
+guesses it (char level when every regular unigram is one character or an escape and
+at least one escape occurs, as in any text with spaces)
+unless ``level`` is given.
+
+Files written here pad each sentence with ``n-1`` ``<s>`` (so they list n-grams
+such as ``<s> <s> w``). Standard tools (SRILM, KenLM) pad with a single ``<s>``;
+on reading, a model whose bigrams contain ``<s> <s>`` is scored with ``n-1``
+``<s>``, any other with one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fusedrnn.ngram.counts import Padding
+from fusedrnn.ngram.estimators import BackoffTables
+from fusedrnn.ngram.model import NgramModel
+from fusedrnn.ngram.vocab import BOS, EOS, UNK, Level, Vocabulary, check_level
+
+LOG_ZERO = -99.0
+_ESCAPES = {" ": "<space>", "\t": "<tab>", "\n": "<newline>"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+_UPLUS = re.compile(r"^<U\+([0-9A-Fa-f]{4,6})>$")
+
+
+def _escape_char(tok: str) -> str:
+    if tok in _ESCAPES:
+        return _ESCAPES[tok]
+    if len(tok) == 1 and (tok.isspace() or not tok.isprintable()):
+        return f"<U+{ord(tok):04X}>"
+    return tok
+
+
+def _unescape_char(tok: str) -> str:
+    if tok in _UNESCAPES:
+        return _UNESCAPES[tok]
+    m = _UPLUS.match(tok)
+    return chr(int(m.group(1), 16)) if m else tok
+
+
+def _arpa_token(tok: str, level: Level) -> str:
+    if tok == UNK:
+        return "<unk>"
+    if level == "char" and tok not in (BOS, EOS):
+        return _escape_char(tok)
+    return tok
+
+
+def _fmt(x: float) -> str:
+    if x <= 0.0:
+        return f"{LOG_ZERO:g}"
+    return f"{math.log10(x):.7g}"
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _gram_ids(model: NgramModel, k: int) -> np.ndarray:
+    """``(m_k, k)`` token ids of every row of table ``k`` (walks the prefix chain)."""
+    V = len(model.vocab)  # type: ignore[arg-type]
+    keys = model.keys
+    out = np.empty((keys[k].size, k), dtype=np.int64)
+    rows = np.arange(keys[k].size, dtype=np.int64)
+    for j in range(k, 0, -1):
+        key = keys[j][rows]
+        out[:, j - 1] = key % V if j > 1 else key
+        rows = key // V if j > 1 else rows
+    return out
+
+
+def arpa_text(model: NgramModel) -> str:
+    """The ARPA text of a fitted back-off model (Kneser-Ney, modified KN, Katz, or one read from ARPA)."""
+    vocab = model._require_fit()
+    tables = model.tables
+    if tables is None or model.estimator == "stupid-backoff":
+        raise ValueError(
+            f"estimator: {model.estimator!r} has no exact ARPA (back-off) representation; "
+            "use 'kneser-ney', 'modified-kneser-ney' or 'katz'"
+        )
+    n = model.order
+    names = [_arpa_token(t, model.level) for t in vocab.tokens]
+    sections = []
+    sizes = []
+    for k in range(1, n + 1):
+        ids = _gram_ids(model, k)
+        prob = tables.prob[k]
+        bow = tables.bow[k] if k < n else None
+        order = np.lexsort(ids.T[::-1])
+        lines = []
+        for r in order.tolist():
+            gram = " ".join(names[i] for i in ids[r])
+            line = f"{_fmt(float(prob[r]))}\t{gram}"
+            if bow is not None:
+                line += f"\t{_fmt(float(bow[r]))}"
+            lines.append(line)
+        sizes.append(len(lines))
+        sections.append(f"\\{k}-grams:\n" + "\n".join(lines) + "\n")
+    head = "\\data\\\n" + "".join(f"ngram {k}={m}\n" for k, m in enumerate(sizes, start=1))
+    return "\n" + head + "\n" + "\n".join(sections) + "\n\\end\\\n"
+
+
+def write_arpa(model: NgramModel, path: str | os.PathLike[str]) -> None:
+    """Write ``model`` to ``path`` in ARPA format (atomically: temp file + ``os.replace``)."""
+    atomic_write_text(path, arpa_text(model))
+
+
+def _err(path: str, lineno: int, msg: str) -> ValueError:
+    return ValueError(f"path: malformed ARPA file {path!r}, line {lineno}: {msg}")
+
+
+def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[tuple[float, tuple[str, ...], float]]]]:
+    """Parse ARPA text into the header counts and per-order ``(log10 p, tokens, log10 bow)`` entries."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines) and lines[i].strip() != "\\data\\":
+        i += 1
+    if i == len(lines):
+        raise ValueError(f"path: malformed ARPA file {path!r}: no '\\data\\' line")
+    i += 1
+    header: dict[int, int] = {}
+    while i < len(lines) and not lines[i].strip().startswith("\\"):
+        s = lines[i].strip()
+        if s:
+            m = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)", s)
+            if not m:
+                raise _err(path, i + 1, f"expected 'ngram K=COUNT', got {s!r}")
+            header[int(m.group(1))] = int(m.group(2))
+        i += 1
+    if not header:
+        raise ValueError(f"path: malformed ARPA file {path!r}: no 'ngram K=COUNT' lines after \\data\\")
+    order = max(header)
+    if sorted(header) != list(range(1, order + 1)):
+        raise ValueError(f"path: malformed ARPA file {path!r}: n-gram orders {sorted(header)} are not 1..{order}")
+    entries: list[list[tuple[float, tuple[str, ...], float]]] = [[] for _ in range(order + 1)]
+    k = 0
+    ended = False
+    while i < len(lines):
+        s = lines[i].strip()
+        i += 1
+        if not s:
+            continue
+        if s == "\\end\\":
+            ended = True
+            break
+        m = re.fullmatch(r"\\(\d+)-grams:", s)
+        if m:
+            k = int(m.group(1))
+            if k not in header:
+                raise _err(path, i, f"section {s!r} has no 'ngram {k}=...' header line")
+            continue
+        if k == 0:
+            raise _err(path, i, f"n-gram line before any '\\k-grams:' section: {s!r}")
+        fields = s.split()
+        if len(fields) not in (k + 1, k + 2):
+            raise _err(path, i, f"expected log10 probability, {k} token(s) and an optional back-off weight, "
+                                f"got {len(fields)} fields")
+        try:
+            lp = float(fields[0])
+            lb = float(fields[k + 1]) if len(fields) == k + 2 else 0.0
+        except ValueError:
+            raise _err(path, i, f"not a number in {s!r}") from None
+        if lp > 1e-6 or math.isnan(lp):
+            raise _err(path, i, f"log10 probability {lp} is positive")
+        entries[k].append((lp, tuple(fields[1:k + 1]), lb))
+    if not ended:
+        raise ValueError(f"path: malformed ARPA file {path!r}: missing '\\end\\'")
+    for kk in range(1, order + 1):
+        if len(entries[kk]) != header[kk]:
+            raise ValueError(f"path: malformed ARPA file {path!r}: header says ngram {kk}={header[kk]} "
+                             f"but the file lists {len(entries[kk])} {kk}-grams")
+    return [header[kk] for kk in range(1, order + 1)], entries
+
+
+def _guess_level(tokens: list[str]) -> Level:
+    regular = [t for t in tokens if t not in ("<s>", "</s>", "<unk>", "<UNK>")]
+    escaped = any(t in _UNESCAPES or _UPLUS.match(t) for t in regular)
+    if regular and escaped and all(len(_unescape_char(t)) == 1 for t in regular):
+        return "char"
+    return "word"
+
+
+def read_arpa(path: str | os.PathLike[str], level: Level | None = None) -> NgramModel:
+    """Load an ARPA file as an :class:`NgramModel` (estimator ``"arpa"``, no counts).
+
+    Raises ``ValueError`` naming the line for malformed files.
+    """
+    p = str(path)
+    if not os.path.isfile(p):
+        raise ValueError(f"path: ARPA file {p!r} does not exist")
+    with open(p, encoding="utf-8") as fh:
+        text = fh.read()
+    return arpa_from_text(text, level, p)
+
+
+def arpa_from_text(text: str, level: Level | None = None, path: str = "<string>") -> NgramModel:
+    """Build a model from ARPA text (see :func:`read_arpa`)."""
+    _, entries = parse_arpa(text, path)
+    order = len(entries) - 1
+    uni_tokens = [e[1][0] for e in entries[1]]
+    lev: Level = check_level(level) if level is not None else _guess_level(uni_tokens)
+
+    def norm(tok: str) -> str:
+        if tok in ("<unk>", UNK):
+            return UNK
+        if tok in (BOS, EOS):
+            return tok
+        return _unescape_char(tok) if lev == "char" else tok
+
+    regular = sorted({norm(t) for t in uni_tokens} - {UNK, BOS, EOS})
+    if lev == "char" and any(len(t) != 1 for t in regular):
+        raise ValueError(f"level: {path!r} has multi-character unigrams; read it with level='word'")
+    vocab = Vocabulary(regular, lev)
+    V = len(vocab)
+    keys: list[np.ndarray] = [np.zeros(1, dtype=np.int64), np.arange(V, dtype=np.int64)]
+    prob: list[np.ndarray] = [np.ones(1)]
+    bow: list[np.ndarray] = [np.ones(1)]
+    row_of_prev: dict[tuple[int, ...], int] = {}
+    for k in range(1, order + 1):
+        ents = entries[k]
+        if k > 1:
+            for e in ents:
+                for t in e[1]:
+                    if norm(t) not in vocab:
+                        raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {' '.join(e[1])!r} "
+                                         f"uses {t!r}, which has no 1-gram entry")
+        ids = [tuple(vocab.id_of(norm(t)) for t in e[1]) for e in ents]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"path: malformed ARPA file {path!r}: duplicate {k}-gram entries")
+        lp = np.array([e[0] for e in ents], dtype=np.float64)
+        lb = np.array([e[2] for e in ents], dtype=np.float64)
+        pr = np.where(lp <= LOG_ZERO, 0.0, 10.0 ** lp)
+        bw = np.where(lb <= LOG_ZERO, 0.0, 10.0 ** lb)
+        if k == 1:
+            key = np.array([g[0] for g in ids], dtype=np.int64)
+            p1 = np.zeros(V)
+            b1 = np.ones(V)
+            p1[key] = pr
+            b1[key] = bw
+            prob.append(p1)
+            bow.append(b1)
+            row_of_prev = {(i,): i for i in range(V)}
+            continue
+        pre_rows = []
+        for g, e in zip(ids, ents):
+            r = row_of_prev.get(g[:-1])
+            if r is None:
+                raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {' '.join(e[1])!r} "
+                                 f"has no {k - 1}-gram prefix entry")
+            pre_rows.append(r)
+        key = np.array(pre_rows, dtype=np.int64) * V + np.array([g[-1] for g in ids], dtype=np.int64)
+        srt = np.argsort(key, kind="stable")
+        keys.append(key[srt])
+        prob.append(pr[srt])
+        bow.append(bw[srt])
+        row_of_prev = {ids[int(j)]: r for r, j in enumerate(srt)}
+    bow[order] = np.ones(keys[order].size)
+    model = NgramModel(order, lev, "kneser-ney")
+    model.estimator = "arpa"
+    n_bos = 0
+    if order >= 2:
+        bb = vocab.bos_id * V + vocab.bos_id
+        n_bos = order - 1 if bool(np.isin(bb, keys[2])) else 1
+    model.padding = Padding(n_bos, 1, n_bos)
+    model._install(vocab, keys, None, BackoffTables(prob, bow, 1.0))
+    if prob[1][vocab.bos_id] > 0:
+        model.in_vocab[vocab.bos_id] = True
+    return model

@@ -1,0 +1,153 @@
+"""ARPA format: round trip, a hand-written file, and malformed files."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from fusedrnn.ngram import NgramModel, read_arpa, write_arpa
+from fusedrnn.ngram.arpa import arpa_from_text, arpa_text
+
+HAND = """
+\\data\\
+ngram 1=5
+ngram 2=4
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t-0.30103
+-0.5\ta\t-0.2
+-0.6\tb\t-0.1
+-0.7\t</s>
+
+\\2-grams:
+-0.2\t<s> a
+-0.4\ta b
+-0.1\tb </s>
+-0.3\ta </s>
+
+\\end\\
+"""
+
+
+def _random_corpus(rng: random.Random, level: str) -> list[str]:
+    if level == "char":
+        return ["".join(rng.choice("ab c\n") for _ in range(rng.randint(1, 12))) for _ in range(30)]
+    words = ["the", "cat", "sat", "on", "a", "mat", "dog"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 8))) for _ in range(30)]
+
+
+@pytest.mark.parametrize("level", ["word", "char"])
+@pytest.mark.parametrize("est", ["kneser-ney", "modified-kneser-ney", "katz"])
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_round_trip(tmp_path, seed, level, est, n):
+    rng = random.Random(seed)
+    data = _random_corpus(rng, level)
+    lm = NgramModel(n, level, est).fit(data)
+    path = tmp_path / "m.arpa"
+    write_arpa(lm, path)
+    back = read_arpa(path, level=level)
+    assert back.order == n and back.level == level and back.estimator == "arpa"
+    assert back.padding == lm.padding
+    assert read_arpa(path).level == level or level == "word"  # guessed level
+    # every context of the training data, every word: same distribution to ARPA's 7 digits
+    for s in data[:8]:
+        toks = list(s) if level == "char" else s.split()
+        padded = ["<s>"] * (n - 1) + toks
+        for j in range(len(toks) + 1):
+            ctx = padded[j:j + n - 1]
+            a, b = lm.distribution(ctx), back.distribution(ctx)
+            np.testing.assert_allclose(b, a, rtol=2e-5, atol=0, err_msg=f"seed={seed} ctx={ctx}")
+    test = data[:5] + (["zq ab"] if level == "char" else ["the unicorn sat"])
+    assert back.evaluate(test).log2prob == pytest.approx(lm.evaluate(test).log2prob, rel=1e-5)
+
+
+def test_round_trip_text_is_stable(seed):
+    lm = NgramModel(3, "word", "kneser-ney").fit(_random_corpus(random.Random(seed), "word"))
+    text = arpa_text(lm)
+    assert arpa_text(arpa_from_text(text)) == text
+
+
+def test_hand_written_file(tmp_path):
+    path = tmp_path / "hand.arpa"
+    path.write_text(HAND, encoding="utf-8")
+    lm = read_arpa(path)
+    assert lm.order == 2 and lm.level == "word"
+    assert lm.padding.n_bos == 1  # no "<s> <s>" bigram: SRILM/KenLM-style single <s>
+    assert lm.prob("a", ["<s>"]) == pytest.approx(10 ** -0.2)
+    assert lm.prob("b", ["<s>"]) == pytest.approx(10 ** (-0.30103 - 0.6))  # backed off
+    assert lm.prob("zz", ["a"]) == pytest.approx(10 ** (-0.2 - 1.0))  # <unk> after a
+    assert lm.prob("</s>", ["b"]) == pytest.approx(10 ** -0.1)
+    assert lm.prob("<s>") == 0.0  # -99 means zero
+    assert lm.logprob("a b") == pytest.approx((-0.2 - 0.4 - 0.1) * math.log2(10))
+    expl = lm.explain("a b")
+    assert [f.word for f in expl.factors] == ["a", "b", "</s>"]
+    assert "counts not stored" in str(expl)
+
+
+MALFORMED = {
+    "no data": ("ngram 1=1\n\\1-grams:\n-1 a\n\\end\\\n", "no '\\\\data\\\\'"),
+    "count mismatch": ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1\ta\n\\end\\\n", "says ngram 1=2"),
+    "fields": ("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\ta b c d\n\\end\\\n", "line 5"),
+    "number": ("\\data\\\nngram 1=1\n\n\\1-grams:\nx\ta\n\\end\\\n", "not a number"),
+    "no end": ("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\ta\n", "missing '\\\\end\\\\'"),
+    "prefix": ("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\ta\t0\n\\2-grams:\n-1\tb a\n\\end\\\n",
+               "no 1-gram entry"),
+    "prefix2": ("\\data\\\nngram 1=2\nngram 2=1\nngram 3=1\n\n\\1-grams:\n-1\ta\t0\n-1\tb\t0\n"
+                "\\2-grams:\n-1\ta b\n\\3-grams:\n-1\tb a b\n\\end\\\n", "no 2-gram prefix"),
+    "positive": ("\\data\\\nngram 1=1\n\n\\1-grams:\n0.5\ta\n\\end\\\n", "positive"),
+    "header": ("\\data\\\nngram one=1\n\\1-grams:\n-1\ta\n\\end\\\n", "ngram K=COUNT"),
+    "orders": ("\\data\\\nngram 2=1\n\n\\2-grams:\n-1\ta b\n\\end\\\n", "not 1..2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed(tmp_path, name):
+    text, msg = MALFORMED[name]
+    path = tmp_path / "bad.arpa"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match="malformed ARPA") as info:
+        read_arpa(path)
+    assert msg.replace("\\\\", "\\") in str(info.value) or pytest.fail(str(info.value))
+
+
+def test_missing_file_and_non_backoff_estimators(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        read_arpa(tmp_path / "nope.arpa")
+    for est in ("mle", "laplace", "add-k", "stupid-backoff"):
+        lm = NgramModel(2, "word", est).fit(["a b"])
+        with pytest.raises(ValueError, match="estimator"):
+            write_arpa(lm, tmp_path / "x.arpa")
+    assert not (tmp_path / "x.arpa").exists()
+
+
+def test_char_escapes(tmp_path):
+    lm = NgramModel(2, "char", "kneser-ney").fit(["a b\tc", "d\u00a0e\nf"])
+    path = tmp_path / "c.arpa"
+    write_arpa(lm, path)
+    text = path.read_text(encoding="utf-8")
+    assert "<space>" in text and "<tab>" in text and "<newline>" in text and "<U+00A0>" in text
+    back = read_arpa(path)
+    assert back.level == "char"
+    assert back.prob(" ", ["a"]) == pytest.approx(lm.prob(" ", ["a"]), rel=2e-5)
+    assert sorted(back.vocab.tokens) == sorted(lm.vocab.tokens)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    """A failing write leaves the previous file untouched and no temp file behind."""
+    lm = NgramModel(2, "word", "kneser-ney").fit(["a b", "b c"])
+    path = tmp_path / "m.arpa"
+    path.write_text("old", encoding="utf-8")
+    import fusedrnn.ngram.arpa as arpa_mod
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(arpa_mod.os, "replace", boom)
+    with pytest.raises(OSError):
+        write_arpa(lm, path)
+    assert path.read_text(encoding="utf-8") == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.arpa"]
