@@ -129,6 +129,32 @@ def test_lstm_matches_keras_training_with_recurrent_dropout_masks(rng, seed, mon
     close(y, k(tf.constant(x), training=True), "output with dropout", seed)
 
 
+@pytest.mark.parametrize("cls,keras_cls", [(fusedrnn.LSTM, "LSTM"), (fusedrnn.GRU, "GRU"), (fusedrnn.SimpleRNN, "SimpleRNN")])
+def test_input_dropout_only_matches_keras(cls, keras_cls, rng, seed, monkeypatch):
+    """dropout without recurrent_dropout: one (B, I) mask, Keras's default implementation."""
+    B, T, I, H = 3, 5, 6, 4
+    ours = cls(H, return_sequences=True, dropout=0.25, seed=seed)
+    captured = {}
+    original = ours._dropout_masks
+
+    def recording(*args):
+        captured["masks"] = original(*args)
+        return captured["masks"]
+
+    monkeypatch.setattr(ours, "_dropout_masks", recording)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    y = ours(x, training=True)
+    dmask, rmask = captured["masks"]
+    assert dmask.shape == (B, I) and rmask is None
+    k = getattr(keras.layers, keras_cls)(H, return_sequences=True, dropout=0.25)
+    k.build((B, T, I))
+    k.set_weights(ours.get_weights())
+    monkeypatch.setattr(k.cell, "get_dropout_mask", lambda _: tf.constant(dmask))
+    close(y, k(tf.constant(x), training=True), "output with input dropout", seed)
+    dx = ours.backward(np.ones_like(y))
+    assert np.all(np.isfinite(dx)) and np.all(dx[:, :, dmask[0] == 0][0] == 0)
+
+
 def test_dropout_only_in_training(rng):
     layer = fusedrnn.GRU(6, return_sequences=True, dropout=0.5, recurrent_dropout=0.5, seed=1)
     x = rng.standard_normal((2, 4, 3)).astype(np.float32)

@@ -103,12 +103,12 @@ class _Recurrent(abc.ABC):
         if not training:
             return None, None
         per_gate = self.recurrent_dropout > 0.0 and self._gates > 1
-        n = self._gates if per_gate else 1
 
         def draw(rate: float, width: int) -> Optional[np.ndarray]:
             if rate <= 0.0:
                 return None
-            keep = self.rng.random((n, batch, width)) >= rate
+            shape = (self._gates, batch, width) if per_gate else (batch, width)
+            keep = self.rng.random(shape) >= rate
             return (keep / (1.0 - rate)).astype(self.dtype)
 
         return draw(self.dropout, input_dim), draw(self.recurrent_dropout, self.units)
