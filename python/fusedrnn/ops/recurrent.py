@@ -28,7 +28,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from fusedrnn import _C
+from fusedrnn import _C, _device
 from fusedrnn.ops import _checks as chk
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -76,6 +76,12 @@ class RecurrentCache:
 def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
              mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
              recurrent_dropout_mask: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], RecurrentCache]:
+    if _device.any_cuda_array(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask):
+        from fusedrnn.ops import _cuda_recurrent
+
+        return _cuda_recurrent.forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask=mask,
+                                       go_backwards=go_backwards, activation=activation, reset_after=reset_after,
+                                       dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
     gates = _GATES[cell]
     x = chk.check_float("x", x)
     if x.ndim != 3:
@@ -121,6 +127,10 @@ def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: An
         raise TypeError(f"cache: expected the cache returned by {cell}_forward, got {chk.describe(cache)}")
     if cache.cell != cell:
         raise ValueError(f"cache: comes from {cache.cell}_forward, not {cell}_forward")
+    if _device.any_cuda_array(cache.x, d_outputs, d_h_last, d_c_last):
+        from fusedrnn.ops import _cuda_recurrent
+
+        return _cuda_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last)
     B, T, H, dtype = cache.batch, cache.steps, cache.units, cache.x.dtype
     d_outputs = chk.optional_float_input("d_outputs", d_outputs, dtype, (B, T, H), "(batch, time, units)")
     d_h_last = chk.optional_float_input("d_h_last", d_h_last, dtype, (B, H), "(batch, units)")
