@@ -33,7 +33,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"threads: {fusedrnn.get_num_threads()} (set with fusedrnn.set_num_threads or OMP_NUM_THREADS)")
     print(f"BLAS: scipy-openblas32 {scipy_openblas32.__version__} ({scipy_openblas32.get_lib_dir()})")
     print(f"NumPy: {np.__version__}")
-    print("backends: cpu")
+    from fusedrnn import _device
+
+    cuda = "cuda" if _device.cuda_available() else f"no cuda ({_device.cuda_unavailable_reason()})"
+    print(f"backends: cpu, {cuda}")
     return 0
 
 
