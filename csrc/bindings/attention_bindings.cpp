@@ -1,7 +1,9 @@
 // Bindings of the attention kernels: attention_forward / attention_backward for the dot and
 // additive forms, and the dense projection used by BahdanauAttention; float32 and float64.
 // Arguments are validated in fusedrnn/ops/attention.py; these checks are the safety net.
+#include <atomic>
 #include <string>
+#include <utility>
 
 #include "bindings/arrays.h"
 #include "cpu/attention.h"
@@ -20,6 +22,17 @@ bool is_float64(const py::array& a, const char* name) {
   if (py::isinstance<py::array_t<double>>(a)) return true;
   if (py::isinstance<py::array_t<float>>(a)) return false;
   throw py::type_error(std::string(name) + ": expected float32 or float64");
+}
+
+// Raises ValueError naming the first argument the kernel found NaN or inf in.
+void raise_nonfinite(int bits) {
+  static const std::pair<int, const char*> names[] = {{cpu::kQueryBad, "query"},
+                                                      {cpu::kKeyBad, "key"},
+                                                      {cpu::kValueBad, "value"},
+                                                      {cpu::kDContextBad, "d_context"},
+                                                      {cpu::kDWeightsBad, "d_weights"}};
+  for (const auto& n : names)
+    if (bits & n.first) throw py::value_error(std::string(n.second) + ": contains NaN or inf");
 }
 
 // Reads and checks the arguments shared by forward and backward.
@@ -63,8 +76,10 @@ cpu::AttentionProblem<T> problem(const std::string& kind, const py::array& query
 template <typename T>
 py::tuple forward_impl(const std::string& kind, const py::array& query, const py::object& key,
                        const py::array& value, const py::object& scale, const py::object& query_mask,
-                       const py::object& value_mask, bool causal) {
-  const cpu::AttentionProblem<T> p = problem<T>(kind, query, key, value, scale, query_mask, value_mask, causal);
+                       const py::object& value_mask, bool causal, bool check_finite) {
+  cpu::AttentionProblem<T> p = problem<T>(kind, query, key, value, scale, query_mask, value_mask, causal);
+  std::atomic<int> nonfinite{0};
+  if (check_finite) p.nonfinite = &nonfinite;
   const py::ssize_t B = p.batch, Tq = p.tq, Tv = p.tv, Dv = p.value_dim;
   py::array_t<T> context = new_array<T>({B, Tq, Dv}), weights = new_array<T>({B, Tq, Tv});
   py::object scores = py::none();
@@ -78,6 +93,7 @@ py::tuple forward_impl(const std::string& kind, const py::array& query, const py
     py::gil_scoped_release release;
     cpu::attention_forward(p, out);
   }
+  raise_nonfinite(nonfinite.load());
   return py::make_tuple(context, weights, scores);
 }
 
@@ -85,8 +101,11 @@ template <typename T>
 py::tuple backward_impl(const std::string& kind, const py::array& query, const py::object& key,
                         const py::array& value, const py::object& scale, const py::object& query_mask,
                         const py::object& value_mask, bool causal, const py::array& weights,
-                        const py::object& scores, const py::object& d_context, const py::object& d_weights) {
-  const cpu::AttentionProblem<T> p = problem<T>(kind, query, key, value, scale, query_mask, value_mask, causal);
+                        const py::object& scores, const py::object& d_context, const py::object& d_weights,
+                        bool check_finite) {
+  cpu::AttentionProblem<T> p = problem<T>(kind, query, key, value, scale, query_mask, value_mask, causal);
+  std::atomic<int> nonfinite{0};
+  if (check_finite) p.nonfinite = &nonfinite;
   const py::ssize_t B = p.batch, Tq = p.tq, Tv = p.tv, D = p.dim, Dv = p.value_dim;
   const T* w = input_ptr<T>(weights, "cache.weights", {B, Tq, Tv});
   const T* s = optional_input_ptr<T>(scores, "cache.scores", {B, Tq, Tv});
@@ -111,6 +130,7 @@ py::tuple backward_impl(const std::string& kind, const py::array& query, const p
     py::gil_scoped_release release;
     cpu::attention_backward(p, w, s, dc, dw, grads);
   }
+  raise_nonfinite(nonfinite.load());
   return py::make_tuple(dq, dk, dv, dscale);
 }
 
@@ -160,30 +180,32 @@ void register_attention(py::module_& m) {
   m.def(
       "attention_forward",
       [](const std::string& kind, const py::array& query, const py::object& key, const py::array& value,
-         const py::object& scale, const py::object& query_mask, const py::object& value_mask, bool causal) {
+         const py::object& scale, const py::object& query_mask, const py::object& value_mask, bool causal,
+         bool check_finite) {
         return is_float64(query, "query")
-                   ? forward_impl<double>(kind, query, key, value, scale, query_mask, value_mask, causal)
-                   : forward_impl<float>(kind, query, key, value, scale, query_mask, value_mask, causal);
+                   ? forward_impl<double>(kind, query, key, value, scale, query_mask, value_mask, causal, check_finite)
+                   : forward_impl<float>(kind, query, key, value, scale, query_mask, value_mask, causal, check_finite);
       },
       py::arg("kind"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("scale"), py::arg("query_mask"),
-      py::arg("value_mask"), py::arg("causal"),
+      py::arg("value_mask"), py::arg("causal"), py::arg("check_finite") = true,
       "Fused attention forward ('dot' or 'additive'). Returns (context, weights, scores); scores (the dot "
-      "form's unscaled q.k) is None for the additive form.");
+      "form's unscaled q.k) is None for the additive form. With check_finite, NaN or inf in query, key or "
+      "value raises ValueError naming it (checked inside the kernel, while the data is in cache).");
   m.def(
       "attention_backward",
       [](const std::string& kind, const py::array& query, const py::object& key, const py::array& value,
          const py::object& scale, const py::object& query_mask, const py::object& value_mask, bool causal,
          const py::array& weights, const py::object& scores, const py::object& d_context,
-         const py::object& d_weights) {
+         const py::object& d_weights, bool check_finite) {
         return is_float64(query, "query")
                    ? backward_impl<double>(kind, query, key, value, scale, query_mask, value_mask, causal, weights,
-                                           scores, d_context, d_weights)
+                                           scores, d_context, d_weights, check_finite)
                    : backward_impl<float>(kind, query, key, value, scale, query_mask, value_mask, causal, weights,
-                                          scores, d_context, d_weights);
+                                          scores, d_context, d_weights, check_finite);
       },
       py::arg("kind"), py::arg("query"), py::arg("key"), py::arg("value"), py::arg("scale"), py::arg("query_mask"),
       py::arg("value_mask"), py::arg("causal"), py::arg("weights"), py::arg("scores"), py::arg("d_context"),
-      py::arg("d_weights"),
+      py::arg("d_weights"), py::arg("check_finite") = true,
       "Fused attention backward. Returns (d_query, d_key, d_value, d_scale); d_key is None when the key "
       "was the value (its gradient is then included in d_value), d_scale None without a scale.");
   m.def(

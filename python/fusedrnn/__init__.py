@@ -18,7 +18,7 @@ preload_openblas()
 
 from fusedrnn import _C  # noqa: E402
 from fusedrnn import ops  # noqa: E402
-from fusedrnn.layers import GRU, LSTM, SimpleRNN  # noqa: E402
+from fusedrnn.layers import GRU, LSTM, AdditiveAttention, Attention, BahdanauAttention, SimpleRNN  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,4 +35,5 @@ def get_num_threads() -> int:
     return int(_C.get_num_threads())
 
 
-__all__ = ["GRU", "LSTM", "SimpleRNN", "get_num_threads", "ops", "set_num_threads", "__version__"]
+__all__ = ["AdditiveAttention", "Attention", "BahdanauAttention", "GRU", "LSTM", "SimpleRNN", "get_num_threads",
+           "ops", "set_num_threads", "__version__"]

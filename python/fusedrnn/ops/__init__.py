@@ -1,5 +1,14 @@
 """Functional ops: forward functions return a cache that the matching backward consumes."""
 
+from fusedrnn.ops.attention import (
+    AttentionCache,
+    additive_attention_backward,
+    additive_attention_forward,
+    dense_backward,
+    dense_forward,
+    dot_attention_backward,
+    dot_attention_forward,
+)
 from fusedrnn.ops.recurrent import (
     RecurrentCache,
     gru_backward,
@@ -11,6 +20,13 @@ from fusedrnn.ops.recurrent import (
 )
 
 __all__ = [
+    "AttentionCache",
+    "additive_attention_backward",
+    "additive_attention_forward",
+    "dense_backward",
+    "dense_forward",
+    "dot_attention_backward",
+    "dot_attention_forward",
     "RecurrentCache",
     "gru_backward",
     "gru_forward",
