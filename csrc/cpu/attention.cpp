@@ -293,7 +293,7 @@ void backward_columns(const BackwardState<T>& st, int tid, int b, int part, int 
 
 template <typename T>
 void attention_forward(const AttentionProblem<T>& p, const AttentionOutputs<T>& out) {
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(region_threads())
   {
     const Units u = make_units(p.batch, p.tq, omp_get_num_threads(), 1);
 #pragma omp for schedule(static)
@@ -308,7 +308,7 @@ template <typename T>
 void attention_backward(const AttentionProblem<T>& p, const T* weights, const T* scores, const T* d_context,
                         const T* d_weights, const AttentionGrads<T>& grads) {
   const long rows_ = static_cast<long>(p.batch) * p.tq;
-  const int max_threads = num_threads();
+  const int max_threads = region_threads();
   Workspace ws;
   T* ds = ws.take<T>(static_cast<size_t>(rows_) * p.tv);
   T* wmask = p.query_mask ? ws.take<T>(static_cast<size_t>(rows_) * p.tv) : nullptr;
@@ -342,7 +342,7 @@ void attention_backward(const AttentionProblem<T>& p, const T* weights, const T*
 
 template <typename T>
 void dense_forward(int n, int in, int units, const T* x, const T* kernel, const T* bias, T* y) {
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     if (bias) {
@@ -357,7 +357,7 @@ void dense_forward(int n, int in, int units, const T* x, const T* kernel, const 
 template <typename T>
 void dense_backward(int n, int in, int units, const T* x, const T* kernel, const T* dy, T* dx, T* d_kernel,
                     T* d_bias) {
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     gemm_share(tid, nt, false, true, n, in, units, T(1), dy, units, kernel, units, T(0), dx, in);

@@ -17,5 +17,10 @@ int num_threads() { return thread_setting().load(); }
 
 void set_num_threads(int n) { thread_setting().store(n < 1 ? 1 : n); }
 
+int region_threads() {
+  if (scipy_openblas_get_num_threads() != 1) blas_use_single_thread();
+  return num_threads();
+}
+
 }  // namespace cpu
 }  // namespace fusedrnn

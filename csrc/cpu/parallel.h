@@ -15,6 +15,11 @@ namespace cpu {
 int num_threads();
 void set_num_threads(int n);
 
+// The thread count for a kernel's parallel region. Called right before each region, it also
+// puts OpenBLAS back on one thread if something raised it (threadpoolctl does, for every BLAS
+// it finds): the kernels call BLAS from each of their own threads.
+int region_threads();
+
 // Half-open range [begin, end) of a split of `n` items between `parts` workers, with every
 // boundary but the last on a multiple of `align` (keeps vector loops and GEMM panels whole).
 struct Range {

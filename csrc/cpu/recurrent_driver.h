@@ -93,7 +93,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const long slab = static_cast<long>(in.n_recurrent_dropout) * B * H;
   T* dropped = in.recurrent_dropout ? ws.take<T>(static_cast<size_t>(2 * slab)) : nullptr;
 
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const Range own = split_range(H, tid, nt);
@@ -155,7 +155,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const bool any_dropout = in.dropout != nullptr || in.recurrent_dropout != nullptr;
   T* shared_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows) * std::max(in.input_size, H)) : nullptr;
 
-#pragma omp parallel num_threads(num_threads())
+#pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const Range own = split_range(H, tid, nt);
