@@ -39,3 +39,20 @@ def test_more_threads_than_units_gives_the_same_result(rng, seed):
     for other in results[1:]:
         for a, b_ in zip(results[0], other):
             np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12, err_msg=f"seed {seed}")
+
+
+def test_kernels_keep_their_blas_single_threaded(rng):
+    """threadpoolctl raises every BLAS it finds; the kernels call BLAS from their own threads
+    and must put theirs back on one thread, or each GEMM would start more threads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def ours():
+        return [i for i in threadpoolctl.threadpool_info() if i["filepath"].endswith("libscipy_openblas.so")]
+
+    with threadpoolctl.threadpool_limits(2):
+        x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+        fusedrnn.ops.gru_forward(x, None, rng.standard_normal((4, 9)).astype(np.float32),
+                                 rng.standard_normal((3, 9)).astype(np.float32), np.zeros((2, 9), np.float32))
+        libs = ours()
+        assert libs, "fusedrnn's OpenBLAS is not loaded"
+        assert all(lib["num_threads"] == 1 for lib in libs)
