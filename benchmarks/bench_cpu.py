@@ -45,6 +45,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--peers", nargs="+", default=list(PEERS[1:]), choices=list(PEERS[1:]), help="peers to compare")
     p.add_argument("--no-dropout-row", action="store_true", help="skip the LSTM-with-dropout training row")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown (for the README)")
     return p.parse_args(argv)
 
 
@@ -256,6 +257,22 @@ def print_table(cases: List[Case], peers: List[str], sgemm: float, threads: int)
         print(row)
 
 
+def print_markdown(cases: List[Case], peers: List[str], sgemm: float) -> None:
+    cols = ["fusedrnn", *peers]
+    print("\n| cell | shape (B,T,I,H) | mode | " + " | ".join(f"{c} ms" for c in cols) + " | "
+          + " | ".join(f"{c}/fused" for c in peers) + f" | fused GFLOP/s (% of {sgemm:.0f}) |")
+    print("|---" * (3 + len(cols) + len(peers) + 1) + "|")
+    for c in cases:
+        med = {k: statistics.median(v) * 1e3 for k, v in c.times.items() if v}
+        fused = med["fusedrnn"]
+        gf = c.flops / (fused / 1e3) / 1e9
+        cells = [c.cell, f"{c.shape} {(c.B, c.T, c.I, c.H)}", c.mode]
+        cells += [f"{med[k]:.2f}" if k in med else "–" for k in cols]
+        cells += [f"{med[k] / fused:.2f}x" if k in med else "–" for k in peers]
+        cells.append(f"{gf:.0f} ({100 * gf / sgemm:.0f}%)")
+        print("| " + " | ".join(cells) + " |")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     configure_threads(args.threads)
@@ -276,6 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for case in tqdm(cases, desc="benchmark", unit="case", file=sys.stderr):
         time_case(case, args.peers, args.repeats, args.numpy_repeats)
     print_table(cases, args.peers, sgemm, args.threads)
+    if args.markdown:
+        print_markdown(cases, args.peers, sgemm)
     if args.json:
         import platform
 
