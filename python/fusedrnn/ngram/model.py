@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 
-from fusedrnn.ngram.counts import NgramCounts, Padding, count_ngrams, pad_stream
+from fusedrnn.ngram.counts import KeyIndex, NgramCounts, Padding, count_ngrams, index_tables, pad_stream
 from fusedrnn.ngram.estimators import (
     BackoffTables,
     canonical_estimator,
@@ -152,6 +152,7 @@ class NgramModel:
         self.counts: NgramCounts | None = None
         self.tables: BackoffTables | None = None
         self.keys: list[np.ndarray] = []
+        self.index: list[KeyIndex | None] = []
         self.in_vocab: np.ndarray = np.zeros(0, dtype=bool)
         self.discounts_used: list[tuple[float, ...]] = []
 
@@ -176,6 +177,7 @@ class NgramModel:
                  tables: BackoffTables | None = None) -> None:
         self.vocab, self.keys, self.counts = vocab, keys, counts
         V = len(vocab)
+        self.index = counts.index if counts is not None and counts.index else index_tables(keys, V)
         mask = np.ones(V, dtype=bool)
         if self.convention == "nltk":
             if self.order == 1:
@@ -237,7 +239,7 @@ class NgramModel:
         stream = pad_stream(ids, lengths, self.padding, vocab.bos_id, vocab.eos_id)
         positions = np.flatnonzero(stream.pos >= self.padding.n_bos)
         ctx_len = np.minimum(stream.pos[positions], self.order - 1)
-        ev = events_from_stream(self.keys, stream.ids, positions, ctx_len, len(vocab))
+        ev = events_from_stream(self.index, stream.ids, positions, ctx_len, len(vocab))
         return ev, stream.ids
 
     def _context_ids(self, context: Sentence | None) -> np.ndarray:
@@ -262,7 +264,7 @@ class NgramModel:
         ctx = self._context_ids(context)
         ids = np.concatenate([ctx, [vocab.id_of(word)]]).astype(np.int64)
         pos = np.array([ids.size - 1], dtype=np.int64)
-        ev = events_from_stream(self.keys, ids, pos, np.array([ctx.size]), len(vocab))
+        ev = events_from_stream(self.index, ids, pos, np.array([ctx.size]), len(vocab))
         return float(self._scores(ev)[0])
 
     def distribution(self, context: Sentence | None = None) -> np.ndarray:
@@ -271,7 +273,7 @@ class NgramModel:
         Entries of ids outside the predicted vocabulary (e.g. ``<s>``) are 0.
         """
         vocab = self._require_fit()
-        ev = events_for_all_words(self.keys, self._context_ids(context), len(vocab))
+        ev = events_for_all_words(self.index, self._context_ids(context), len(vocab))
         return np.where(self.in_vocab, self._scores(ev), 0.0)
 
     def logprob(self, sentence: Sentence) -> float:
@@ -350,7 +352,7 @@ class NgramModel:
         for _ in range(n):
             ctx = history[max(len(history) - m, 0):] if m > 0 else []
             while True:
-                ev = events_for_all_words(self.keys, np.asarray(ctx, dtype=np.int64), len(vocab))
+                ev = events_for_all_words(self.index, np.asarray(ctx, dtype=np.int64), len(vocab))
                 p = np.where(allowed, self._scores(ev), 0.0)
                 if p.sum() > 0 or not ctx:
                     break

@@ -7,11 +7,12 @@ An *event* is one prediction ``P(word | context)``. :class:`Events` stores, for
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from fusedrnn.ngram.counts import NgramCounts, lookup_rows
+from fusedrnn.ngram.counts import KeyIndex, NgramCounts, lookup_rows
 from fusedrnn.ngram.estimators import BackoffTables, mle_add_k
 
 
@@ -27,52 +28,83 @@ class Events:
             ``k > ctx_len + 1``). ``gram[0]`` is unused.
         ctx: list over ``j = 0..n-1``; ``ctx[j]`` is ``(E,)``, the row in table ``j``
             of the last ``j`` context tokens (-1: no row or ``j > ctx_len``).
+
+    ``gram`` and ``ctx`` may be :class:`LazyRows`, which build each entry on first use
+    (MLE and add-k read only the full-context order).
     """
 
     word: np.ndarray
     ctx_len: np.ndarray
-    gram: list[np.ndarray]
-    ctx: list[np.ndarray]
+    gram: Sequence[np.ndarray]
+    ctx: Sequence[np.ndarray]
 
     def __len__(self) -> int:
         return int(self.word.size)
 
 
+class LazyRows(Sequence):
+    """A read-only list of ``n`` arrays, each computed by ``make(k)`` on first access."""
+
+    def __init__(self, n: int, make: Callable[[int], np.ndarray]) -> None:
+        self._n = n
+        self._make = make
+        self._done: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k):  # type: ignore[override]
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._n))]
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(k)
+        if k not in self._done:
+            self._done[k] = self._make(k)
+        return self._done[k]
+
+
 def events_from_stream(
-    keys: list[np.ndarray], ids: np.ndarray, positions: np.ndarray, ctx_len: np.ndarray, vocab_size: int
+    index: list[KeyIndex | None], ids: np.ndarray, positions: np.ndarray, ctx_len: np.ndarray, vocab_size: int
 ) -> Events:
     """Events predicting ``ids[positions]`` from the ``ctx_len`` tokens before each.
 
+    ``index`` holds the :class:`~fusedrnn.ngram.counts.KeyIndex` of every table.
     ``ctx_len[e] <= positions[e]`` is required (the context stays inside ``ids``).
     """
-    order = len(keys) - 1
-    rows = lookup_rows(keys, ids, order, vocab_size)
-    gram = [np.full(positions.size, -1, dtype=np.int64)]
-    ctx = []
-    for k in range(1, order + 1):
-        ok = ctx_len >= k - 1
-        if ok.all():
-            gram.append(rows[k][positions - (k - 1)])
-        else:
-            start = np.where(ok, positions - (k - 1), 0)
-            gram.append(np.where(ok, rows[k][start], -1))
-    for j in range(order):
+    order = len(index) - 1
+    rows = lookup_rows(index, ids, order, vocab_size)
+
+    def at(j: int) -> np.ndarray:
+        """Row of the j-gram that ends just before (j = context) each predicted position."""
         ok = ctx_len >= j
         if j == 0:
-            ctx.append(np.where(ok, 0, -1))
-        elif ok.all():
-            ctx.append(rows[j][positions - j])
-        else:
-            start = np.where(ok, positions - j, 0)
-            ctx.append(np.where(ok, rows[j][start], -1))
-    return Events(ids[positions].astype(np.int64), ctx_len.astype(np.int64), gram, ctx)
+            return np.where(ok, 0, -1)
+        if ok.all():
+            return rows[j][positions - j]
+        start = np.where(ok, positions - j, 0)
+        return np.where(ok, rows[j][start], -1)
+
+    def gram_at(k: int) -> np.ndarray:
+        """Row of the k-gram that ends at each predicted position."""
+        if k == 0:
+            return np.full(positions.size, -1, dtype=np.int64)
+        ok = ctx_len >= k - 1
+        if ok.all():
+            return rows[k][positions - (k - 1)]
+        start = np.where(ok, positions - (k - 1), 0)
+        return np.where(ok, rows[k][start], -1)
+
+    return Events(ids[positions].astype(np.int64), ctx_len.astype(np.int64),
+                  LazyRows(order + 1, gram_at), LazyRows(order, at))
 
 
-def events_for_all_words(keys: list[np.ndarray], context: np.ndarray, vocab_size: int) -> Events:
+def events_for_all_words(index: list[KeyIndex | None], context: np.ndarray, vocab_size: int) -> Events:
     """Events ``P(w | context)`` for every id ``w`` in ``0..V-1`` (``context`` already truncated)."""
-    order = len(keys) - 1
+    order = len(index) - 1
     m = int(context.size)
-    rows = lookup_rows(keys, context, m, vocab_size)
+    rows = lookup_rows(index, context, m, vocab_size)
     words = np.arange(vocab_size, dtype=np.int64)
     ctx_rows = [0] + [int(rows[j][m - j]) for j in range(1, m + 1)]
     gram = [np.full(vocab_size, -1, dtype=np.int64)]
@@ -82,10 +114,9 @@ def events_for_all_words(keys: list[np.ndarray], context: np.ndarray, vocab_size
         if j > m or ctx_rows[j] < 0:
             gram.append(np.full(vocab_size, -1, dtype=np.int64))
             continue
-        table = keys[k]
-        key = ctx_rows[j] * vocab_size + words if k > 1 else words
-        idx = np.minimum(np.searchsorted(table, key), max(table.size - 1, 0))
-        gram.append(np.where(table[idx] == key, idx, -1) if table.size else np.full(vocab_size, -1))
+        ix = index[k]
+        assert ix is not None
+        gram.append(ix.lookup(ctx_rows[j] * vocab_size + words if k > 1 else words))
     for j in range(order):
         ctx.append(np.full(vocab_size, ctx_rows[j] if j <= m else -1, dtype=np.int64))
     return Events(words, np.full(vocab_size, m, dtype=np.int64), gram, ctx)
@@ -119,9 +150,11 @@ def top_counts(counts: NgramCounts, ev: Events) -> tuple[np.ndarray, np.ndarray]
         sel = ev.ctx_len == k - 1
         if not sel.any():
             continue
-        num[sel] = _take(counts.count[k], ev.gram[k][sel], 0).astype(np.int64)
-        tot = counts.context_total(k).astype(np.int64)
-        den[sel] = _take(tot, ev.ctx[k - 1][sel], 0).astype(np.int64)
+        tot = counts.context_total(k)
+        if sel.all():  # every event has this context length (e.g. scoring whole sentences)
+            return _take(counts.count[k], ev.gram[k], 0), _take(tot, ev.ctx[k - 1], 0)
+        num[sel] = _take(counts.count[k], ev.gram[k][sel], 0)
+        den[sel] = _take(tot, ev.ctx[k - 1][sel], 0)
     return num, den
 
 
