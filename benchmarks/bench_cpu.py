@@ -3,7 +3,7 @@
 
 Every implementation runs in this one process with the same number of threads. Timings are
 interleaved (fusedrnn, PyTorch, Keras, NumPy, fusedrnn, ...) so that a slow spell of the machine
-hits all of them alike, with a short idle pause before each timed run: thread pools spin for a
+hits all of them alike, with a short busy pause before each timed run: thread pools spin for a
 while after their work (OpenBLAS's for up to ~0.1 s) and would otherwise slow down whichever
 library runs next. The table shows medians, each peer's time divided by fusedrnn's, and the
 achieved GFLOP/s. These layers are GEMM-bound, so the measured sgemm rate is the roofline.
@@ -46,9 +46,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--numpy-repeats", type=int, default=3, help="timed runs of the slow NumPy reference")
     p.add_argument("--peers", nargs="+", default=list(PEERS[1:]), choices=list(PEERS[1:]), help="peers to compare")
     p.add_argument("--no-dropout-row", action="store_true", help="skip the LSTM-with-dropout training row")
-    p.add_argument("--settle", type=float, default=0.1, metavar="S",
-                   help="idle seconds before each timed run (default 0.1), so that the thread pools of the "
-                        "library that ran before stop spinning and do not steal the cores")
+    p.add_argument("--settle", type=float, default=0.15, metavar="S",
+                   help="seconds the main thread busy-waits before each timed run (default 0.15), so that the "
+                        "thread pools of the library that ran before stop spinning and do not steal the cores")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown (for the README)")
     return p.parse_args(argv)
@@ -225,6 +225,14 @@ def keras_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callabl
 RUNNERS = {"fusedrnn": fused_runner, "pytorch": torch_runner, "keras": keras_runner, "numpy": numpy_runner}
 
 
+def busy_wait(seconds: float) -> None:
+    """Keeps this thread running (sleeping would let the cores drop into idle states, and waking
+    them is slow on virtual machines) while other libraries' worker threads time out."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int, settle: float) -> None:
     data = make_inputs(case.cell, case.B, case.T, case.I, case.H)
     runners = {}
@@ -239,7 +247,7 @@ def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int, se
         for name, run in runners.items():
             if name == "numpy" and k >= numpy_repeats:
                 continue
-            time.sleep(settle)
+            busy_wait(settle)
             t0 = time.perf_counter()
             run()
             case.times[name].append(time.perf_counter() - t0)
