@@ -35,6 +35,9 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import configure_threads  # noqa: E402
+
 B, TV, D = 64, 16, 1024
 KINDS = ("dot", "additive", "bahdanau")
 PEERS = ("fusedrnn", "keras", "numpy")
@@ -51,34 +54,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="also print the best case (min) of the repeats: robust when other processes share the cores")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON (median and min)")
     return p.parse_args(argv)
-
-
-def configure_threads(n: int) -> None:
-    """The same thread count for fusedrnn, TensorFlow (before it starts) and NumPy's BLAS."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import fusedrnn
-
-    fusedrnn.set_num_threads(n)
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except ImportError:
-        pass
-    try:
-        from threadpoolctl import ThreadpoolController
-
-        controller = ThreadpoolController()
-        controller.limit(limits=n)
-        # ... but fusedrnn's own OpenBLAS (scipy_openblas32) must stay single-threaded: its
-        # kernels split the GEMMs between their OpenMP threads, and threadpool_limits(n) alone
-        # would give every one of those GEMMs n more threads (n*n threads on n cores).
-        for lib in controller.lib_controllers:
-            if "scipy_openblas32" in lib.filepath:
-                lib.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 @dataclass

@@ -28,6 +28,9 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import busy_wait, configure_threads, measure_sgemm  # noqa: E402
+
 SHAPES = {  # (B, T, I, H) of the three reference tasks
     "imdb": (32, 80, 128, 128),
     "chars": (128, 40, 57, 128),
@@ -52,50 +55,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown (for the README)")
     return p.parse_args(argv)
-
-
-def configure_threads(n: int) -> None:
-    """Same thread count everywhere; TF needs it before it initialises."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import fusedrnn
-
-    fusedrnn.set_num_threads(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except ImportError:
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:
-        pass
-
-
-def measure_sgemm(n: int = 1024, repeats: int = 30, warmup_s: float = 1.0) -> float:
-    """NumPy's float32 GEMM rate in GFLOP/s at n x n x n: median of `repeats` after `warmup_s`
-    seconds of the same GEMM (idle cores need a moment to reach their working clock)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    end = time.perf_counter() + warmup_s
-    while time.perf_counter() < end:
-        a @ b
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2.0 * n**3 / statistics.median(times) / 1e9
 
 
 @dataclass
@@ -225,14 +184,6 @@ def keras_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callabl
 
 
 RUNNERS = {"fusedrnn": fused_runner, "pytorch": torch_runner, "keras": keras_runner, "numpy": numpy_runner}
-
-
-def busy_wait(seconds: float) -> None:
-    """Keeps this thread running (sleeping would let the cores drop into idle states, and waking
-    them is slow on virtual machines) while other libraries' worker threads time out."""
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
 
 
 def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int, settle: float) -> None:
