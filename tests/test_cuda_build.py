@@ -82,10 +82,10 @@ def test_import_without_cuda_module():
         else:
             raise AssertionError("no error for a CUDA array")
     """)
-    prelude = textwrap.dedent(f"""
+    prelude = textwrap.dedent("""
         class FakeCudaArray:
-            __cuda_array_interface__ = {{"shape": (2, 3, 4), "typestr": "<f4", "data": (1 << 40, False),
-                                         "strides": None, "version": 3}}
+            __cuda_array_interface__ = {"shape": (2, 3, 4), "typestr": "<f4", "data": (1 << 40, False),
+                                         "strides": None, "version": 3}
     """)
     import fusedrnn
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _keras_oracle import (NUM_GATES, VARIANTS, assert_close, float32_rtol, forward_names, grad_names,
+from _keras_oracle import (VARIANTS, assert_close, float32_rtol, forward_names, grad_names,
                            input_names, make_problem)
 from fusedrnn import _device
 
