@@ -52,9 +52,10 @@ struct RnnCell {
   bool separate_recurrent_grads() const { return false; }
 
   template <typename T>
-  static void forward_row(math::Activation act, int j0, int j1, T* __restrict g, T* __restrict hn) {
+  static void forward_row(math::Activation act, int j0, int j1, const T* __restrict bias, T* __restrict g,
+                          T* __restrict hn) {
     for (int j = j0; j < j1; ++j) {
-      const T h = math::activate(act, g[j]);
+      const T h = math::activate(act, g[j] + bias[j]);
       g[j] = h;
       hn[j] = h;
     }
@@ -75,7 +76,7 @@ struct RnnCell {
     recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 1, st.saved.gates + static_cast<long>(st.t) * H,
                            st.in.steps * H);
     for (int b = 0; b < st.in.batch; ++b) {
-      if (st.in.active(b, st.t)) forward_row(activation, j0, j1, st.gates(b), st.h_new(b));
+      if (st.in.active(b, st.t)) forward_row(activation, j0, j1, st.in.bias, st.gates(b), st.h_new(b));
       else rows::carry(j0, j1, H, 1, st.h_prev(b), st.gates(b), st.h_new(b));
     }
   }
@@ -116,10 +117,11 @@ struct LstmCell {
   }
 
   template <typename T>
-  static void forward_row(int j0, int j1, int H, const T* __restrict cp, T* __restrict g, T* __restrict c,
-                          T* __restrict hn) {
+  static void forward_row(int j0, int j1, int H, const T* __restrict bias, const T* __restrict cp, T* __restrict g,
+                          T* __restrict c, T* __restrict hn) {
     for (int j = j0; j < j1; ++j) {
-      const math::LstmGates<T> a = math::lstm_activate(g[j], g[H + j], g[2 * H + j], g[3 * H + j]);
+      const math::LstmGates<T> a = math::lstm_activate(g[j] + bias[j], g[H + j] + bias[H + j],
+                                                       g[2 * H + j] + bias[2 * H + j], g[3 * H + j] + bias[3 * H + j]);
       g[j] = a.i;
       g[H + j] = a.f;
       g[2 * H + j] = a.g;
@@ -156,7 +158,7 @@ struct LstmCell {
       const T* cp = c_prev(st, b);
       T* c = st.saved.aux + st.row(b) * H;
       if (st.in.active(b, st.t)) {
-        forward_row(j0, j1, H, cp, st.gates(b), c, st.h_new(b));
+        forward_row(j0, j1, H, st.in.bias, cp, st.gates(b), c, st.h_new(b));
       } else {
         rows::carry(j0, j1, H, 4, st.h_prev(b), st.gates(b), st.h_new(b));
         for (int j = j0; j < j1; ++j) c[j] = cp[j];
@@ -199,15 +201,16 @@ struct GruCell {
 
   bool separate_recurrent_grads() const { return reset_after; }
 
-  // reset_after=True: z, r, hh and h of one row, given x-projections in g and h U_h in rh.
+  // reset_after=True: z, r, hh and h of one row, given x-projections in g (without the input
+  // bias bi) and h U_h in rh (without the recurrent bias br).
   template <typename T>
-  static void forward_row_after(int j0, int j1, int H, const T* __restrict br, const T* __restrict hp,
-                                T* __restrict g, T* __restrict rh, T* __restrict hn) {
+  static void forward_row_after(int j0, int j1, int H, const T* __restrict bi, const T* __restrict br,
+                                const T* __restrict hp, T* __restrict g, T* __restrict rh, T* __restrict hn) {
     for (int j = j0; j < j1; ++j) {
-      const T z = math::sigmoid(g[j] + br[j]);
-      const T r = math::sigmoid(g[H + j] + br[H + j]);
+      const T z = math::sigmoid((g[j] + bi[j]) + br[j]);
+      const T r = math::sigmoid((g[H + j] + bi[H + j]) + br[H + j]);
       const T rec = rh[j] + br[2 * H + j];
-      const T hh = math::tanh_(g[2 * H + j] + r * rec);
+      const T hh = math::tanh_((g[2 * H + j] + bi[2 * H + j]) + r * rec);
       rh[j] = rec;
       g[j] = z;
       g[H + j] = r;
@@ -218,10 +221,11 @@ struct GruCell {
 
   // reset_after=False, first half: z and r, and r * h_prev for the candidate's matmul.
   template <typename T>
-  static void gates_row_before(int j0, int j1, int H, const T* __restrict hd, T* __restrict g, T* __restrict rh) {
+  static void gates_row_before(int j0, int j1, int H, const T* __restrict bias, const T* __restrict hd,
+                               T* __restrict g, T* __restrict rh) {
     for (int j = j0; j < j1; ++j) {
-      const T z = math::sigmoid(g[j]);
-      const T r = math::sigmoid(g[H + j]);
+      const T z = math::sigmoid(g[j] + bias[j]);
+      const T r = math::sigmoid(g[H + j] + bias[H + j]);
       g[j] = z;
       g[H + j] = r;
       rh[j] = r * hd[j];
@@ -230,10 +234,10 @@ struct GruCell {
 
   // reset_after=False, second half: hh and h once (r * h_prev) U_h has been added to g's h-part.
   template <typename T>
-  static void candidate_row_before(int j0, int j1, int H, const T* __restrict hp, T* __restrict g,
-                                   T* __restrict hn) {
+  static void candidate_row_before(int j0, int j1, int H, const T* __restrict bias, const T* __restrict hp,
+                                   T* __restrict g, T* __restrict hn) {
     for (int j = j0; j < j1; ++j) {
-      const T hh = math::tanh_(g[2 * H + j]);
+      const T hh = math::tanh_(g[2 * H + j] + bias[2 * H + j]);
       g[2 * H + j] = hh;
       hn[j] = math::gru_hidden(g[j], hh, hp[j]);
     }
@@ -297,7 +301,7 @@ struct GruCell {
       for (int b = 0; b < B; ++b) {
         T* rh = st.saved.aux + st.row(b) * H;
         if (st.in.active(b, st.t)) {
-          forward_row_after(j0, j1, H, st.in.recurrent_bias, st.h_prev(b), st.gates(b), rh, st.h_new(b));
+          forward_row_after(j0, j1, H, st.in.bias, st.in.recurrent_bias, st.h_prev(b), st.gates(b), rh, st.h_new(b));
         } else {
           rows::carry(j0, j1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
           for (int j = j0; j < j1; ++j) rh[j] = T(0);
@@ -310,7 +314,7 @@ struct GruCell {
     for (int b = 0; b < B; ++b) {
       T* rh = st.saved.aux + st.row(b) * H;
       if (st.in.active(b, st.t)) {
-        gates_row_before(j0, j1, H, hin_h + static_cast<long>(b) * st.h.ld(), st.gates(b), rh);
+        gates_row_before(j0, j1, H, st.in.bias, hin_h + static_cast<long>(b) * st.h.ld(), st.gates(b), rh);
       } else {
         rows::carry(j0, j1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
         for (int j = j0; j < j1; ++j) rh[j] = T(0);
@@ -319,7 +323,7 @@ struct GruCell {
 #pragma omp barrier
     if (st.own.size() > 0) st.packed[2].multiply(B, aux_t, S * H, 0, H, T(1), gates_t + 2 * H + j0, S * GH);
     for (int b = 0; b < B; ++b) {
-      if (st.in.active(b, st.t)) candidate_row_before(j0, j1, H, st.h_prev(b), st.gates(b), st.h_new(b));
+      if (st.in.active(b, st.t)) candidate_row_before(j0, j1, H, st.in.bias, st.h_prev(b), st.gates(b), st.h_new(b));
       else
         for (int j = j0; j < j1; ++j) st.gates(b)[2 * H + j] = T(0);
     }

@@ -37,25 +37,18 @@ void column_sums_share(int tid, int nt, const T* a, long rows, int cols, int lda
 template <typename T>
 void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch) {
   const int BT = in.batch * in.steps, I = in.input_size, H = in.units, GH = in.width();
-  // Bias first (every row), then accumulate the GEMMs into it.
-  const Range rows = split_range(BT, tid, nt, 1);
-  for (int row = rows.begin; row < rows.end; ++row) {
-    T* g = gx + static_cast<long>(row) * GH;
-    for (int c = 0; c < GH; ++c) g[c] = in.bias ? in.bias[c] : T(0);
-  }
   if (in.dropout == nullptr) {
-#pragma omp barrier
-    gemm_share(tid, nt, false, false, BT, GH, I, T(1), in.x, I, in.kernel, GH, T(1), gx, GH);
+    gemm_share(tid, nt, false, false, BT, GH, I, T(1), in.x, I, in.kernel, GH, T(0), gx, GH);
   } else {
     // Each distinct mask: build x * mask once, project the gates that use it.
     for (int m = 0; m < in.n_dropout; ++m) {
-#pragma omp barrier
       masked_rows_share(tid, nt, in.x, in.dropout + static_cast<long>(m) * in.batch * I, in.batch,
                         in.steps, I, scratch);
 #pragma omp barrier
       const int g0 = in.n_dropout == 1 ? 0 : m, g1 = in.n_dropout == 1 ? in.gates : m + 1;
       gemm_share(tid, nt, false, false, BT, (g1 - g0) * H, I, T(1), scratch, I, in.kernel + g0 * H, GH,
-                 T(1), gx + g0 * H, GH);
+                 T(0), gx + g0 * H, GH);
+#pragma omp barrier
     }
   }
 #pragma omp barrier

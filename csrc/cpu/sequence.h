@@ -152,8 +152,9 @@ void recurrent_backprop_share(const SequenceInputs<T>& in, const PackedMatrix<T>
   }
 }
 
-// gx[(b,t), :] = (x[b,t,:] * dropout_g[b,:]) kernel[:, gate g] + bias for every gate: the input
-// projection of all steps at once. `scratch` holds B*T*I values when dropout is on.
+// gx[(b,t), :] = (x[b,t,:] * dropout_g[b,:]) kernel[:, gate g] for every gate: the input
+// projection of all steps at once, without the bias (the cells add it in their gate math, which
+// saves a pass over this B*T*G*H buffer). `scratch` holds B*T*I values when dropout is on.
 template <typename T>
 void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch);
 
