@@ -12,7 +12,7 @@ input gives the same numbers (to float32 rounding). Every layer also has ``backw
 from __future__ import annotations
 
 import abc
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -60,6 +60,23 @@ class _Recurrent(abc.ABC):
     @property
     def built(self) -> bool:
         return self.kernel is not None
+
+    @property
+    def params(self) -> List[np.ndarray]:
+        """The live weights [kernel, recurrent_kernel, bias] (optimizers update them in place)."""
+        if not self.built:
+            raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or build(input_dim)")
+        return [self.kernel, self.recurrent_kernel, self.bias]  # type: ignore[list-item]
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments (JSON-serialisable): ``type(layer)(**config)`` rebuilds the layer."""
+        return {"units": self.units, "return_sequences": self.return_sequences, "return_state": self.return_state,
+                "go_backwards": self.go_backwards, "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout, "dtype": self.dtype.name, "name": self.name}
+
+    def compute_mask(self, x: Any, mask: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """The output's mask: the input mask with return_sequences (Keras), otherwise none."""
+        return mask if self.return_sequences else None
 
     def _initial_bias(self) -> np.ndarray:
         return init.zeros((self._gates * self.units,), self.dtype)
@@ -201,6 +218,9 @@ class SimpleRNN(_Recurrent):
         super().__init__(units, **kwargs)
         self.activation = activation
 
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
     def _run(self, x, states, mask, dmask, rmask):
         outputs, h, cache = ops.rnn_forward(x, states[0], self.kernel, self.recurrent_kernel, self.bias, mask=mask,
                                             go_backwards=self.go_backwards, activation=self.activation,
@@ -226,6 +246,9 @@ class LSTM(_Recurrent):
     def __init__(self, units: int, unit_forget_bias: bool = True, **kwargs: Any) -> None:
         super().__init__(units, **kwargs)
         self.unit_forget_bias = bool(unit_forget_bias)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
 
     def _initial_bias(self) -> np.ndarray:
         if self.unit_forget_bias:
@@ -258,6 +281,9 @@ class GRU(_Recurrent):
     def __init__(self, units: int, reset_after: bool = True, **kwargs: Any) -> None:
         super().__init__(units, **kwargs)
         self.reset_after = bool(reset_after)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {**super().get_config(), "reset_after": self.reset_after}
 
     def _bias_shape(self) -> Tuple[int, ...]:
         return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
