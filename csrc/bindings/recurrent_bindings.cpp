@@ -22,6 +22,9 @@ cpu::CellConfig make_config(const std::string& cell, const std::string& activati
   return cfg;
 }
 
+// True when x holds int32 ids standing for one-hot rows (the kernel's dtype is then the op's).
+bool is_ids(const py::array& x) { return py::isinstance<py::array_t<int32_t>>(x); }
+
 // Reads the shared arguments of forward and backward into SequenceInputs.
 template <typename T>
 cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0,
@@ -30,17 +33,30 @@ cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::arr
                                        const py::object& mask, const py::object& dropout,
                                        const py::object& recurrent_dropout, bool go_backwards) {
   cpu::SequenceInputs<T> in;
-  if (x.ndim() != 3) throw py::value_error("x: expected a 3-D array (batch, time, features)");
+  const bool one_hot = is_ids(x);
+  if (one_hot) {
+    if (x.ndim() != 2) throw py::value_error("x: expected a 2-D array of int32 ids (batch, time)");
+    if (kernel.ndim() != 2) throw py::value_error("kernel: expected a 2-D array (vocabulary, gates*units)");
+    in.input_size = static_cast<int>(kernel.shape(0));
+  } else {
+    if (x.ndim() != 3) throw py::value_error("x: expected a 3-D array (batch, time, features)");
+    in.input_size = static_cast<int>(x.shape(2));
+  }
   in.batch = static_cast<int>(x.shape(0));
   in.steps = static_cast<int>(x.shape(1));
-  in.input_size = static_cast<int>(x.shape(2));
   if (h0.ndim() != 2) throw py::value_error("h0: expected a 2-D array (batch, units)");
   in.units = static_cast<int>(h0.shape(1));
   in.gates = cfg.gates();
   if (in.batch < 1 || in.steps < 1 || in.input_size < 1 || in.units < 1)
     throw py::value_error("x, h0: every dimension must be at least 1");
   const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
-  in.x = input_ptr<T>(x, "x", {B, S, I});
+  if (one_hot) {
+    in.ids = input_ptr<int32_t>(x, "x", {B, S});
+    for (py::ssize_t k = 0; k < B * S; ++k)  // the kernels index the weights with these
+      if (in.ids[k] < 0 || in.ids[k] >= I) throw py::value_error("x: id out of range [0, vocabulary)");
+  } else {
+    in.x = input_ptr<T>(x, "x", {B, S, I});
+  }
   in.h0 = input_ptr<T>(h0, "h0", {B, H});
   if (cfg.kind == cpu::CellKind::kLstm) {
     if (c0.is_none()) throw py::value_error("c0: required for the LSTM");
@@ -126,11 +142,18 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
   if (cfg.kind == cpu::CellKind::kLstm) incoming.d_c_last = optional_input_ptr<T>(d_c_last, "d_c_last", {B, H});
 
   const bool two_biases = cfg.kind == cpu::CellKind::kGru && cfg.reset_after;
-  py::array_t<T> dx = new_array<T>({B, S, I}), dh0 = new_array<T>({B, H});
+  py::object dx = py::none();
+  T* dx_data = nullptr;
+  if (in.ids == nullptr) {
+    py::array_t<T> a = new_array<T>({B, S, I});
+    dx_data = a.mutable_data();
+    dx = a;
+  }
+  py::array_t<T> dh0 = new_array<T>({B, H});
   py::array_t<T> dkernel = new_array<T>({I, GH}), drecurrent = new_array<T>({H, GH});
   py::array_t<T> dbias = two_biases ? new_array<T>({2, GH}) : new_array<T>({GH});
   py::object dc0 = py::none();
-  cpu::SequenceGrads<T> grads{dx.mutable_data(), dh0.mutable_data(), nullptr, dkernel.mutable_data(),
+  cpu::SequenceGrads<T> grads{dx_data, dh0.mutable_data(), nullptr, dkernel.mutable_data(),
                               drecurrent.mutable_data(), dbias.mutable_data(),
                               two_biases ? dbias.mutable_data() + GH : nullptr};
   if (cfg.kind == cpu::CellKind::kLstm) {
@@ -145,10 +168,12 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
   return py::make_tuple(dx, dh0, dc0, dkernel, drecurrent, dbias);
 }
 
-bool is_float64(const py::array& x) {
-  if (py::isinstance<py::array_t<double>>(x)) return true;
-  if (py::isinstance<py::array_t<float>>(x)) return false;
-  throw py::type_error("x: expected float32 or float64");
+// The op's dtype: x's, or the kernel's when x holds one-hot ids.
+bool is_float64(const py::array& x, const py::array& kernel) {
+  const py::array& a = is_ids(x) ? kernel : x;
+  if (py::isinstance<py::array_t<double>>(a)) return true;
+  if (py::isinstance<py::array_t<float>>(a)) return false;
+  throw py::type_error(is_ids(x) ? "kernel: expected float32 or float64" : "x: expected float32 or float64");
 }
 
 }  // namespace
@@ -161,7 +186,7 @@ void register_recurrent(py::module_& m) {
          const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
          const std::string& activation, bool reset_after) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
-        return is_float64(x) ? forward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
+        return is_float64(x, kernel) ? forward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                     recurrent_dropout, go_backwards)
                              : forward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                    recurrent_dropout, go_backwards);
@@ -179,7 +204,7 @@ void register_recurrent(py::module_& m) {
          const py::object& aux, const py::object& d_outputs, const py::object& d_h_last,
          const py::object& d_c_last) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
-        return is_float64(x) ? backward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
+        return is_float64(x, kernel) ? backward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                      recurrent_dropout, go_backwards, gates, hprev, aux,
                                                      d_outputs, d_h_last, d_c_last)
                              : backward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,

@@ -89,7 +89,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const int B = in.batch, S = in.steps, H = in.units;
   const std::vector<int> first = first_active_steps(in);
   Workspace ws;
-  T* masked_x = in.dropout ? ws.take<T>(static_cast<size_t>(B) * S * in.input_size) : nullptr;
+  T* masked_x = in.dropout && !in.ids ? ws.take<T>(static_cast<size_t>(B) * S * in.input_size) : nullptr;
   const long slab = static_cast<long>(in.n_recurrent_dropout) * B * H;
   T* dropped = in.recurrent_dropout ? ws.take<T>(static_cast<size_t>(2 * slab)) : nullptr;
 

@@ -1,5 +1,6 @@
 #include "cpu/sequence.h"
 
+#include <algorithm>
 #include <atomic>
 
 namespace fusedrnn {
@@ -17,6 +18,46 @@ void masked_rows_share(int tid, int nt, const T* src, const T* m, int B, int ste
     const T* s = src + static_cast<long>(row) * d;
     T* o = dst + static_cast<long>(row) * d;
     for (int k = 0; k < d; ++k) o[k] = s[k] * mb[k];
+  }
+}
+
+// One-hot input: gx[row, gate g] = kernel[id, gate g] * dropout_g[b, id], this thread's rows.
+template <typename T>
+void gather_projection_share(int tid, int nt, const SequenceInputs<T>& in, T* gx) {
+  const int H = in.units, GH = in.width();
+  const Range r = split_range(in.batch * in.steps, tid, nt, 1);
+  for (int row = r.begin; row < r.end; ++row) {
+    const long id = in.ids[row], b = row / in.steps;
+    const T* w = in.kernel + id * GH;
+    T* o = gx + static_cast<long>(row) * GH;
+    for (int g = 0; g < in.gates; ++g) {
+      const T* m = in.dropout_of_gate(g);
+      const T scale = m == nullptr ? T(1) : m[b * in.input_size + id];
+      for (int k = g * H; k < (g + 1) * H; ++k) o[k] = w[k] * scale;
+    }
+  }
+}
+
+// One-hot input: dkernel[id, :] += dgx[row, :] * dropout_g[b, id] over all rows; each thread
+// owns a range of columns, so the scatter needs no atomics.
+template <typename T>
+void scatter_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel) {
+  const int H = in.units, GH = in.width();
+  const Range c = split_range(GH, tid, nt);
+  if (c.size() <= 0) return;
+  for (long i = 0; i < in.input_size; ++i)
+    for (int k = c.begin; k < c.end; ++k) dkernel[i * GH + k] = T(0);
+  const long rows = static_cast<long>(in.batch) * in.steps;
+  for (long row = 0; row < rows; ++row) {
+    const long id = in.ids[row], b = row / in.steps;
+    const T* d = dgx + row * GH;
+    T* o = dkernel + id * GH;
+    for (int g = c.begin / H; g < in.gates && g * H < c.end; ++g) {
+      const T* m = in.dropout_of_gate(g);
+      const T scale = m == nullptr ? T(1) : m[b * in.input_size + id];
+      const int lo = std::max(c.begin, g * H), hi = std::min(c.end, (g + 1) * H);
+      for (int k = lo; k < hi; ++k) o[k] += d[k] * scale;
+    }
   }
 }
 }  // namespace
@@ -37,7 +78,9 @@ void column_sums_share(int tid, int nt, const T* a, long rows, int cols, int lda
 template <typename T>
 void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch) {
   const int BT = in.batch * in.steps, I = in.input_size, H = in.units, GH = in.width();
-  if (in.dropout == nullptr) {
+  if (in.ids != nullptr) {
+    gather_projection_share(tid, nt, in, gx);
+  } else if (in.dropout == nullptr) {
     gemm_share(tid, nt, false, false, BT, GH, I, T(1), in.x, I, in.kernel, GH, T(0), gx, GH);
   } else {
     // Each distinct mask: build x * mask once, project the gates that use it.
@@ -59,6 +102,11 @@ void input_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* dgx,
                      T* dbias, T* scratch) {
   const int B = in.batch, BT = B * in.steps, I = in.input_size, H = in.units, GH = in.width();
   if (dbias != nullptr) column_sums_share(tid, nt, dgx, BT, GH, GH, dbias);
+  if (in.ids != nullptr) {
+    scatter_kernel_grads_share(tid, nt, in, dgx, dkernel);
+#pragma omp barrier
+    return;
+  }
   // d_kernel: x^T dgx, with x dropped out by the mask of each gate.
   if (in.dropout == nullptr) {
     gemm_share(tid, nt, true, false, I, GH, BT, T(1), in.x, I, dgx, GH, T(0), dkernel, GH);

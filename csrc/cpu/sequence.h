@@ -26,7 +26,8 @@ namespace cpu {
 template <typename T>
 struct SequenceInputs {
   int batch = 0, steps = 0, input_size = 0, units = 0, gates = 1;
-  const T* x = nullptr;               // (B, T, I)
+  const T* x = nullptr;               // (B, T, I); null when `ids` is set
+  const int32_t* ids = nullptr;       // (B, T): one-hot input, x[b, t, :] = e_{ids[b, t]} of width I
   const T* h0 = nullptr;              // (B, H)
   const T* c0 = nullptr;              // (B, H), LSTM only
   const T* kernel = nullptr;          // (I, G*H)
@@ -155,11 +156,13 @@ void recurrent_backprop_share(const SequenceInputs<T>& in, const PackedMatrix<T>
 // gx[(b,t), :] = (x[b,t,:] * dropout_g[b,:]) kernel[:, gate g] for every gate: the input
 // projection of all steps at once, without the bias (the cells add it in their gate math, which
 // saves a pass over this B*T*G*H buffer). `scratch` holds B*T*I values when dropout is on.
+// With one-hot input (`ids`) the projection is a row gather of the kernel.
 template <typename T>
 void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch);
 
 // Input-side gradients from gx-gradients dgx (B*T, G*H): dx, d_kernel and d_bias (summed over
-// rows; d_bias may be null). `scratch` holds B*T*I values. Ends with a barrier.
+// rows; d_bias may be null). `scratch` holds B*T*I values. Ends with a barrier. With one-hot
+// input (`ids`) d_kernel is a scatter-add of dgx rows and dx is not computed (it may be null).
 template <typename T>
 void input_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel,
                      T* dbias, T* scratch);

@@ -138,14 +138,28 @@ class _Recurrent(abc.ABC):
     def __call__(self, x: np.ndarray, mask: Optional[np.ndarray] = None,
                  initial_state: Optional[Sequence[np.ndarray]] = None, training: bool = False) -> Any:
         """Runs the layer on x (B, T, I). Returns what Keras returns: the sequence (B, T, H) or
-        the last output (B, H), followed by the final states when return_state=True."""
-        x = chk.check_float("x", x)
-        if x.ndim != 3:
-            raise ValueError(f"x: expected a 3-D array (batch, time, features), got shape {x.shape}")
-        if x.dtype != self.dtype:
-            raise TypeError(f"x: expected dtype {self.dtype} (the layer's dtype), got {x.dtype}")
+        the last output (B, H), followed by the final states when return_state=True.
+
+        x may also be integer ids (B, T) standing for one-hot vectors of width I (a character
+        model's input, see :mod:`fusedrnn.ops`): build the layer first with ``build(I)``; the
+        results equal those for the one-hot float input, and ``backward`` returns None for x.
+        """
+        x = chk.as_array("x", x)
+        if np.issubdtype(x.dtype, np.integer):
+            if not self.built:
+                raise RuntimeError(f"{self.name}: integer (one-hot) input needs the vocabulary size: "
+                                   "call build(vocabulary_size) first")
+            x = chk.token_ids("x", x, int(self.kernel.shape[0]))  # type: ignore[union-attr]
+            input_dim = int(self.kernel.shape[0])  # type: ignore[union-attr]
+        else:
+            x = chk.check_float("x", x)
+            if x.ndim != 3:
+                raise ValueError(f"x: expected a 3-D array (batch, time, features), got shape {x.shape}")
+            if x.dtype != self.dtype:
+                raise TypeError(f"x: expected dtype {self.dtype} (the layer's dtype), got {x.dtype}")
+            input_dim = int(x.shape[2])
         if not self.built:
-            self.build(int(x.shape[2]))
+            self.build(input_dim)
         states: List[Optional[np.ndarray]] = [None] * self._n_states
         if initial_state is not None:
             if isinstance(initial_state, np.ndarray):
@@ -153,7 +167,7 @@ class _Recurrent(abc.ABC):
             if len(initial_state) != self._n_states:
                 raise ValueError(f"initial_state: expected {self._n_states} array(s), got {len(initial_state)}")
             states = list(initial_state)
-        dmask, rmask = self._dropout_masks(int(x.shape[0]), int(x.shape[2]), training)
+        dmask, rmask = self._dropout_masks(int(x.shape[0]), input_dim, training)
         outputs, final_states, cache = self._run(x, states, mask, dmask, rmask)
         self._cache = cache
         self._had_initial_state = initial_state is not None
@@ -167,7 +181,8 @@ class _Recurrent(abc.ABC):
 
         d_output has the shape of the output (the sequence or the last step); d_states are the
         gradients of the returned final states (return_state=True), each may be None. Returns
-        dx (B, T, I), or (dx, dh0[, dc0]) when the call had an initial_state. Fills self.grads.
+        dx (B, T, I) (None for one-hot id input), or (dx, dh0[, dc0]) when the call had an
+        initial_state. Fills self.grads.
         """
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward() called before the layer was called")

@@ -90,3 +90,16 @@ def dropout_mask(name: str, a: Any, dtype: np.dtype, gates: int, batch: int, wid
     check_contiguous(name, a)
     check_finite(name, a)
     return a
+
+
+def token_ids(name: str, a: Any, vocab: int) -> np.ndarray:
+    """Integer ids (batch, time) in [0, vocab), as the contiguous int32 array the kernels read."""
+    a = as_array(name, a)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name}: expected integer ids, got {a.dtype}")
+    if a.ndim != 2:
+        raise ValueError(f"{name}: expected integer ids of shape (batch, time), got shape {a.shape}")
+    if a.size and (int(a.min()) < 0 or int(a.max()) >= vocab):
+        raise ValueError(f"{name}: ids must lie in [0, {vocab}) (the kernel's rows), got values in "
+                         f"[{int(a.min())}, {int(a.max())}]")
+    return np.ascontiguousarray(a, dtype=np.int32)

@@ -18,6 +18,11 @@ Dropout masks are given by the caller, already scaled (values 0 or 1/(1-rate)):
 G masks are given), ``recurrent_dropout_mask`` (B, H) or (G, B, H) multiplies h_{t-1} where
 it enters each gate's recurrent matmul — the same masks for all steps, as in Keras.
 
+One-hot input: ``x`` may instead be integer ids (B, T) standing for one-hot rows of width
+``I = kernel.shape[0]`` (a character model's input). The input projection is then a row gather
+of the kernel instead of a GEMM (exactly the same numbers: a one-hot row times the kernel is
+that row), ``d_kernel`` a scatter-add, and the backward op returns ``dx = None``.
+
 NaN or inf in any input raises ValueError (the check is one pass over the inputs).
 """
 
@@ -38,7 +43,7 @@ _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 class RecurrentCache:
     """What a forward op keeps for its backward op (treat as opaque).
 
-    ``gates`` (B, T, G*H) holds the activated gate values, ``hprev`` (B, T, H) the state
+    ``x`` is the input (B, T, I) or the one-hot ids (B, T) as int32. ``gates`` (B, T, G*H) holds the activated gate values, ``hprev`` (B, T, H) the state
     entering every step and ``aux`` (B, T, H) the cell state (LSTM) or the GRU's candidate
     term; all in input-time order.
     """
@@ -83,15 +88,25 @@ def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel:
                                        go_backwards=go_backwards, activation=activation, reset_after=reset_after,
                                        dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
     gates = _GATES[cell]
-    x = chk.check_float("x", x)
-    if x.ndim != 3:
-        raise ValueError(f"x: expected a 3-D array (batch, time, features), got shape {x.shape}")
-    B, T, I = (int(d) for d in x.shape)
+    x = chk.as_array("x", x)
+    if np.issubdtype(x.dtype, np.integer):
+        kernel = chk.check_float("kernel", kernel)
+        if kernel.ndim != 2:
+            raise ValueError(f"kernel: expected a 2-D array (vocabulary, gates*units), got shape {kernel.shape}")
+        x = chk.token_ids("x", x, int(kernel.shape[0]))
+        (B, T), I = (int(d) for d in x.shape), int(kernel.shape[0])
+        dtype = kernel.dtype
+    else:
+        x = chk.check_float("x", x)
+        if x.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array (batch, time, features) or integer ids (batch, time), "
+                             f"got shape {x.shape}")
+        B, T, I = (int(d) for d in x.shape)
+        dtype = x.dtype
+        chk.check_contiguous("x", x)
+        chk.check_finite("x", x)
     if B == 0 or T == 0 or I == 0:
         raise ValueError(f"x: batch, time and feature sizes must be at least 1, got shape {x.shape}")
-    dtype = x.dtype
-    chk.check_contiguous("x", x)
-    chk.check_finite("x", x)
     kernel = chk.check_float("kernel", kernel, dtype)
     if kernel.ndim != 2 or kernel.shape[0] != I or kernel.shape[1] % gates != 0 or kernel.shape[1] == 0:
         raise ValueError(f"kernel: expected shape ({I}, {gates}*units) (features, gates*units), got {kernel.shape}")
@@ -131,7 +146,7 @@ def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: An
         from fusedrnn.ops import _cuda_recurrent
 
         return _cuda_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last)
-    B, T, H, dtype = cache.batch, cache.steps, cache.units, cache.x.dtype
+    B, T, H, dtype = cache.batch, cache.steps, cache.units, cache.kernel.dtype
     d_outputs = chk.optional_float_input("d_outputs", d_outputs, dtype, (B, T, H), "(batch, time, units)")
     d_h_last = chk.optional_float_input("d_h_last", d_h_last, dtype, (B, H), "(batch, units)")
     if cell == "lstm":
