@@ -55,6 +55,7 @@ py::array_t<T> new_array(std::vector<py::ssize_t> shape) {
 
 void register_recurrent(py::module_& m);
 void register_attention(py::module_& m);
+void register_optimizers(py::module_& m);
 
 }  // namespace bindings
 }  // namespace fusedrnn

@@ -20,4 +20,5 @@ PYBIND11_MODULE(_C, m) {
 
   fusedrnn::bindings::register_recurrent(m);
   fusedrnn::bindings::register_attention(m);
+  fusedrnn::bindings::register_optimizers(m);
 }

@@ -1,0 +1,82 @@
+// Bindings of the fused optimizer updates. They update NumPy arrays in place; the Python layer
+// (fusedrnn/optimizers.py) checks shapes and dtypes, and these checks keep a bad call from
+// reaching the kernels.
+#include <string>
+
+#include "bindings/arrays.h"
+#include "cpu/optimizers.h"
+
+namespace fusedrnn {
+namespace bindings {
+namespace {
+
+// A writable C-contiguous array of dtype T with `n` elements, or an error naming it.
+template <typename T>
+T* inout_ptr(py::array& a, const char* name, py::ssize_t n) {
+  if (!py::isinstance<py::array_t<T>>(a)) throw py::type_error(std::string(name) + ": wrong dtype");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (!a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
+  if (a.size() != n) throw py::value_error(std::string(name) + ": wrong size");
+  return static_cast<T*>(a.mutable_data());
+}
+
+template <typename T>
+const T* in_ptr(const py::array& a, const char* name, py::ssize_t n) {
+  if (!py::isinstance<py::array_t<T>>(a)) throw py::type_error(std::string(name) + ": wrong dtype");
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
+  if (a.size() != n) throw py::value_error(std::string(name) + ": wrong size");
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+void adam(py::array& p, const py::array& g, py::array& m, py::array& v, double alpha, double b1, double b2,
+          double eps) {
+  const py::ssize_t n = p.size();
+  T* pp = inout_ptr<T>(p, "param", n);
+  const T* gp = in_ptr<T>(g, "grad", n);
+  T* mp = inout_ptr<T>(m, "m", n);
+  T* vp = inout_ptr<T>(v, "v", n);
+  py::gil_scoped_release release;
+  cpu::adam_update<T>(n, pp, gp, mp, vp, T(alpha), T(b1), T(b2), T(eps));
+}
+
+template <typename T>
+void rmsprop(py::array& p, const py::array& g, py::array& v, double lr, double rho, double eps) {
+  const py::ssize_t n = p.size();
+  T* pp = inout_ptr<T>(p, "param", n);
+  const T* gp = in_ptr<T>(g, "grad", n);
+  T* vp = inout_ptr<T>(v, "velocity", n);
+  py::gil_scoped_release release;
+  cpu::rmsprop_update<T>(n, pp, gp, vp, T(lr), T(rho), T(eps));
+}
+
+bool float64(const py::array& p) {
+  if (py::isinstance<py::array_t<double>>(p)) return true;
+  if (py::isinstance<py::array_t<float>>(p)) return false;
+  throw py::type_error("param: expected float32 or float64");
+}
+
+}  // namespace
+
+void register_optimizers(py::module_& m) {
+  m.def(
+      "adam_update",
+      [](py::array p, const py::array& g, py::array m_, py::array v, double alpha, double b1, double b2,
+         double eps) {
+        float64(p) ? adam<double>(p, g, m_, v, alpha, b1, b2, eps) : adam<float>(p, g, m_, v, alpha, b1, b2, eps);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("m"), py::arg("v"), py::arg("alpha"), py::arg("beta_1"),
+      py::arg("beta_2"), py::arg("epsilon"),
+      "In place: m += (g-m)(1-beta_1); v += (g*g-v)(1-beta_2); param -= m*alpha/(sqrt(v)+epsilon).");
+  m.def(
+      "rmsprop_update",
+      [](py::array p, const py::array& g, py::array v, double lr, double rho, double eps) {
+        float64(p) ? rmsprop<double>(p, g, v, lr, rho, eps) : rmsprop<float>(p, g, v, lr, rho, eps);
+      },
+      py::arg("param"), py::arg("grad"), py::arg("velocity"), py::arg("learning_rate"), py::arg("rho"),
+      py::arg("epsilon"),
+      "In place: velocity = rho*velocity + (1-rho)*g*g; param -= learning_rate*g/sqrt(velocity+epsilon).");
+}
+
+}  // namespace bindings
+}  // namespace fusedrnn
