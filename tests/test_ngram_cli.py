@@ -123,13 +123,10 @@ def test_find_nietzsche_order(tmp_path, monkeypatch):
             ngram_cli.find_nietzsche(None)
 
 
-def test_neural_hook_without_textgen():
-    import importlib.util
-
-    if importlib.util.find_spec("fusedrnn.textgen") is not None:
-        pytest.skip("fusedrnn.textgen exists in this version")
-    with pytest.raises(ngram_cli.NeuralModelUnavailable, match="textgen task is not available"):
-        ngram_cli.neural_bits_per_char("model.ckpt", "text")
+def test_neural_hook_reports_unusable_checkpoint(tmp_path):
+    missing = tmp_path / "model.npz"
+    with pytest.raises(ngram_cli.NeuralModelUnavailable, match="does not exist"):
+        ngram_cli.neural_bits_per_char(str(missing), "text")
 
 
 @pytest.mark.slow

@@ -1,5 +1,8 @@
 """The `fusedrnn` command line.
 
+    fusedrnn train textgen|sentiment   train a reference task (progress bar, checkpoint, plot)
+    fusedrnn predict sentiment ...     score raw reviews with a trained sentiment model
+    fusedrnn generate ...              sample text from a trained character model
     fusedrnn demo                      check the fused kernels against NumPy and time them
     fusedrnn info                      version, threads and BLAS of this install
     fusedrnn ngram train|explain|generate ...   count-based language models (fusedrnn.ngram)
@@ -61,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version, threads and BLAS of this install")
     info.set_defaults(func=_cmd_info)
 
+    from fusedrnn.tasks.cli import add_task_parsers
+
+    add_task_parsers(sub)
     add_ngram_parser(sub)
     evaluate = sub.add_parser("evaluate", help="evaluate models", description="Evaluate models.")
     evaluate_sub = evaluate.add_subparsers(dest="evaluate_command", metavar="WHAT")

@@ -7,7 +7,6 @@ The main ``fusedrnn`` parser calls :func:`add_ngram_parser` and
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import time
@@ -27,7 +26,6 @@ from fusedrnn.ngram.model import NgramModel
 
 DATA_ENV = "FUSEDRNN_DATA"
 DATA_FILE = "nietzsche.txt"
-TEXTGEN_UNAVAILABLE = "(checkpoint given but the textgen task is not available in this version)"
 
 
 class NeuralModelUnavailable(RuntimeError):
@@ -37,19 +35,17 @@ class NeuralModelUnavailable(RuntimeError):
 def neural_bits_per_char(checkpoint_path: str, text: str) -> float:
     """Bits per character of a trained character LSTM/GRU checkpoint on ``text``.
 
-    Hook for the text-generation task: if a module ``fusedrnn.textgen`` exists
-    and provides ``bits_per_char(checkpoint_path, text) -> float``, its value is
-    returned. Otherwise :class:`NeuralModelUnavailable` is raised and
-    ``fusedrnn evaluate lm`` prints the row as not available.
+    Delegates to :func:`fusedrnn.tasks.textgen.bits_per_char` (checkpoints of
+    ``fusedrnn train textgen``); a checkpoint that cannot be used raises
+    :class:`NeuralModelUnavailable` with the reason, and ``fusedrnn evaluate lm``
+    prints that reason in the row.
     """
+    from fusedrnn.tasks import textgen
+
     try:
-        textgen = importlib.import_module("fusedrnn.textgen")
-    except ImportError:
-        raise NeuralModelUnavailable(TEXTGEN_UNAVAILABLE) from None
-    fn = getattr(textgen, "bits_per_char", None)
-    if fn is None:
-        raise NeuralModelUnavailable(TEXTGEN_UNAVAILABLE)
-    return float(fn(checkpoint_path, text))
+        return float(textgen.bits_per_char(checkpoint_path, text))
+    except (ValueError, OSError) as err:
+        raise NeuralModelUnavailable(f"({err})") from None
 
 
 def _fail(cmd: str, err: BaseException) -> int:

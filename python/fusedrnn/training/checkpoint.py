@@ -1,0 +1,135 @@
+"""Checkpoints: a model's architecture and weights, the optimizer's state and task metadata in
+one ``.npz`` file, written atomically (a crash mid-save leaves the previous checkpoint intact).
+
+Layout: arrays ``layer{i}/w{j}`` (weights of layer i in get_weights() order), ``optimizer/<key>``
+(the optimizer's get_state()), and ``__header__``: UTF-8 JSON with the format tag, the model's
+get_config(), the optimizer's class and config, and ``meta`` (whatever the task needs to use
+the model later: a vocabulary, a word index, the training history). Nothing is pickled: a
+checkpoint from an untrusted source cannot run code when loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+
+from fusedrnn.io_utils import atomic_write
+from fusedrnn.training.sequential import Sequential
+
+PathLike = Union[str, "os.PathLike[str]"]
+FORMAT = "fusedrnn-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable fusedrnn checkpoint (corrupt, truncated or of another kind)."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns."""
+
+    model: Sequential
+    optimizer: Optional[Any] = None
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+
+def _layer_classes() -> Dict[str, type]:
+    from fusedrnn import layers
+
+    return {name: getattr(layers, name) for name in getattr(layers, "__all__", []) if isinstance(getattr(layers, name), type)}
+
+
+def _optimizer_classes() -> Dict[str, type]:
+    from fusedrnn import optimizers
+
+    return {name: cls for name, cls in vars(optimizers).items()
+            if isinstance(cls, type) and callable(getattr(cls, "apply", None)) and not name.startswith("_")}
+
+
+def save_checkpoint(path: PathLike, model: Sequential, optimizer: Optional[Any] = None,
+                    meta: Optional[Dict[str, Any]] = None) -> None:
+    """Writes `model` (built), `optimizer` (optional) and `meta` (JSON-serialisable) to `path`."""
+    arrays: Dict[str, np.ndarray] = {}
+    for i, layer in enumerate(model.layers):
+        for j, w in enumerate(layer.get_weights()):
+            arrays[f"layer{i}/w{j}"] = np.asarray(w)
+    header: Dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": model.get_config(),
+                              "meta": meta or {}}
+    if optimizer is not None:
+        header["optimizer"] = {"class": type(optimizer).__name__, "config": optimizer.get_config()}
+        for key, value in optimizer.get_state().items():
+            arrays[f"optimizer/{key}"] = np.asarray(value)
+    try:
+        text = json.dumps(header)
+    except TypeError as err:
+        raise TypeError(f"meta: must be JSON-serialisable ({err})") from None
+    arrays["__header__"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def model_from_config(config: Dict[str, Any]) -> Sequential:
+    """An unbuilt Sequential from ``Sequential.get_config()``."""
+    classes = _layer_classes()
+    layers = []
+    for k, spec in enumerate(config.get("layers", [])):
+        cls = classes.get(spec.get("class"))
+        if cls is None:
+            raise CheckpointError(f"layers[{k}]: unknown layer class {spec.get('class')!r}")
+        layers.append(cls.from_config(spec["config"]) if hasattr(cls, "from_config") else cls(**spec["config"]))
+    return Sequential(layers, name=config.get("name", "sequential"))
+
+
+def load_checkpoint(path: PathLike) -> Checkpoint:
+    """Reads a checkpoint written by :func:`save_checkpoint`.
+
+    Raises FileNotFoundError when `path` does not exist and :class:`CheckpointError` when it is
+    not a valid checkpoint (the message names the file and what is wrong).
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint: {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            files = {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise CheckpointError(f"checkpoint: {path} is not a readable fusedrnn checkpoint ({err})") from None
+    if "__header__" not in files:
+        raise CheckpointError(f"checkpoint: {path} has no fusedrnn header (not a fusedrnn checkpoint)")
+    try:
+        header = json.loads(files.pop("__header__").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint: {path} has a corrupt header ({err})") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint: {path} is not a fusedrnn checkpoint")
+    if int(header.get("version", 0)) > VERSION:
+        raise CheckpointError(f"checkpoint: {path} was written by a newer fusedrnn (format version "
+                              f"{header['version']}); upgrade fusedrnn to read it")
+    model = model_from_config(header["model"])
+    for i, layer in enumerate(model.layers):
+        weights = []
+        j = 0
+        while f"layer{i}/w{j}" in files:
+            weights.append(files[f"layer{i}/w{j}"])
+            j += 1
+        if weights:
+            try:
+                layer.set_weights(weights)
+            except (ValueError, TypeError) as err:
+                raise CheckpointError(f"checkpoint: {path}: layer {i} ({layer.name}): {err}") from None
+    optimizer = None
+    if "optimizer" in header:
+        spec = header["optimizer"]
+        cls = _optimizer_classes().get(spec.get("class"))
+        if cls is None:
+            raise CheckpointError(f"checkpoint: {path}: unknown optimizer class {spec.get('class')!r}")
+        optimizer = cls(**spec["config"])
+        state = {k[len("optimizer/"):]: v for k, v in files.items() if k.startswith("optimizer/")}
+        if state:
+            optimizer.set_state(state)
+    return Checkpoint(model, optimizer, header.get("meta", {}))
