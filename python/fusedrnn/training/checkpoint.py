@@ -34,7 +34,7 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """What :func:`load_checkpoint` returns."""
 
-    model: Sequential
+    model: Any  # a Sequential or a registered model class
     optimizer: Optional[Any] = None
     meta: Dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +45,25 @@ def _layer_classes() -> Dict[str, type]:
     return {name: getattr(layers, name) for name in getattr(layers, "__all__", []) if isinstance(getattr(layers, name), type)}
 
 
+_MODEL_CLASSES: Dict[str, type] = {}
+
+
+def register_model(cls: type) -> type:
+    """Class decorator: lets checkpoints rebuild a model class other than Sequential. The class
+    needs ``layers`` (each with get_weights/set_weights), ``get_config()`` and a classmethod
+    ``from_config(config)`` that makes the model, unbuilt or built."""
+    _MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def layer_from_spec(spec: Dict[str, Any], where: str = "layer") -> Any:
+    """A layer from ``{'class': name, 'config': {...}}`` (as Sequential.get_config lists them)."""
+    cls = _layer_classes().get(spec.get("class"))
+    if cls is None:
+        raise CheckpointError(f"{where}: unknown layer class {spec.get('class')!r}")
+    return cls.from_config(spec["config"]) if hasattr(cls, "from_config") else cls(**spec["config"])
+
+
 def _optimizer_classes() -> Dict[str, type]:
     from fusedrnn import optimizers
 
@@ -52,15 +71,16 @@ def _optimizer_classes() -> Dict[str, type]:
             if isinstance(cls, type) and callable(getattr(cls, "apply", None)) and not name.startswith("_")}
 
 
-def save_checkpoint(path: PathLike, model: Sequential, optimizer: Optional[Any] = None,
+def save_checkpoint(path: PathLike, model: Any, optimizer: Optional[Any] = None,
                     meta: Optional[Dict[str, Any]] = None) -> None:
-    """Writes `model` (built), `optimizer` (optional) and `meta` (JSON-serialisable) to `path`."""
+    """Writes `model` (built; a Sequential or a :func:`register_model` class), `optimizer`
+    (optional) and `meta` (JSON-serialisable) to `path`, atomically."""
     arrays: Dict[str, np.ndarray] = {}
     for i, layer in enumerate(model.layers):
         for j, w in enumerate(layer.get_weights()):
             arrays[f"layer{i}/w{j}"] = np.asarray(w)
-    header: Dict[str, Any] = {"format": FORMAT, "version": VERSION, "model": model.get_config(),
-                              "meta": meta or {}}
+    header: Dict[str, Any] = {"format": FORMAT, "version": VERSION, "model_class": type(model).__name__,
+                              "model": model.get_config(), "meta": meta or {}}
     if optimizer is not None:
         header["optimizer"] = {"class": type(optimizer).__name__, "config": optimizer.get_config()}
         for key, value in optimizer.get_state().items():
@@ -74,15 +94,15 @@ def save_checkpoint(path: PathLike, model: Sequential, optimizer: Optional[Any] 
         np.savez(f, **arrays)
 
 
-def model_from_config(config: Dict[str, Any]) -> Sequential:
-    """An unbuilt Sequential from ``Sequential.get_config()``."""
-    classes = _layer_classes()
-    layers = []
-    for k, spec in enumerate(config.get("layers", [])):
-        cls = classes.get(spec.get("class"))
+def model_from_config(config: Dict[str, Any], model_class: str = "Sequential") -> Any:
+    """An unbuilt model from its get_config(): a Sequential, or a class registered with
+    :func:`register_model`."""
+    if model_class != "Sequential":
+        cls = _MODEL_CLASSES.get(model_class)
         if cls is None:
-            raise CheckpointError(f"layers[{k}]: unknown layer class {spec.get('class')!r}")
-        layers.append(cls.from_config(spec["config"]) if hasattr(cls, "from_config") else cls(**spec["config"]))
+            raise CheckpointError(f"model: unknown model class {model_class!r}")
+        return cls.from_config(config)
+    layers = [layer_from_spec(spec, f"layers[{k}]") for k, spec in enumerate(config.get("layers", []))]
     return Sequential(layers, name=config.get("name", "sequential"))
 
 
@@ -110,7 +130,7 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
     if int(header.get("version", 0)) > VERSION:
         raise CheckpointError(f"checkpoint: {path} was written by a newer fusedrnn (format version "
                               f"{header['version']}); upgrade fusedrnn to read it")
-    model = model_from_config(header["model"])
+    model = model_from_config(header["model"], header.get("model_class", "Sequential"))
     for i, layer in enumerate(model.layers):
         weights = []
         j = 0

@@ -65,6 +65,20 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="step", leave=True, file=sys.stderr, dynamic_ncols=True)
 
 
+def train_step(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray) -> Tuple[float, Any]:
+    """One optimizer step on a batch: forward (training mode), loss, backward, update.
+
+    Returns (loss value, model output)."""
+    out = model(x, training=True)
+    value, d_out = loss(y, out)
+    value = float(value)
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss is {value}; lower the learning rate or clip gradients")
+    model.backward(d_out)
+    optimizer.apply(model.params, model.grads)
+    return value, out
+
+
 def evaluate(model: Any, loss: LossFn, x: Any, y: np.ndarray, *, batch_size: int = 256,
              metrics: Optional[Mapping[str, MetricFn]] = None) -> Dict[str, float]:
     """Mean loss and metrics over (x, y) in inference mode, weighted by batch size."""
@@ -117,16 +131,13 @@ def fit(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray, *, batc
         seen = 0
         start = time.perf_counter()
         for step, idx in enumerate(batches):
-            out = model(x[idx], training=True)
-            value, d_out = loss(y[idx], out)
-            if not math.isfinite(float(value)):
+            try:
+                value, out = train_step(model, loss, optimizer, x[idx], y[idx])
+            except FloatingPointError as err:
                 if bar is not None:
                     bar.close()
-                raise FloatingPointError(f"loss is {float(value)} at epoch {epoch + 1}, step {step + 1}; "
-                                         "lower the learning rate or clip gradients")
-            model.backward(d_out)
-            optimizer.apply(model.params, model.grads)
-            sums["loss"] += float(value) * len(idx)
+                raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {err}") from None
+            sums["loss"] += value * len(idx)
             for name, fn in metrics.items():
                 sums[name] += float(fn(y[idx], out)) * len(idx)
             seen += len(idx)
