@@ -1,6 +1,8 @@
 """The `fusedrnn` command line.
 
-    fusedrnn train textgen|sentiment   train a reference task (progress bar, checkpoint, plot)
+    fusedrnn train textgen|sentiment|translate   train a reference task (progress bar, checkpoint, plot)
+    fusedrnn translate ...             translate Spanish with a trained model (greedy or beam, heat-map)
+    fusedrnn evaluate translate ...    corpus BLEU of a translation checkpoint
     fusedrnn predict sentiment ...     score raw reviews with a trained sentiment model
     fusedrnn generate ...              sample text from a trained character model
     fusedrnn demo                      check the fused kernels against NumPy and time them
@@ -71,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="evaluate models", description="Evaluate models.")
     evaluate_sub = evaluate.add_subparsers(dest="evaluate_command", metavar="WHAT")
     add_evaluate_lm_parser(evaluate_sub)
+    from fusedrnn.tasks.cli import add_evaluate_translate_parser
+
+    add_evaluate_translate_parser(evaluate_sub)
     evaluate.set_defaults(func=lambda a: _missing_subcommand(evaluate))
     return parser
 

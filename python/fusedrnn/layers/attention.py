@@ -13,7 +13,7 @@ keys get exactly zero weight; no attention dropout). Every layer has ``backward`
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -239,6 +239,18 @@ class BahdanauAttention:
         self.W2 = init.glorot_uniform((int(value_dim), U), self.rng, self.dtype)
         self.v = init.glorot_uniform((U, 1), self.rng, self.dtype).reshape(U)
         self.b = init.zeros((U,), self.dtype) if self.use_bias else None
+
+    @property
+    def params(self) -> List[np.ndarray]:
+        """The live weights [W1, W2, v] (+ [b]) (optimizers update them in place)."""
+        if not self.built:
+            raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or build()")
+        w = [self.W1, self.W2, self.v]
+        return w + [self.b] if self.use_bias else w  # type: ignore[return-value,list-item]
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments: ``BahdanauAttention(**config)`` makes an equal, unbuilt layer."""
+        return {"units": self.units, "use_bias": self.use_bias, "dtype": self.dtype.name, "name": self.name}
 
     def get_weights(self) -> List[np.ndarray]:
         """[W1 (Dq, units), W2 (Dv, units), v (units,)] (+ [b (units,)] with use_bias)."""

@@ -69,6 +69,59 @@ def _train_sentiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_translate(args: argparse.Namespace) -> int:
+    from fusedrnn.tasks import translate
+
+    _threads(args)
+    paths = _outputs(args, "translate")
+    cfg = translate.TranslateConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                    num_examples=args.limit if args.limit is not None else args.num_examples,
+                                    units=args.units, embedding_dim=args.embedding_dim, steps_per_epoch=args.steps)
+    history = translate.train(cfg, args.data, paths["checkpoint"], paths["plot"], progress=not args.no_progress)
+    if history.epochs:
+        print(f"wrote {paths['checkpoint']} and {paths['plot']}")
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from fusedrnn.tasks import translate
+
+    _threads(args)
+    translator = translate.load(args.checkpoint)
+    if args.plot and len(args.sentence) != 1:
+        raise ValueError("--plot: give exactly one sentence to plot its attention")
+    for sentence in args.sentence:
+        text, result, words = translator.translate(sentence, beam=args.beam)
+        print(text)
+        if args.plot:
+            from fusedrnn.tasks.plots import plot_attention
+
+            plot_attention(result.attention, words, translator.output_words(result), args.plot,
+                           title=f"{sentence} → {text}")
+            print(f"wrote {args.plot}")
+    return 0
+
+
+def _evaluate_translate(args: argparse.Namespace) -> int:
+    from fusedrnn.tasks import translate
+
+    _threads(args)
+    translator = translate.load(args.checkpoint)
+    cfg = translate.TranslateConfig(**load_meta_config(args.checkpoint))
+    for beam in sorted(set([1] + ([args.beam] if args.beam > 1 else []))):
+        score, n = translate.evaluate_bleu(translator, cfg, args.data, beam=beam, limit=args.limit,
+                                           progress=not args.no_progress)
+        label = "greedy" if beam == 1 else f"beam {beam}"
+        print(f"BLEU ({label}, {n:,} validation sentences): {score:.2f}")
+    return 0
+
+
+def load_meta_config(path: str) -> Dict[str, Any]:
+    from fusedrnn.training import load_checkpoint
+
+    return load_checkpoint(path).meta["config"]
+
+
 def _predict_sentiment(args: argparse.Namespace) -> int:
     from fusedrnn.tasks import sentiment
 
@@ -111,7 +164,7 @@ def _guard(name: str, fn: Callable[[argparse.Namespace], int]) -> Callable[[argp
 
 def add_task_parsers(sub: Any) -> None:
     """Adds ``train``, ``predict`` and ``generate`` to the `fusedrnn` command's subparsers."""
-    train = sub.add_parser("train", help="train a reference task (sentiment, textgen)",
+    train = sub.add_parser("train", help="train a reference task (textgen, sentiment, translate)",
                            description="Train one of the reference tasks on real data, with a progress bar, a "
                                        "checkpoint after every epoch and a PNG plot of the curves.")
     tasks = train.add_subparsers(dest="task", metavar="TASK")
@@ -138,7 +191,29 @@ def add_task_parsers(sub: Any) -> None:
     st.add_argument("--num-words", type=int, default=20000, help="vocabulary size (default: 20000)")
     st.add_argument("--maxlen", type=int, default=80, help="words kept per review (default: 80)")
     st.set_defaults(func=_guard("train sentiment", _train_sentiment))
+
+    tr = tasks.add_parser("translate", help="Spanish→English: GRU encoder-decoder with Bahdanau attention",
+                          description="Embedding(256) → GRU encoder; per target step Bahdanau attention, the "
+                                      "context and the target embedding → GRU → Dense(vocabulary); teacher "
+                                      "forcing, masked cross-entropy, Adam. Reads spa-eng/spa.txt. Defaults: "
+                                      "the first 30,000 pairs, 1024 units, batch 64, 10 epochs (long on a CPU: "
+                                      "use --limit, --units and --epochs for a quick run).")
+    _common_train_args(tr, epochs=10, batch=64)
+    tr.add_argument("--num-examples", type=int, default=30000, help="pairs used, from the top (default: 30000)")
+    tr.add_argument("--units", type=int, default=1024, help="GRU and attention units (default: 1024)")
+    tr.add_argument("--embedding-dim", type=int, default=256, help="embedding size (default: 256)")
+    tr.set_defaults(func=_guard("train translate", _train_translate))
     train.set_defaults(func=lambda a: _missing(train))
+
+    tl = sub.add_parser("translate", help="translate Spanish sentences with a trained model",
+                        description="Translates Spanish sentences with a checkpoint of `fusedrnn train translate` "
+                                    "(greedy, or beam search with --beam) and can save the attention heat-map.")
+    tl.add_argument("--checkpoint", required=True, help="checkpoint written by `fusedrnn train translate`")
+    tl.add_argument("--beam", type=int, default=1, help="beam width (default: 1 = greedy)")
+    tl.add_argument("--plot", default=None, help="save the attention heat-map of the (single) sentence to this PNG")
+    tl.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
+    tl.add_argument("sentence", nargs="+", help="Spanish sentences")
+    tl.set_defaults(func=_guard("translate", _translate))
 
     predict = sub.add_parser("predict", help="score raw text with a trained model")
     psub = predict.add_subparsers(dest="task", metavar="TASK")
@@ -160,6 +235,22 @@ def add_task_parsers(sub: Any) -> None:
     gen.add_argument("--temperature", type=float, default=0.5, help="sampling temperature (default: 0.5)")
     gen.add_argument("--seed", type=int, default=None, help="random seed of the sampling")
     gen.set_defaults(func=_guard("generate", _generate))
+
+
+def add_evaluate_translate_parser(evaluate_sub: Any) -> None:
+    """Adds ``fusedrnn evaluate translate``."""
+    ev = evaluate_sub.add_parser("translate", help="corpus BLEU of a translation checkpoint on its validation split",
+                                 description="Decodes the validation split the checkpoint was trained with (same "
+                                             "file, seed and size) greedily and, with --beam K, with beam search, "
+                                             "and prints corpus BLEU (sacrebleu when installed, else the built-in "
+                                             "BLEU-4; both give the same numbers).")
+    ev.add_argument("--checkpoint", required=True, help="checkpoint written by `fusedrnn train translate`")
+    ev.add_argument("--data", default=None, help="spa.txt or its folder (default: $FUSEDRNN_DATA, then the user cache)")
+    ev.add_argument("--beam", type=int, default=4, help="beam width for the second score (default: 4; 1 = greedy only)")
+    ev.add_argument("--limit", type=int, default=None, help="score only the first N validation sentences")
+    ev.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_guard("evaluate translate", _evaluate_translate))
 
 
 def _missing(parser: argparse.ArgumentParser) -> int:

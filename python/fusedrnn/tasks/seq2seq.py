@@ -1,0 +1,341 @@
+"""GRU encoder-decoder with Bahdanau attention, trained with teacher forcing (the translation task).
+
+Shapes: B batch, Ts source length, Tt target length, E embedding size, U units, V target
+vocabulary. Ids are integer arrays with 0 as padding (post-padded).
+
+Encoder: ``Embedding(Vs, E) → GRU(U, return_sequences, return_state)`` over the source, with
+the padding masked (masked steps carry the state, so the final state is that of the last word).
+
+Decoder, for each target step t with state ``h`` (the encoder's final state at t = 0)::
+
+    context, weights = BahdanauAttention(U)(query=h, values=encoder outputs, mask=source != 0)
+    x = concat(context, Embedding(Vt, E)(target[:, t]))          (B, U + E)
+    h = GRU(U) one step on x from state h                        (B, U)
+    logits[:, t] = Dense(Vt)(h)                                  (B, V)
+
+The decoder GRU starts each step from the previous state (the TensorFlow tutorial's decoder
+restarts its GRU from zeros at every step and passes the state only as the attention query;
+carrying it is the usual formulation and trains at least as well).
+
+What makes a step cheap: the encoder outputs are projected for the attention (``W2 h_j``) once
+per batch, not once per step; the output projection ``Dense(Vt)`` runs once over all steps
+(one (B*Tt, U) x (U, V) GEMM) after the loop, and so does its gradient; each step is then a
+(B, U) x (U, units) query projection, the fused additive-attention kernel and the fused GRU
+kernel on a single step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from fusedrnn import GRU, ops
+from fusedrnn.layers.attention import BahdanauAttention
+from fusedrnn.layers.core import Dense, Embedding
+from fusedrnn.training import register_model
+
+
+@dataclass
+class _StepCache:
+    hidden_in: np.ndarray            # (B, U): decoder state entering the step (the query)
+    attention: Any                   # ops.AttentionCache
+    gru: Any                         # ops.RecurrentCache
+
+
+@register_model
+class AttentionSeq2Seq:
+    """Encoder-decoder translation model; see the module docstring for the equations.
+
+    Call ``model((source, target_in), training=...)`` → logits (B, Tt, V) for teacher forcing
+    (target_in = the target sentence without its last word); ``backward(d_logits)`` fills
+    ``grads`` aligned with ``params``. ``encode``, ``decode_step`` and :func:`greedy_decode` /
+    :func:`beam_search` are for inference.
+    """
+
+    def __init__(self, source_vocab: int, target_vocab: int, embedding_dim: int = 256, units: int = 1024,
+                 seed: Optional[int] = 0, dtype: Any = "float32", name: str = "seq2seq") -> None:
+        s = 0 if seed is None else int(seed)
+        self.source_vocab, self.target_vocab = int(source_vocab), int(target_vocab)
+        self.embedding_dim, self.units, self.seed = int(embedding_dim), int(units), seed
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self.source_embedding = Embedding(self.source_vocab, self.embedding_dim, seed=s, dtype=dtype,
+                                          name="source_embedding")
+        self.encoder = GRU(self.units, return_sequences=True, return_state=True, seed=s + 1, dtype=dtype,
+                           name="encoder")
+        self.attention = BahdanauAttention(self.units, seed=s + 2, dtype=dtype, name="attention")
+        self.target_embedding = Embedding(self.target_vocab, self.embedding_dim, seed=s + 3, dtype=dtype,
+                                          name="target_embedding")
+        self.decoder = GRU(self.units, seed=s + 4, dtype=dtype, name="decoder")
+        self.output = Dense(self.target_vocab, seed=s + 5, dtype=dtype, name="output")
+        self.encoder.build(self.embedding_dim)
+        self.attention.build(self.units, self.units)
+        self.decoder.build(self.units + self.embedding_dim)
+        self.output.build(self.units)
+        self.layers = [self.source_embedding, self.encoder, self.attention, self.target_embedding,
+                       self.decoder, self.output]
+        self._saved: Optional[Dict[str, Any]] = None
+
+    # -- weights and config ----------------------------------------------------------------------
+    @property
+    def params(self) -> List[np.ndarray]:
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def grads(self) -> List[np.ndarray]:
+        return [g for layer in self.layers for g in layer.grads]
+
+    def get_weights(self) -> List[np.ndarray]:
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"source_vocab": self.source_vocab, "target_vocab": self.target_vocab,
+                "embedding_dim": self.embedding_dim, "units": self.units, "seed": self.seed,
+                "dtype": self.dtype.name, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "AttentionSeq2Seq":
+        return cls(**config)
+
+    # -- inference building blocks --------------------------------------------------------------
+    def _check_ids(self, name: str, ids: Any, vocab: int) -> np.ndarray:
+        ids = np.asarray(ids)
+        if not np.issubdtype(ids.dtype, np.integer) or ids.ndim != 2:
+            raise ValueError(f"{name}: expected integer ids of shape (batch, time), got {ids.dtype} {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab):
+            raise ValueError(f"{name}: ids must lie in [0, {vocab})")
+        return ids
+
+    def encode(self, source: np.ndarray, training: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(encoder outputs (B, Ts, U), final state (B, U), projected keys (B, Ts, U), mask (B, Ts))."""
+        source = self._check_ids("source", source, self.source_vocab)
+        mask = source != 0
+        if not mask[:, 0].all():
+            raise ValueError("source: every sentence needs at least one word (post-padded, no leading padding)")
+        emb = self.source_embedding(source, training=training)
+        enc_out, h = self.encoder(emb, mask=mask, training=training)
+        keys = ops.dense_forward(enc_out, self.attention.W2)  # once per batch, not per step
+        return enc_out, h, keys, mask
+
+    def decode_step(self, tokens: np.ndarray, hidden: np.ndarray, enc_out: np.ndarray, keys: np.ndarray,
+                    mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, _StepCache]:
+        """One decoder step: (new state (B, U), attention weights (B, Ts), step input x, cache)."""
+        att = self.attention
+        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b)
+        context, weights, att_cache = ops.additive_attention_forward(pq, enc_out, keys, scale=att.v, value_mask=mask)
+        x = np.concatenate([context, self.target_embedding.embeddings[tokens][:, None, :]], axis=-1)
+        dec = self.decoder
+        _, h_new, gru_cache = ops.gru_forward(x, hidden, dec.kernel, dec.recurrent_kernel, dec.bias)
+        return h_new, weights[:, 0], x, _StepCache(hidden, att_cache, gru_cache)
+
+    def logits(self, hidden: np.ndarray) -> np.ndarray:
+        """Output projection of decoder states (..., U) → (..., V)."""
+        return ops.dense_forward(np.ascontiguousarray(hidden), self.output.kernel, self.output.bias)
+
+    # -- training ---------------------------------------------------------------------------------
+    def __call__(self, inputs: Tuple[np.ndarray, np.ndarray], mask: Optional[np.ndarray] = None,
+                 training: bool = False) -> np.ndarray:
+        """Teacher-forced logits (B, Tt, V) for inputs = (source (B, Ts), target_in (B, Tt))."""
+        source, target_in = inputs
+        target_in = self._check_ids("target_in", target_in, self.target_vocab)
+        enc_out, hidden, keys, src_mask = self.encode(source, training=training)
+        if target_in.shape[0] != enc_out.shape[0]:
+            raise ValueError(f"target_in: batch size {target_in.shape[0]} does not match the source's {enc_out.shape[0]}")
+        self.target_embedding(target_in, training=training)  # registers the ids for its backward
+        steps: List[_StepCache] = []
+        states = []
+        for t in range(target_in.shape[1]):
+            hidden, _, _, cache = self.decode_step(target_in[:, t], hidden, enc_out, keys, src_mask)
+            steps.append(cache)
+            states.append(hidden)
+        dec_states = np.stack(states, axis=1)  # (B, Tt, U)
+        logits = self.output(dec_states, training=training)
+        self._saved = {"enc_out": enc_out, "steps": steps}
+        return logits
+
+    def backward(self, d_logits: np.ndarray) -> None:
+        """Back-propagates d_logits (B, Tt, V) through the last call; fills every layer's grads."""
+        if self._saved is None:
+            raise RuntimeError(f"{self.name}: backward() called before the model was called")
+        enc_out, steps = self._saved["enc_out"], self._saved["steps"]
+        att, dec = self.attention, self.decoder
+        d_states = self.output.backward(np.ascontiguousarray(d_logits, dtype=self.dtype))  # (B, Tt, U)
+        B, Tt, U = d_states.shape
+        E = self.embedding_dim
+        dh = np.zeros((B, U), self.dtype)
+        d_keys = np.zeros_like(enc_out)
+        d_enc = np.zeros_like(enc_out)
+        d_target_emb = np.empty((B, Tt, E), self.dtype)
+        g_dec = [np.zeros_like(w) for w in dec.params]
+        g_att = [np.zeros_like(w) for w in att.params]
+        for t in range(Tt - 1, -1, -1):
+            cache = steps[t]
+            dh += d_states[:, t]
+            dx, dh_prev, dk, drk, db = ops.gru_backward(cache.gru, None, dh)
+            for acc, g in zip(g_dec, (dk, drk, db)):
+                acc += g
+            d_context = np.ascontiguousarray(dx[:, :, :U])  # (B, 1, U)
+            d_target_emb[:, t] = dx[:, 0, U:]
+            d_pq, d_key, d_value, d_v = ops.additive_attention_backward(cache.attention, d_context)
+            d_keys += d_key
+            d_enc += d_value
+            g_att[2] += d_v
+            d_query, dW1, db1 = ops.dense_backward(cache.hidden_in[:, None, :], att.W1, d_pq, with_bias=att.use_bias)
+            g_att[0] += dW1
+            if att.use_bias:
+                g_att[3] += db1
+            dh = dh_prev + d_query[:, 0]
+        d_enc_from_keys, dW2, _ = ops.dense_backward(enc_out, att.W2, d_keys)
+        g_att[1] += dW2
+        d_enc += d_enc_from_keys
+        dec.grads = g_dec
+        att.grads = g_att
+        self.target_embedding.backward(d_target_emb)
+        d_emb = self.encoder.backward(d_enc, [dh])
+        self.source_embedding.backward(d_emb)
+        self._saved = None
+
+
+class PairedInputs:
+    """(source, target_in) arrays indexable together along the first axis, for ``fit``."""
+
+    def __init__(self, source: np.ndarray, target_in: np.ndarray) -> None:
+        if len(source) != len(target_in):
+            raise ValueError(f"target_in: expected {len(source)} rows (as many as source), got {len(target_in)}")
+        self.source, self.target_in = source, target_in
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, idx: Any) -> Tuple[np.ndarray, np.ndarray]:
+        return self.source[idx], self.target_in[idx]
+
+
+def masked_sequence_loss(target_out: np.ndarray, logits: np.ndarray) -> Tuple[float, np.ndarray]:
+    """Cross-entropy of logits (B, T, V) against ids (B, T), padding (id 0) masked out, averaged
+    over all B*T positions (padding counting as zero) — the TensorFlow NMT tutorial's loss.
+    Returns (loss, d_logits)."""
+    target_out = np.asarray(target_out)
+    if logits.shape[:2] != target_out.shape:
+        raise ValueError(f"target_out: expected shape {logits.shape[:2]} (the logits' batch and time), "
+                         f"got {target_out.shape}")
+    z = logits - logits.max(axis=-1, keepdims=True)
+    expz = np.exp(z)
+    total = expz.sum(axis=-1, keepdims=True)
+    mask = (target_out != 0)
+    picked = np.take_along_axis(z, target_out[..., None], axis=-1)[..., 0]
+    nll = (np.log(total[..., 0]) - picked) * mask
+    count = target_out.size
+    d = expz / total
+    np.put_along_axis(d, target_out[..., None], np.take_along_axis(d, target_out[..., None], axis=-1) - 1.0, axis=-1)
+    d *= (mask / count)[..., None].astype(d.dtype)
+    return float(nll.sum() / count), d.astype(logits.dtype, copy=False)
+
+
+# -- decoding -------------------------------------------------------------------------------------
+@dataclass
+class Translation:
+    """A decoded sentence: target ids (without <start>, ending with <end> when reached), the
+    attention weights of each output step (len(ids), Ts) and the score (mean log-probability)."""
+
+    ids: List[int]
+    attention: np.ndarray
+    score: float
+
+
+def greedy_decode(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_id: int,
+                  max_length: int) -> Translation:
+    """Arg-max decoding of one source sentence (1, Ts) until <end> or `max_length` words."""
+    enc_out, hidden, keys, mask = model.encode(source)
+    token = np.array([start_id])
+    ids: List[int] = []
+    weights: List[np.ndarray] = []
+    logp = 0.0
+    for _ in range(max_length):
+        hidden, w, _, _ = model.decode_step(token, hidden, enc_out, keys, mask)
+        scores = _log_softmax(model.logits(hidden)[0])
+        nxt = int(np.argmax(scores))
+        logp += float(scores[nxt])
+        ids.append(nxt)
+        weights.append(w[0])
+        if nxt == end_id:
+            break
+        token = np.array([nxt])
+    return Translation(ids, np.stack(weights), logp / len(ids))
+
+
+def beam_search(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_id: int, max_length: int,
+                beam: int = 4, length_penalty: float = 1.0) -> Translation:
+    """Beam search over one source sentence (1, Ts): keeps the `beam` best partial translations by
+    total log-probability; a finished one (ending in <end>, or at `max_length`) is ranked by its
+    log-probability divided by ``length ** length_penalty``. With beam=1 it equals greedy decoding."""
+    if beam < 1:
+        raise ValueError(f"beam: expected a positive integer, got {beam!r}")
+    enc_out, hidden, keys, mask = model.encode(source)
+    # live hypotheses: (log-probability, ids, attention rows), with their states stacked
+    live: List[Tuple[float, List[int], List[np.ndarray]]] = [(0.0, [], [])]
+    states = hidden
+    finished: List[Tuple[float, Translation]] = []
+    for step in range(max_length):
+        k = len(live)
+        tokens = np.array([h[1][-1] if h[1] else start_id for h in live])
+        rep = lambda a: np.repeat(a, k, axis=0)  # noqa: E731
+        states, w, _, _ = model.decode_step(tokens, states, rep(enc_out), rep(keys), rep(mask))
+        logp = np.stack([_log_softmax(row) for row in model.logits(states)])  # (k, V)
+        totals = np.array([h[0] for h in live])[:, None] + logp
+        flat = np.argsort(-totals, axis=None, kind="stable")[:beam]
+        new_live, new_rows = [], []
+        for f in flat:
+            i, tok = divmod(int(f), logp.shape[1])
+            score, ids, att = live[i]
+            hyp = (float(totals[i, tok]), ids + [tok], att + [w[i]])
+            if tok == end_id or step == max_length - 1:
+                norm = hyp[0] / (len(hyp[1]) ** length_penalty)
+                finished.append((norm, Translation(hyp[1], np.stack(hyp[2]), hyp[0] / len(hyp[1]))))
+            else:
+                new_live.append(hyp)
+                new_rows.append(i)
+        if len(finished) >= beam or not new_live:
+            break
+        # stop early when no live hypothesis can beat the best finished one any more
+        live, states = new_live, states[new_rows]
+    best = max(finished, key=lambda f: f[0]) if finished else None
+    if best is None:  # pragma: no cover - max_length >= 1 always finishes something
+        raise RuntimeError("beam search produced no hypothesis")
+    return best[1]
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+def decode_batch_greedy(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_id: int,
+                        max_length: int) -> List[List[int]]:
+    """Greedy decoding of a batch of sentences (B, Ts) at once (for BLEU over a split)."""
+    enc_out, hidden, keys, mask = model.encode(source)
+    B = source.shape[0]
+    tokens = np.full(B, start_id)
+    out: List[List[int]] = [[] for _ in range(B)]
+    done = np.zeros(B, bool)
+    for _ in range(max_length):
+        hidden, _, _, _ = model.decode_step(tokens, hidden, enc_out, keys, mask)
+        tokens = np.argmax(model.logits(hidden), axis=-1)
+        for b in np.flatnonzero(~done):
+            out[b].append(int(tokens[b]))
+        done |= tokens == end_id
+        if done.all():
+            break
+    return out
+
+
+def sentence_ids(rows: Sequence[Sequence[int]], end_id: int) -> List[List[int]]:
+    """Each row cut after its first <end>."""
+    cut = []
+    for r in rows:
+        r = list(r)
+        cut.append(r[:r.index(end_id) + 1] if end_id in r else r)
+    return cut
