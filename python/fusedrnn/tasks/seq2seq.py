@@ -34,6 +34,7 @@ import numpy as np
 from fusedrnn import GRU, ops
 from fusedrnn.layers.attention import BahdanauAttention
 from fusedrnn.layers.core import Dense, Embedding
+from fusedrnn.losses import sparse_categorical_crossentropy
 from fusedrnn.training import register_model
 
 
@@ -215,23 +216,14 @@ class PairedInputs:
 
 def masked_sequence_loss(target_out: np.ndarray, logits: np.ndarray) -> Tuple[float, np.ndarray]:
     """Cross-entropy of logits (B, T, V) against ids (B, T), padding (id 0) masked out, averaged
-    over all B*T positions (padding counting as zero) — the TensorFlow NMT tutorial's loss.
-    Returns (loss, d_logits)."""
+    over all B*T positions (padding counting as zero) — the TensorFlow NMT tutorial's loss, and
+    Keras's for a 0/1 sample weight. Returns (loss, d_logits)."""
     target_out = np.asarray(target_out)
     if logits.shape[:2] != target_out.shape:
         raise ValueError(f"target_out: expected shape {logits.shape[:2]} (the logits' batch and time), "
                          f"got {target_out.shape}")
-    z = logits - logits.max(axis=-1, keepdims=True)
-    expz = np.exp(z)
-    total = expz.sum(axis=-1, keepdims=True)
-    mask = (target_out != 0)
-    picked = np.take_along_axis(z, target_out[..., None], axis=-1)[..., 0]
-    nll = (np.log(total[..., 0]) - picked) * mask
-    count = target_out.size
-    d = expz / total
-    np.put_along_axis(d, target_out[..., None], np.take_along_axis(d, target_out[..., None], axis=-1) - 1.0, axis=-1)
-    d *= (mask / count)[..., None].astype(d.dtype)
-    return float(nll.sum() / count), d.astype(logits.dtype, copy=False)
+    weight = (target_out != 0).astype(logits.dtype)
+    return sparse_categorical_crossentropy(target_out, logits, from_logits=True, sample_weight=weight)
 
 
 # -- decoding -------------------------------------------------------------------------------------
