@@ -7,7 +7,10 @@ Quick start::
     y = layer(np.random.rand(8, 20, 32).astype(np.float32))    # (8, 20, 64)
     dx = layer.backward(np.ones_like(y))                       # fills layer.grads
 
-Functional ops (forward/backward with explicit caches) live in :mod:`fusedrnn.ops`.
+Functional ops (forward/backward with explicit caches) live in :mod:`fusedrnn.ops`; the
+training toolkit (``Sequential``, ``fit``, checkpoints) in :mod:`fusedrnn.training`, losses in
+:mod:`fusedrnn.losses`, optimizers in :mod:`fusedrnn.optimizers`, the reference tasks in
+:mod:`fusedrnn.tasks`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ preload_openblas()
 
 from fusedrnn import _C  # noqa: E402
 from fusedrnn import ops  # noqa: E402
-from fusedrnn.layers import GRU, LSTM, AdditiveAttention, Attention, BahdanauAttention, SimpleRNN  # noqa: E402
+from fusedrnn.layers import (GRU, LSTM, AdditiveAttention, Attention, BahdanauAttention, Bidirectional,  # noqa: E402
+                             Dense, Dropout, Embedding, SimpleRNN)
 
 __version__ = "0.1.0"
 
@@ -35,5 +39,5 @@ def get_num_threads() -> int:
     return int(_C.get_num_threads())
 
 
-__all__ = ["AdditiveAttention", "Attention", "BahdanauAttention", "GRU", "LSTM", "SimpleRNN", "get_num_threads",
-           "ops", "set_num_threads", "__version__"]
+__all__ = ["AdditiveAttention", "Attention", "BahdanauAttention", "Bidirectional", "Dense", "Dropout", "Embedding",
+           "GRU", "LSTM", "SimpleRNN", "get_num_threads", "ops", "set_num_threads", "__version__"]
