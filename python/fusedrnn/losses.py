@@ -22,6 +22,11 @@ Keras 3 computes the loss of a sigmoid/softmax layer's output from its logits (t
 carries them). To match that, call the loss on ``dense.logits`` with ``from_logits=True`` and
 pass the gradient back with ``dense.backward(d, from_logits=True)``
 (:class:`fusedrnn.layers.core.Dense`).
+
+Differences from Keras: probabilities outside [0, 1] raise ValueError (Keras clips them
+silently, which hides logits passed with ``from_logits=False``); ``sample_weight`` and ``mask``
+must have exactly the per-sample losses' shape (no broadcasting); only the default reduction
+is implemented; labels must be integers for the sparse loss (Keras casts floats).
 """
 
 from __future__ import annotations
