@@ -317,6 +317,7 @@ class Dropout:
     With ``training=True`` each element is kept with probability 1 - rate and scaled by
     1 / (1 - rate); otherwise (and for rate 0) the input is returned unchanged. Input: any
     float32/float64 array; output: same shape and dtype. No weights; the mask passes through.
+    Unlike Keras, rate must be < 1 and there is no ``noise_shape`` (one draw per element).
     """
 
     def __init__(self, rate: float, seed: Optional[int] = None, name: Optional[str] = None) -> None:
