@@ -320,3 +320,27 @@ def test_checkpoint_finds_the_optimizers():
     from fusedrnn.training.checkpoint import _optimizer_classes
 
     assert {"SGD", "RMSprop", "Adam"} <= set(_optimizer_classes())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 40_000])  # below and above the kernels' threading threshold
+def test_fused_kernels_equal_the_numpy_rules_bit_for_bit(rng, seed, dtype, size):
+    from fusedrnn import _C
+    from fusedrnn.optimizers import adam_update, rmsprop_update
+
+    dt = np.dtype(dtype).type
+    p, g, m, v = (rng.standard_normal(size).astype(dtype) for _ in range(4))
+    v = np.abs(v)
+    scratch = [np.empty(size, dtype), np.empty(size, dtype)]
+    ref = [a.copy() for a in (p, m, v)]
+    adam_update(ref[0], g, ref[1], ref[2], None, alpha=dt(3e-3), one_minus_beta_1=dt(1 - 0.9),
+                one_minus_beta_2=dt(1 - 0.999), epsilon=dt(1e-7), scratch=scratch)
+    _C.adam_update(p, g, m, v, dt(3e-3), dt(1 - 0.9), dt(1 - 0.999), dt(1e-7))
+    for got, want in zip((p, m, v), ref):
+        np.testing.assert_array_equal(got, want, err_msg=f"adam, seed {seed}")
+    ref = [p.copy(), v.copy()]
+    rmsprop_update(ref[0], g, ref[1], None, None, learning_rate=dt(0.01), rho=dt(0.9), one_minus_rho=dt(1 - 0.9),
+                   momentum=dt(0), epsilon=dt(1e-7), scratch=scratch)
+    _C.rmsprop_update(p, g, v, dt(0.01), dt(0.9), dt(1 - 0.9), dt(1e-7))
+    np.testing.assert_array_equal(p, ref[0], err_msg=f"rmsprop, seed {seed}")
+    np.testing.assert_array_equal(v, ref[1], err_msg=f"rmsprop, seed {seed}")

@@ -14,8 +14,7 @@ constexpr long kParallelThreshold = 1 << 15;
 
 template <typename T>
 void adam_update(long n, T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v, T alpha,
-                 T beta_1, T beta_2, T epsilon) {
-  const T one_minus_b1 = T(1) - beta_1, one_minus_b2 = T(1) - beta_2;
+                 T one_minus_b1, T one_minus_b2, T epsilon) {
   const int nt = n >= kParallelThreshold ? region_threads() : 1;
 #pragma omp parallel for simd num_threads(nt) schedule(static)
   for (long k = 0; k < n; ++k) {
@@ -24,28 +23,27 @@ void adam_update(long n, T* __restrict p, const T* __restrict g, T* __restrict m
     const T vk = v[k] + (gk * gk - v[k]) * one_minus_b2;
     m[k] = mk;
     v[k] = vk;
-    p[k] -= mk * alpha / (std::sqrt(vk) + epsilon);
+    p[k] -= (mk * alpha) / (std::sqrt(vk) + epsilon);
   }
 }
 
 template <typename T>
 void rmsprop_update(long n, T* __restrict p, const T* __restrict g, T* __restrict v, T learning_rate, T rho,
-                    T epsilon) {
-  const T one_minus_rho = T(1) - rho;
+                    T one_minus_rho, T epsilon) {
   const int nt = n >= kParallelThreshold ? region_threads() : 1;
 #pragma omp parallel for simd num_threads(nt) schedule(static)
   for (long k = 0; k < n; ++k) {
     const T gk = g[k];
-    const T vk = rho * v[k] + one_minus_rho * (gk * gk);
+    const T vk = v[k] * rho + (gk * gk) * one_minus_rho;
     v[k] = vk;
-    p[k] -= learning_rate * gk / std::sqrt(vk + epsilon);
+    p[k] -= (gk * learning_rate) / std::sqrt(vk + epsilon);
   }
 }
 
 template void adam_update<float>(long, float*, const float*, float*, float*, float, float, float, float);
 template void adam_update<double>(long, double*, const double*, double*, double*, double, double, double, double);
-template void rmsprop_update<float>(long, float*, const float*, float*, float, float, float);
-template void rmsprop_update<double>(long, double*, const double*, double*, double, double, double);
+template void rmsprop_update<float>(long, float*, const float*, float*, float, float, float, float);
+template void rmsprop_update<double>(long, double*, const double*, double*, double, double, double, double);
 
 }  // namespace cpu
 }  // namespace fusedrnn

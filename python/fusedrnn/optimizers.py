@@ -57,6 +57,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fusedrnn import _C
+
 __all__ = ["SGD", "RMSprop", "Adam", "sgd_update", "rmsprop_update", "adam_update"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -148,6 +150,14 @@ def rmsprop_update(param: np.ndarray, grad: np.ndarray, velocity: np.ndarray, mo
         np.multiply(momentum_slot, momentum, out=momentum_slot)
         np.add(momentum_slot, inc, out=momentum_slot)
         np.subtract(param, momentum_slot, out=param)
+
+
+def _fusable(param: np.ndarray, *others: np.ndarray) -> bool:
+    """Whether the fused C++ update (fusedrnn._C) can run in place on these arrays: C-contiguous,
+    one dtype. It computes exactly what the NumPy rule functions here compute (same operation
+    order, no fused multiply-adds), in one pass instead of eight."""
+    return param.flags.c_contiguous and param.flags.writeable and all(
+        a.flags.c_contiguous and a.dtype == param.dtype for a in others)
 
 
 def adam_update(param: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray, v_hat: Optional[np.ndarray], *,
@@ -550,9 +560,13 @@ class RMSprop(_Optimizer):
         vel, mom, avg = (self._slots.get(n) for n in ("velocity", "momentum", "average_gradient"))
         for i, (p, g) in enumerate(zip(params, grads)):
             dt = p.dtype.type
-            rmsprop_update(p, g, vel[i], mom[i] if mom else None, avg[i] if avg else None,
-                           learning_rate=dt(self.learning_rate), rho=dt(self.rho), one_minus_rho=dt(1.0 - self.rho),
-                           momentum=dt(self.momentum), epsilon=dt(self.epsilon), scratch=self._scratch[i])
+            lr, rho, omr, eps = dt(self.learning_rate), dt(self.rho), dt(1.0 - self.rho), dt(self.epsilon)
+            if not mom and not avg and _fusable(p, g, vel[i]):
+                _C.rmsprop_update(p, g, vel[i], lr, rho, omr, eps)
+            else:
+                rmsprop_update(p, g, vel[i], mom[i] if mom else None, avg[i] if avg else None, learning_rate=lr,
+                               rho=rho, one_minus_rho=omr, momentum=dt(self.momentum), epsilon=eps,
+                               scratch=self._scratch[i])
 
 
 class Adam(_Optimizer):
@@ -611,6 +625,9 @@ class Adam(_Optimizer):
             dt = p.dtype.type
             if p.dtype not in alphas:
                 alphas[p.dtype] = self.step_size(p.dtype)
-            adam_update(p, g, m[i], v[i], vh[i] if vh else None, alpha=alphas[p.dtype],
-                        one_minus_beta_1=dt(1.0 - self.beta_1), one_minus_beta_2=dt(1.0 - self.beta_2),
-                        epsilon=dt(self.epsilon), scratch=self._scratch[i])
+            omb1, omb2, eps = dt(1.0 - self.beta_1), dt(1.0 - self.beta_2), dt(self.epsilon)
+            if vh is None and _fusable(p, g, m[i], v[i]):
+                _C.adam_update(p, g, m[i], v[i], alphas[p.dtype], omb1, omb2, eps)
+            else:
+                adam_update(p, g, m[i], v[i], vh[i] if vh else None, alpha=alphas[p.dtype], one_minus_beta_1=omb1,
+                            one_minus_beta_2=omb2, epsilon=eps, scratch=self._scratch[i])
