@@ -71,7 +71,7 @@ def train(cfg: SentimentConfig, data: Optional[PathLike] = None, checkpoint: Opt
     print_fn("reading the IMDB reviews (tokenized once, then cached)...")
     (x, y), (xv, yv) = load_data(cfg, data)
     print_fn(f"{len(y):,} training and {len(yv):,} test reviews, {cfg.num_words:,} words, maxlen {cfg.maxlen}")
-    word_index = imdb.get_word_index(data)
+    word_index = imdb.get_word_index(data, limit=cfg.limit)  # the index the encoding used
     model = build_model(cfg)
     optimizer = Adam(learning_rate=cfg.learning_rate)
     history = History()
