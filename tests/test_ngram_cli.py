@@ -10,7 +10,7 @@ import pytest
 
 from fusedrnn.ngram import read_arpa
 from fusedrnn.ngram import cli as ngram_cli
-from fusedrnn.ngram.cli import TEXTGEN_UNAVAILABLE, add_evaluate_lm_parser, add_ngram_parser
+from fusedrnn.ngram.cli import add_evaluate_lm_parser, add_ngram_parser
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nietzsche.txt"
 
@@ -97,9 +97,29 @@ def test_evaluate_lm_small(tmp_path, capsys, monkeypatch, seed):
     out = capsys.readouterr().out
     assert rc == 0
     assert "| kneser-ney | 3 |" in out and "| mle | 1 |" in out and "add-k" in out
-    assert TEXTGEN_UNAVAILABLE in out and "char LSTM" in out
+    assert "does not exist" in out and "char LSTM" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nietzsche.txt", "plot.png"]
+
+
+def test_evaluate_lm_with_a_trained_textgen_checkpoint(tmp_path, capsys, monkeypatch, seed):
+    from fusedrnn.tasks import textgen
+
+    rng = random.Random(seed)
+    text = " ".join(rng.choice(["the will", "to power", "beyond", "good and evil"]) for _ in range(800))
+    data = tmp_path / "nietzsche.txt"
+    data.write_text(text, encoding="utf-8")
+    cfg = textgen.TextgenConfig(epochs=1, steps_per_epoch=20, units=16, sample_length=1, seed=seed % 1000)
+    textgen.train(cfg, data, tmp_path / "lstm.npz", None, progress=False, print_fn=lambda s: None)
+    rc = _run(["evaluate", "lm", "--data", str(data), "--orders", "1-2", "--quiet",
+               "--lstm-checkpoint", str(tmp_path / "lstm.npz")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    row = next(line for line in out.splitlines() if "char LSTM" in line)
+    numbers = [float(c) for c in row.split("|")[1:-1] if c.strip().replace(".", "", 1).isdigit()]
+    perplexity, bpc = numbers
+    assert perplexity == pytest.approx(2.0 ** bpc, rel=1e-3), row
+    assert 0.5 < bpc < 4.5, row  # 20 steps: below a uniform guess over the text's ~15 characters
 
 
 def test_find_nietzsche_order(tmp_path, monkeypatch):
