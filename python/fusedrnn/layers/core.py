@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from fusedrnn import initializers as init
+from fusedrnn import ops
 from fusedrnn.ops import _checks as chk
 
 ACTIVATIONS = (None, "linear", "sigmoid", "tanh", "relu", "softmax")
@@ -262,10 +263,10 @@ class Dense:
         if x.shape[-1] != self.kernel.shape[0]:  # type: ignore[union-attr]
             raise ValueError(f"x: expected {self.kernel.shape[0]} features in the last axis "  # type: ignore[union-attr]
                              f"(the kernel's rows), got shape {x.shape}")
-        z = x.reshape(-1, x.shape[-1]) @ self.kernel
-        if self.use_bias:
-            z += self.bias
-        z = z.reshape(x.shape[:-1] + (self.units,))
+        # fusedrnn's own GEMM, on its threads: NumPy's BLAS threads keep spinning for a while after
+        # each call and would steal the cores from the recurrent kernels that run next.
+        x = np.ascontiguousarray(x)
+        z = ops.dense_forward(x, self.kernel, self.bias if self.use_bias else None)
         if self.activation is None:
             y = z
         elif self.activation == "sigmoid":
@@ -299,13 +300,10 @@ class Dense:
                 d = d * (z > 0)
             else:  # softmax: J^T d = y * (d - <d, y>)
                 d = y * (d - np.sum(d * y, axis=-1, keepdims=True))
-        x2 = self._x.reshape(-1, self._x.shape[-1])
-        d2 = d.reshape(-1, self.units)
-        grads = [x2.T @ d2]
-        if self.use_bias:
-            grads.append(d2.sum(axis=0))
-        self.grads = grads
-        return (d2 @ self.kernel.T).reshape(self._x.shape)  # type: ignore[union-attr]
+        dx, d_kernel, d_bias = ops.dense_backward(self._x, self.kernel, np.ascontiguousarray(d),  # type: ignore[arg-type]
+                                                  with_bias=self.use_bias)
+        self.grads = [d_kernel, d_bias] if self.use_bias else [d_kernel]
+        return dx
 
     def __repr__(self) -> str:
         return f"Dense(units={self.units}, activation={self.activation!r}, use_bias={self.use_bias})"
