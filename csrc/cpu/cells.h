@@ -1,11 +1,14 @@
 // The three recurrent cells as policies of the shared time loop (recurrent_driver.h).
 //
-// Each step handles the thread's own hidden units [j0, j1) of every batch row. The per-row
+// Each step handles the thread's share: hidden units [j0, j1) of batch rows [b0, b1). The per-row
 // loops are small functions over __restrict pointers so that the compiler vectorises them
 // (note: `#pragma omp simd` is avoided on purpose: with the gate structs of cell_math.h as
 // locals it makes GCC keep them in memory and give up vectorising). The gate math itself is
 // the shared host/device header fusedrnn/cell_math.h.
 #pragma once
+
+#include <algorithm>
+#include <vector>
 
 #include "cpu/recurrent_driver.h"
 
@@ -36,12 +39,59 @@ void pass_through(int j0, int j1, int H, int gates, const T* __restrict dout, T*
 
 }  // namespace rows
 
-// Back-propagates the recurrent gradients of the step at time t_next, gates [g0, g1), into
-// dh[:, own] (the state entering that step).
+// One-hot input (ids): adds kernel[id, gate, unit] * dropout_gate[b, id], the input projection
+// of x = e_id, to the pre-activations of the panels fed by x, for units [u0, u1) of a group.
+template <typename T>
+void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, int u0, int u1, T* pre) {
+  const SequenceInputs<T>& in = st.in;
+  if (in.ids == nullptr) return;
+  constexpr int L = kLanes<T>;
+  const long id = in.ids[st.row(b)];
+  for (int p = 0; p < plan.panels; ++p) {
+    const int g = plan.x_gate[p];
+    if (g < 0) continue;
+    const T* m = in.dropout_of_gate(g);
+    const T scale = m == nullptr ? T(1) : m[static_cast<long>(b) * in.input_size + id];
+    const int base = u0 + plan.unit_block[p] * L;
+    const T* w = in.kernel + id * in.width() + static_cast<long>(g) * in.units + base;
+    T* out = pre + p * L;
+    for (int l = 0; l < std::min(L, u1 - base); ++l) out[l] += w[l] * scale;
+  }
+}
+
+// Copies the share's rows of a step's gate gradients, columns [c0, c1), from the (B, T, G*H)
+// buffer dg into the thread's compact operand (same columns), for the products with U^T.
+template <typename T>
+const T* gather_gate_grads(const BackwardStep<T>& st, const T* dg, int t, int c0, int c1) {
+  const int GH = st.in.width(), b0 = st.share.rows.begin;
+  for (int b = b0; b < st.share.rows.end; ++b) {
+    const T* src = dg + (static_cast<long>(b) * st.in.steps + t) * GH;
+    std::copy(src + c0, src + c1, st.operand + static_cast<long>(b - b0) * GH + c0);
+  }
+  return st.operand;
+}
+
+// Back-propagates the recurrent gradients of the step at time t_next, gates [g0, g1), into the
+// thread's share of dh (the state entering that step): dh += sum_g (dG_g U_g^T) * mask_g, the
+// mask being the recurrent dropout of gate g (if any).
 template <typename T>
 void backprop_gates(BackwardStep<T>& st, const T* dg, int t_next, int g0, int g1) {
-  recurrent_backprop_share(st.in, *st.packed_t, dg + static_cast<long>(t_next) * st.in.width(),
-                           st.in.steps * st.in.width(), st.own, g0, g1, st.dh, st.scratch);
+  const int H = st.in.units, GH = st.in.width(), b0 = st.share.rows.begin;
+  const T* a = gather_gate_grads(st, dg, t_next, g0 * H, g1 * H);
+  const bool per_gate = st.in.recurrent_dropout != nullptr;
+  for (int g = g0; g < (per_gate ? g1 : g0 + 1); ++g) {
+    const T* m = st.in.recurrent_dropout_of_gate(g);
+    const int k0 = per_gate ? g * H : g0 * H, k1 = per_gate ? k0 + H : g1 * H;
+    st.weights_t->multiply(st.share.rows.size(), &a, GH, false, k0, k1, st.share.units.begin, st.share.units.end,
+                           [&](int r, int u0, int u1, const T* tile) {
+                             const long b = b0 + r;
+                             T* dh = st.dh + b * H;
+                             if (m == nullptr)
+                               for (int j = u0; j < u1; ++j) dh[j] += tile[j - u0];
+                             else
+                               for (int j = u0; j < u1; ++j) dh[j] += tile[j - u0] * m[b * H + j];
+                           });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -51,13 +101,16 @@ struct RnnCell {
 
   bool separate_recurrent_grads() const { return false; }
 
+  std::vector<PanelPlan> forward_plans() const { return {units_plan(0, 0)}; }
+
+  // pre: pre-activations of n consecutive units; bias, g (saved) and hn at the first of them.
   template <typename T>
-  static void forward_row(math::Activation act, int j0, int j1, const T* __restrict bias, T* __restrict g,
-                          T* __restrict hn) {
-    for (int j = j0; j < j1; ++j) {
-      const T h = math::activate(act, g[j] + bias[j]);
-      g[j] = h;
-      hn[j] = h;
+  static void forward_units(math::Activation act, int n, const T* __restrict pre, const T* __restrict bias,
+                            T* __restrict g, T* __restrict hn) {
+    for (int l = 0; l < n; ++l) {
+      const T h = math::activate(act, pre[l] + bias[l]);
+      g[l] = h;
+      hn[l] = h;
     }
   }
 
@@ -72,13 +125,15 @@ struct RnnCell {
 
   template <typename T>
   void forward_step(ForwardStep<T>& st) const {
-    const int H = st.in.units, j0 = st.own.begin, j1 = st.own.end;
-    recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 1, st.saved.gates + static_cast<long>(st.t) * H,
-                           st.in.steps * H);
-    for (int b = 0; b < st.in.batch; ++b) {
-      if (st.in.active(b, st.t)) forward_row(activation, j0, j1, st.in.bias, st.gates(b), st.h_new(b));
-      else rows::carry(j0, j1, H, 1, st.h_prev(b), st.gates(b), st.h_new(b));
-    }
+    const PanelMatrix<T>& w = st.weights[0];
+    st.product(w, [&](int b, int u0, int u1, T* pre) {
+      if (st.in.active(b, st.t)) {
+        add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+        forward_units(activation, u1 - u0, pre, st.in.bias + u0, st.gates(b) + u0, st.h_new(b) + u0);
+      } else {
+        rows::carry(u0, u1, st.in.units, 1, st.h_prev(b), st.gates(b), st.h_new(b));
+      }
+    });
   }
 
   template <typename T>
@@ -86,8 +141,8 @@ struct RnnCell {
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
-    const int H = st.in.units, j0 = st.own.begin, j1 = st.own.end;
-    for (int b = 0; b < st.in.batch; ++b) {
+    const int H = st.in.units, j0 = st.share.units.begin, j1 = st.share.units.end;
+    for (int b = st.share.rows.begin; b < st.share.rows.end; ++b) {
       T* dh = st.dh + b * H;
       if (st.in.active(b, st.t)) backward_row(activation, j0, j1, st.gates(b), st.d_output(b), dh, st.dgx_row(b));
       else rows::pass_through(j0, j1, H, 1, st.d_output(b), st.dgx_row(b), dh);
@@ -116,19 +171,26 @@ struct LstmCell {
                      : st.saved.aux + (static_cast<long>(b) * st.in.steps + st.in.time_of_step(st.s - 1)) * H;
   }
 
+  std::vector<PanelPlan> forward_plans() const {
+    return {{PanelKind::kAll, 4, {0, 1, 2, 3}, {0, 1, 2, 3}, {0, 0, 0, 0}}};
+  }
+
+  // pre: the i, f, c, o pre-activations of n units, L apart; bias and g (saved gates) H apart
+  // per gate; every pointer at the first of the units.
   template <typename T>
-  static void forward_row(int j0, int j1, int H, const T* __restrict bias, const T* __restrict cp, T* __restrict g,
-                          T* __restrict c, T* __restrict hn) {
-    for (int j = j0; j < j1; ++j) {
-      const math::LstmGates<T> a = math::lstm_activate(g[j] + bias[j], g[H + j] + bias[H + j],
-                                                       g[2 * H + j] + bias[2 * H + j], g[3 * H + j] + bias[3 * H + j]);
-      g[j] = a.i;
-      g[H + j] = a.f;
-      g[2 * H + j] = a.g;
-      g[3 * H + j] = a.o;
-      const T cn = math::lstm_cell_state(a, cp[j]);
-      c[j] = cn;
-      hn[j] = math::lstm_hidden(a, cn);
+  static void forward_units(int n, int H, const T* __restrict pre, const T* __restrict bias, const T* __restrict cp,
+                            T* __restrict g, T* __restrict c, T* __restrict hn) {
+    constexpr int L = kLanes<T>;
+    for (int l = 0; l < n; ++l) {
+      const math::LstmGates<T> a = math::lstm_activate(pre[l] + bias[l], pre[L + l] + bias[H + l],
+                                                       pre[2 * L + l] + bias[2 * H + l], pre[3 * L + l] + bias[3 * H + l]);
+      g[l] = a.i;
+      g[H + l] = a.f;
+      g[2 * H + l] = a.g;
+      g[3 * H + l] = a.o;
+      const T cn = math::lstm_cell_state(a, cp[l]);
+      c[l] = cn;
+      hn[l] = math::lstm_hidden(a, cn);
     }
   }
 
@@ -150,22 +212,22 @@ struct LstmCell {
 
   template <typename T>
   void forward_step(ForwardStep<T>& st) const {
-    const int H = st.in.units, GH = st.in.width(), j0 = st.own.begin, j1 = st.own.end;
-    recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 4, st.saved.gates + static_cast<long>(st.t) * GH,
-                           st.in.steps * GH);
+    const int H = st.in.units;
     const bool last = st.s + 1 == st.in.steps;
-    for (int b = 0; b < st.in.batch; ++b) {
+    const PanelMatrix<T>& w = st.weights[0];
+    st.product(w, [&](int b, int u0, int u1, T* pre) {
       const T* cp = c_prev(st, b);
       T* c = st.saved.aux + st.row(b) * H;
       if (st.in.active(b, st.t)) {
-        forward_row(j0, j1, H, st.in.bias, cp, st.gates(b), c, st.h_new(b));
+        add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+        forward_units(u1 - u0, H, pre, st.in.bias + u0, cp + u0, st.gates(b) + u0, c + u0, st.h_new(b) + u0);
       } else {
-        rows::carry(j0, j1, H, 4, st.h_prev(b), st.gates(b), st.h_new(b));
-        for (int j = j0; j < j1; ++j) c[j] = cp[j];
+        rows::carry(u0, u1, H, 4, st.h_prev(b), st.gates(b), st.h_new(b));
+        for (int j = u0; j < u1; ++j) c[j] = cp[j];
       }
       if (last)
-        for (int j = j0; j < j1; ++j) st.out.c_last[b * H + j] = c[j];
-    }
+        for (int j = u0; j < u1; ++j) st.out.c_last[b * H + j] = c[j];
+    });
   }
 
   template <typename T>
@@ -173,8 +235,8 @@ struct LstmCell {
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
-    const int H = st.in.units, j0 = st.own.begin, j1 = st.own.end;
-    for (int b = 0; b < st.in.batch; ++b) {
+    const int H = st.in.units, j0 = st.share.units.begin, j1 = st.share.units.end;
+    for (int b = st.share.rows.begin; b < st.share.rows.end; ++b) {
       T* dh = st.dh + b * H;
       if (st.in.active(b, st.t))
         backward_row(j0, j1, H, st.gates(b), st.saved.aux + st.row(b) * H, c_prev(st, b), st.d_output(b), dh,
@@ -201,45 +263,58 @@ struct GruCell {
 
   bool separate_recurrent_grads() const { return reset_after; }
 
-  // reset_after=True: z, r, hh and h of one row, given x-projections in g (without the input
-  // bias bi) and h U_h in rh (without the recurrent bias br).
+  // Panel layouts: reset_after keeps the candidate's input and recurrent terms in panels 2 and 3;
+  // reset_before multiplies (r * h_prev) by U_h in a second product, once r is known.
+  std::vector<PanelPlan> forward_plans() const {
+    if (reset_after) return {{PanelKind::kGruAfter, 4, {0, 1, 2, -1}, {0, 1, -1, 2}, {0, 0, 0, 0}}};
+    return {{PanelKind::kGruBefore, 3, {0, 1, 2, -1}, {0, 1, -1, -1}, {0, 0, 0, 0}}, units_plan(-1, 2)};
+  }
+
+  // reset_after=True: z, r, hh and h of n units from pre (z, r, x_h, h_h pre-activations, L
+  // apart, without biases); bi, br the input and recurrent biases; g and rh saved.
   template <typename T>
-  static void forward_row_after(int j0, int j1, int H, const T* __restrict bi, const T* __restrict br,
-                                const T* __restrict hp, T* __restrict g, T* __restrict rh, T* __restrict hn) {
-    for (int j = j0; j < j1; ++j) {
-      const T z = math::sigmoid((g[j] + bi[j]) + br[j]);
-      const T r = math::sigmoid((g[H + j] + bi[H + j]) + br[H + j]);
-      const T rec = rh[j] + br[2 * H + j];
-      const T hh = math::tanh_((g[2 * H + j] + bi[2 * H + j]) + r * rec);
-      rh[j] = rec;
-      g[j] = z;
-      g[H + j] = r;
-      g[2 * H + j] = hh;
-      hn[j] = math::gru_hidden(z, hh, hp[j]);
+  static void forward_units_after(int n, int H, const T* __restrict pre, const T* __restrict bi,
+                                  const T* __restrict br, const T* __restrict hp, T* __restrict g, T* __restrict rh,
+                                  T* __restrict hn) {
+    constexpr int L = kLanes<T>;
+    for (int l = 0; l < n; ++l) {
+      const T z = math::sigmoid((pre[l] + bi[l]) + br[l]);
+      const T r = math::sigmoid((pre[L + l] + bi[H + l]) + br[H + l]);
+      const T rec = pre[3 * L + l] + br[2 * H + l];
+      const T hh = math::tanh_((pre[2 * L + l] + bi[2 * H + l]) + r * rec);
+      rh[l] = rec;
+      g[l] = z;
+      g[H + l] = r;
+      g[2 * H + l] = hh;
+      hn[l] = math::gru_hidden(z, hh, hp[l]);
     }
   }
 
-  // reset_after=False, first half: z and r, and r * h_prev for the candidate's matmul.
+  // reset_after=False, first product: z and r, the candidate's input term x_h + b_h (kept in
+  // g's candidate slot until the second product), and r * h_prev (hd: after recurrent dropout).
   template <typename T>
-  static void gates_row_before(int j0, int j1, int H, const T* __restrict bias, const T* __restrict hd,
-                               T* __restrict g, T* __restrict rh) {
-    for (int j = j0; j < j1; ++j) {
-      const T z = math::sigmoid(g[j] + bias[j]);
-      const T r = math::sigmoid(g[H + j] + bias[H + j]);
-      g[j] = z;
-      g[H + j] = r;
-      rh[j] = r * hd[j];
+  static void gates_units_before(int n, int H, const T* __restrict pre, const T* __restrict bias,
+                                 const T* __restrict hd, T* __restrict g, T* __restrict rh) {
+    constexpr int L = kLanes<T>;
+    for (int l = 0; l < n; ++l) {
+      const T z = math::sigmoid(pre[l] + bias[l]);
+      const T r = math::sigmoid(pre[L + l] + bias[H + l]);
+      g[l] = z;
+      g[H + l] = r;
+      g[2 * H + l] = pre[2 * L + l] + bias[2 * H + l];
+      rh[l] = r * hd[l];
     }
   }
 
-  // reset_after=False, second half: hh and h once (r * h_prev) U_h has been added to g's h-part.
+  // reset_after=False, second product: hh = tanh(x_h + b_h + (r * h_prev) U_h) and h, with pre
+  // holding (r * h_prev) U_h of n consecutive units.
   template <typename T>
-  static void candidate_row_before(int j0, int j1, int H, const T* __restrict bias, const T* __restrict hp,
-                                   T* __restrict g, T* __restrict hn) {
-    for (int j = j0; j < j1; ++j) {
-      const T hh = math::tanh_(g[2 * H + j] + bias[2 * H + j]);
-      g[2 * H + j] = hh;
-      hn[j] = math::gru_hidden(g[j], hh, hp[j]);
+  static void candidate_units_before(int n, int H, const T* __restrict pre, const T* __restrict hp, T* __restrict g,
+                                     T* __restrict hn) {
+    for (int l = 0; l < n; ++l) {
+      const T hh = math::tanh_(g[2 * H + l] + pre[l]);
+      g[2 * H + l] = hh;
+      hn[l] = math::gru_hidden(g[l], hh, hp[l]);
     }
   }
 
@@ -289,44 +364,43 @@ struct GruCell {
 
   template <typename T>
   void forward_step(ForwardStep<T>& st) const {
-    const int H = st.in.units, GH = st.in.width(), S = st.in.steps, B = st.in.batch;
-    const int j0 = st.own.begin, j1 = st.own.end;
-    T* gates_t = st.saved.gates + static_cast<long>(st.t) * GH;
-    T* aux_t = st.saved.aux + static_cast<long>(st.t) * H;
-    // z and r: recurrent projections accumulate onto the input projections.
-    recurrent_matmul_share(st.in, st.h, st.packed, st.own, 0, 2, gates_t, S * GH);
+    const int H = st.in.units;
+    const PanelMatrix<T>& w = st.weights[0];
     if (reset_after) {
-      // The candidate's recurrent term is kept apart: hh = tanh(xh + r * (h U_h + b_h)).
-      if (st.own.size() > 0) st.packed[2].multiply(B, st.h.gate(2), st.h.ld(), 0, H, T(0), aux_t + j0, S * H);
-      for (int b = 0; b < B; ++b) {
+      st.product(w, [&](int b, int u0, int u1, T* pre) {
         T* rh = st.saved.aux + st.row(b) * H;
         if (st.in.active(b, st.t)) {
-          forward_row_after(j0, j1, H, st.in.bias, st.in.recurrent_bias, st.h_prev(b), st.gates(b), rh, st.h_new(b));
+          add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+          forward_units_after(u1 - u0, H, pre, st.in.bias + u0, st.in.recurrent_bias + u0, st.h_prev(b) + u0,
+                              st.gates(b) + u0, rh + u0, st.h_new(b) + u0);
         } else {
-          rows::carry(j0, j1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
-          for (int j = j0; j < j1; ++j) rh[j] = T(0);
+          rows::carry(u0, u1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
+          for (int j = u0; j < u1; ++j) rh[j] = T(0);
         }
-      }
+      });
       return;
     }
-    // reset_after=False: hh = tanh(xh + (r * h_prev) U_h) needs r of every unit first.
-    const T* hin_h = st.h.gate(2);
-    for (int b = 0; b < B; ++b) {
+    st.product(w, [&](int b, int u0, int u1, T* pre) {
       T* rh = st.saved.aux + st.row(b) * H;
       if (st.in.active(b, st.t)) {
-        gates_row_before(j0, j1, H, st.in.bias, hin_h + static_cast<long>(b) * st.h.ld(), st.gates(b), rh);
+        add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+        gates_units_before(u1 - u0, H, pre, st.in.bias + u0, st.h_in(2, b) + u0, st.gates(b) + u0, rh + u0);
       } else {
-        rows::carry(j0, j1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
-        for (int j = j0; j < j1; ++j) rh[j] = T(0);
+        rows::carry(u0, u1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
+        for (int j = u0; j < u1; ++j) rh[j] = T(0);
       }
+    });
+    // (r * h_prev) U_h needs r of every unit of a row.
+    step_barrier(st);
+    const int b0 = st.share.rows.begin;
+    for (int b = b0; b < st.share.rows.end; ++b) {
+      const T* rh = st.saved.aux + st.row(b) * H;
+      std::copy(rh, rh + H, st.scratch + static_cast<long>(b - b0) * H);
     }
-#pragma omp barrier
-    if (st.own.size() > 0) st.packed[2].multiply(B, aux_t, S * H, 0, H, T(1), gates_t + 2 * H + j0, S * GH);
-    for (int b = 0; b < B; ++b) {
-      if (st.in.active(b, st.t)) candidate_row_before(j0, j1, H, st.in.bias, st.h_prev(b), st.gates(b), st.h_new(b));
-      else
-        for (int j = j0; j < j1; ++j) st.gates(b)[2 * H + j] = T(0);
-    }
+    st.product(st.weights[1], [&](int b, int u0, int u1, T* pre) {
+      if (st.in.active(b, st.t))
+        candidate_units_before(u1 - u0, H, pre, st.h_prev(b) + u0, st.gates(b) + u0, st.h_new(b) + u0);
+    }, st.scratch, H);
   }
 
   template <typename T>
@@ -337,9 +411,9 @@ struct GruCell {
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
-    const int H = st.in.units, GH = st.in.width(), S = st.in.steps, B = st.in.batch;
-    const int j0 = st.own.begin, j1 = st.own.end;
-    for (int b = 0; b < B; ++b) {
+    const int H = st.in.units, GH = st.in.width();
+    const int j0 = st.share.units.begin, j1 = st.share.units.end, b0 = st.share.rows.begin;
+    for (int b = st.share.rows.begin; b < st.share.rows.end; ++b) {
       T* dh = st.dh + b * H;
       if (st.in.active(b, st.t)) {
         if (reset_after)
@@ -354,15 +428,16 @@ struct GruCell {
     }
     if (reset_after) return;
     // d(r * h_prev) = dhh_pre U_h^T needs every unit's dhh_pre.
-#pragma omp barrier
-    const int n = st.own.size();
-    if (n > 0) st.packed_t->multiply(B, st.dgx + static_cast<long>(st.t) * GH, S * GH, 2 * H, 3 * H, T(0), st.scratch, n);
+    step_barrier(st);
+    const T* a = gather_gate_grads(st, st.dgx, st.t, 2 * H, 3 * H);
     const T* rm = st.in.recurrent_dropout_of_gate(2);
-    for (int b = 0; b < B; ++b) {
-      if (!st.in.active(b, st.t)) continue;
-      reset_row_before(j0, j1, H, st.gates(b), st.h_prev(b), rm ? rm + b * H : nullptr, st.scratch + b * n,
-                       st.dgx_row(b), st.dh + b * H);
-    }
+    st.weights_t->multiply(st.share.rows.size(), &a, GH, false, 2 * H, 3 * H, j0, j1,
+                           [&](int r, int u0, int u1, const T* d_rh) {
+                             const int b = b0 + r;
+                             if (!st.in.active(b, st.t)) return;
+                             reset_row_before(u0, u1, H, st.gates(b), st.h_prev(b), rm ? rm + b * H : nullptr, d_rh,
+                                              st.dgx_row(b), st.dh + b * H);
+                           });
   }
 
   template <typename T>

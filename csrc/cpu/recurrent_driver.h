@@ -1,26 +1,29 @@
 // The time loop shared by every recurrent cell on the CPU.
 //
 // Forward: one parallel region; the input projection of all steps as one split GEMM; then per
-// step each thread runs the cell's step for its own hidden units (recurrent GEMMs of its gate
-// columns + fused gate math), writes the new state, its outputs and dropped-out copies, and
-// meets the others at one barrier.
+// step each thread runs the cell's step for its share (StepShare: its batch rows and hidden
+// units: recurrent GEMMs of those gate columns + fused gate math) and writes the new state,
+// its outputs and dropped-out copies. When the threads split the batch, nothing is shared
+// inside the time loop; when they split the units, they meet at one barrier per step.
 //
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
-// gradients into its units of dh (a GEMM against its rows of the recurrent kernel), runs the
-// cell's fused gate backward, barrier; afterwards the weight and input gradients of all steps
-// are a few large split GEMMs.
+// gradients into its share of dh (a GEMM against its rows of the recurrent kernel) and runs the
+// cell's fused gate backward (plus a barrier per step when the units are split); afterwards the
+// weight and input gradients of all steps are a few large split GEMMs.
 //
 // A Cell policy provides:
-//   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's units
-//   backprop_state(BackwardStep&, t_next) dh[:, own] += recurrent gradient of step at t_next
-//   backward_step(BackwardStep&)          gate backward of one step for the thread's units
+//   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's share
+//   backprop_state(BackwardStep&, t_next) dh[share] += recurrent gradient of step at t_next
+//   backward_step(BackwardStep&)          gate backward of one step for the thread's share
 //   parameter_grads(BackwardStep&)        dx, dkernel, drecurrent, dbias from all steps
 //   separate_recurrent_grads()            whether dG of the recurrent side differs from dgx
+// and calls step_barrier(st) where a step needs every unit of a row before it goes on.
 #pragma once
 
 #include <algorithm>
 #include <vector>
 
+#include "cpu/panel_gemm.h"
 #include "cpu/recurrent.h"
 #include "cpu/workspace.h"
 
@@ -32,18 +35,46 @@ struct ForwardStep {
   const SequenceInputs<T>& in;
   const SavedSequence<T>& saved;
   const ForwardOutputs<T>& out;
-  int s = 0, t = 0;           // processing step and its input time
-  Range own{0, 0};            // this thread's hidden units
-  RecurrentOperand<T> h{};    // h_{s-1} as it enters each gate's matmul
-  T* h_next = nullptr;        // where the new state goes: hprev row of the next step or h_last
+  const PanelMatrix<T>* weights;  // the cell's packed weights (Cell::forward_plans)
+  int s = 0, t = 0;               // processing step and its input time
+  StepShare share{};              // this thread's batch rows and hidden units
+  // The step's left operands, one row per row of the share: [x_t * dropout_g | h_{s-1} *
+  // recurrent_dropout_g], one buffer per gate g when a dropout mask differs per gate (`per_gate`),
+  // else one.
+  const T* operand = nullptr;
+  int lda = 0;
+  bool per_gate = false;
+  T* h_next = nullptr;            // where the new state goes: hprev row of the next step or h_last
   int h_next_ld = 0;
-  T* scratch = nullptr;       // B * own.size() values, private to the thread
-  const PackedMatrix<T>* packed = nullptr;  // per gate: U[:, g*H + own], packed
+  T* scratch = nullptr;           // share.rows.size() * H values, private to the thread
 
   long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) row
   const T* h_prev(int b) const { return saved.hprev + row(b) * in.units; }        // (H,)
   T* gates(int b) const { return saved.gates + row(b) * in.width(); }           // (G*H,)
   T* h_new(int b) const { return h_next + static_cast<long>(b) * h_next_ld; }    // (H,)
+  // h_{s-1} of row b as it enters gate g's matmul (after recurrent dropout), from the operands.
+  const T* h_in(int gate, int b) const {
+    const int rows = share.rows.size();
+    return operand + (static_cast<long>(per_gate ? gate : 0) * rows + (b - share.rows.begin)) * lda + (lda - in.units);
+  }
+
+  // C = A * w for the share's rows and units, A the step's operands (or `a` with leading
+  // dimension `a_ld`, shared by every panel); finish(b, u_begin, u_end, tile_row) takes each
+  // row's pre-activations for a group of units (see PanelMatrix::multiply).
+  template <typename Finish>
+  void product(const PanelMatrix<T>& w, Finish&& finish, const T* a = nullptr, int a_ld = 0) const {
+    const T* left[kPanels];
+    const PanelPlan& plan = w.plan();
+    const int rows = share.rows.size();
+    for (int p = 0; p < plan.panels; ++p) {
+      const int gate = plan.x_gate[p] >= 0 ? plan.x_gate[p] : plan.h_gate[p];
+      left[p] = a != nullptr ? a : operand + static_cast<long>(per_gate ? gate : 0) * rows * lda;
+    }
+    const int ld = a != nullptr ? a_ld : lda;
+    const int k = a != nullptr ? a_ld : lda;
+    w.multiply(rows, left, ld, per_gate && a == nullptr, 0, k, share.units.begin, share.units.end,
+               [&](int r, int u0, int u1, T* pre) { finish(share.rows.begin + r, u0, u1, pre); });
+  }
 };
 
 template <typename T>
@@ -56,14 +87,14 @@ struct BackwardStep {
   T* dgrec;                   // (B, T, G*H): same for the recurrent side (may alias dgx)
   T* dh;                      // (B, H): gradient flowing into the state h_s
   T* dc;                      // (B, H): LSTM cell-state gradient
-  const PackedMatrix<T>* packed_t;  // U[own, :]^T, packed (pack_backward_weights)
-  T* scratch;                 // B * own.size(), private to the thread
+  const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (pack_backward_share)
+  T* operand;                 // share.rows.size() * G*H: a step's gate gradients, private to the thread
   T* shared_scratch;          // B*T*max(I, H), for the dropout-masked GEMM operands
   const std::vector<int>& first_active;
   const T* zeros;             // (H,) zeros
   int tid = 0, nt = 1;
   int s = 0, t = 0;
-  Range own{0, 0};
+  StepShare share{};
 
   long row(int b) const { return static_cast<long>(b) * in.steps + t; }
   const T* h_prev(int b) const { return saved.hprev + row(b) * in.units; }
@@ -77,47 +108,88 @@ struct BackwardStep {
   }
 };
 
+// Inside a step: waits until every thread has finished the first part of the step. Only a
+// split of the units needs it (with a batch split each thread owns whole rows).
+template <typename Step>
+inline void step_barrier(const Step& st) {
+  if (!st.share.by_batch) {
+#pragma omp barrier
+  }
+}
+
 template <typename T>
 inline void fill_poison(T* p, long n) {
   if (p == nullptr || !poison_outputs()) return;
   std::fill(p, p + n, std::numeric_limits<T>::quiet_NaN());
 }
 
+// The left operands of one step for the share's rows: per buffer g (one per gate when
+// `per_gate`), row b: [x[b, t, :] * dropout_g[b, :] | h[b, :] * recurrent_dropout_g[b, :]],
+// where h = hprev[:, t, :]; without dense input (one-hot ids) only the h part.
+template <typename T>
+void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, const T* hprev, bool per_gate,
+                    int lda, T* operand) {
+  const int S = in.steps, I = in.input_size, H = in.units, kx = lda - H, rows = share.rows.size();
+  for (int g = 0; g < (per_gate ? in.gates : 1); ++g) {
+    const T* xm = in.dropout_of_gate(g);
+    const T* hm = in.recurrent_dropout_of_gate(g);
+    for (int b = share.rows.begin; b < share.rows.end; ++b) {
+      T* a = operand + (static_cast<long>(g) * rows + (b - share.rows.begin)) * lda;
+      if (kx > 0) {
+        const T* x = in.x + (static_cast<long>(b) * S + t) * I;
+        if (xm == nullptr) std::copy(x, x + I, a);
+        else
+          for (int k = 0; k < I; ++k) a[k] = x[k] * xm[static_cast<long>(b) * I + k];
+      }
+      const T* h = hprev + (static_cast<long>(b) * S + t) * H;
+      if (hm == nullptr) std::copy(h, h + H, a + kx);
+      else
+        for (int j = 0; j < H; ++j) a[kx + j] = h[j] * hm[static_cast<long>(b) * H + j];
+    }
+  }
+}
+
 template <typename Cell, typename T>
 void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                  const ForwardOutputs<T>& out) {
   const int B = in.batch, S = in.steps, H = in.units;
+  const int kx = in.ids != nullptr ? 0 : in.input_size;  // one-hot input is added in the gate math
   const std::vector<int> first = first_active_steps(in);
+  const bool per_gate = in.n_dropout > 1 || in.n_recurrent_dropout > 1;
   Workspace ws;
-  T* masked_x = in.dropout && !in.ids ? ws.take<T>(static_cast<size_t>(B) * S * in.input_size) : nullptr;
-  const long slab = static_cast<long>(in.n_recurrent_dropout) * B * H;
-  T* dropped = in.recurrent_dropout ? ws.take<T>(static_cast<size_t>(2 * slab)) : nullptr;
+  const std::vector<PanelPlan> plans = cell.forward_plans();
+  std::vector<PanelMatrix<T>> weights;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
+    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, ws.take<T>(PanelMatrix<T>::values(plans[i], k, H)));
+  }
 
 #pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    const Range own = split_range(H, tid, nt);
-    std::vector<T> scratch(static_cast<size_t>(B) * std::max(own.size(), 1));
-    const std::vector<PackedMatrix<T>> packed = pack_forward_weights(in, own);
-    input_projection(tid, nt, in, saved.gates, masked_x);
+    const StepShare share = step_share(B, H, tid, nt);
+    const Range own = share.units, rows = share.rows;
+    for (const PanelMatrix<T>& w : weights) pack_forward_share(tid, nt, share, in, w);
+    const int lda = (weights[0].kx() + H);
+    std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * rows.size() * lda);
+    std::vector<T> scratch(static_cast<size_t>(rows.size()) * H);
 
     const int t0 = in.time_of_step(0);
-    for (int b = 0; b < B; ++b)
+    for (int b = rows.begin; b < rows.end; ++b)
       for (int j = own.begin; j < own.end; ++j)
         saved.hprev[(static_cast<long>(b) * S + t0) * H + j] = in.h0[b * H + j];
-    write_dropped_state(in, saved.hprev + static_cast<long>(t0) * H, S * H, own, dropped);
 #pragma omp barrier
 
     for (int s = 0; s < S; ++s) {
-      ForwardStep<T> st{in, saved, out};
+      ForwardStep<T> st{in, saved, out, weights.data()};
       st.s = s;
       st.t = in.time_of_step(s);
-      st.own = own;
+      st.share = share;
+      build_operands(in, share, st.t, saved.hprev, per_gate, lda, operand.data());
+      st.operand = operand.data();
+      st.lda = lda;
+      st.per_gate = per_gate;
       st.scratch = scratch.data();
-      st.packed = packed.data();
-      st.h = RecurrentOperand<T>{saved.hprev + static_cast<long>(st.t) * H, S * H,
-                                 in.recurrent_dropout ? dropped + (s % 2) * slab : nullptr,
-                                 in.n_recurrent_dropout, B, H};
       if (s + 1 < S) {
         st.h_next = saved.hprev + static_cast<long>(in.time_of_step(s + 1)) * H;
         st.h_next_ld = S * H;
@@ -126,15 +198,13 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         st.h_next_ld = H;
       }
       cell.forward_step(st);
-      for (int b = 0; b < B; ++b) {
+      for (int b = rows.begin; b < rows.end; ++b) {
         const bool seen = s >= first[b];
         const T* hn = st.h_new(b);
         T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
         for (int j = own.begin; j < own.end; ++j) o[j] = seen ? hn[j] : T(0);
       }
-      if (in.recurrent_dropout)
-        write_dropped_state(in, st.h_next, st.h_next_ld, own, dropped + ((s + 1) % 2) * slab);
-#pragma omp barrier
+      step_barrier(st);
     }
   }
 }
@@ -143,30 +213,33 @@ template <typename Cell, typename T>
 void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                   const IncomingGrads<T>& incoming, const SequenceGrads<T>& grads) {
   const int B = in.batch, S = in.steps, H = in.units, GH = in.width();
-  const long rows = static_cast<long>(B) * S;
+  const long rows_bt = static_cast<long>(B) * S;
   const std::vector<int> first = first_active_steps(in);
   Workspace ws;
-  T* dgx = ws.take<T>(static_cast<size_t>(rows) * GH);
-  T* dgrec = cell.separate_recurrent_grads() ? ws.take<T>(static_cast<size_t>(rows) * GH) : dgx;
+  T* dgx = ws.take<T>(static_cast<size_t>(rows_bt) * GH);
+  T* dgrec = cell.separate_recurrent_grads() ? ws.take<T>(static_cast<size_t>(rows_bt) * GH) : dgx;
   T* dh = ws.take<T>(static_cast<size_t>(B) * H);
   T* dc = ws.take<T>(static_cast<size_t>(B) * H);
   T* zeros = ws.take<T>(static_cast<size_t>(H));
   std::fill(zeros, zeros + H, T(0));
   const bool any_dropout = in.dropout != nullptr || in.recurrent_dropout != nullptr;
-  T* shared_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows) * std::max(in.input_size, H)) : nullptr;
+  T* shared_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows_bt) * std::max(in.input_size, H)) : nullptr;
+  const PanelPlan plan_t = backward_plan<T>();
+  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, ws.take<T>(PanelMatrix<T>::values(plan_t, GH, H)));
 
 #pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    const Range own = split_range(H, tid, nt);
-    std::vector<T> scratch(static_cast<size_t>(B) * std::max(own.size(), 1));
-    const PackedMatrix<T> packed_t = pack_backward_weights(in, own);
-    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &packed_t, scratch.data(),
+    const StepShare share = step_share(B, H, tid, nt);
+    const Range own = share.units, rows = share.rows;
+    pack_backward_share(tid, nt, share, in, weights_t);
+    std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);
+    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(),
                        shared_scratch, first, zeros};
     st.tid = tid;
     st.nt = nt;
-    st.own = own;
-    for (int b = 0; b < B; ++b) {
+    st.share = share;
+    for (int b = rows.begin; b < rows.end; ++b) {
       for (int j = own.begin; j < own.end; ++j) {
         dh[b * H + j] = incoming.d_h_last ? incoming.d_h_last[b * H + j] : T(0);
         dc[b * H + j] = incoming.d_c_last ? incoming.d_c_last[b * H + j] : T(0);
@@ -178,10 +251,10 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       st.t = in.time_of_step(s);
       if (s + 1 < S) cell.backprop_state(st, in.time_of_step(s + 1));
       cell.backward_step(st);
-#pragma omp barrier
+      step_barrier(st);
     }
     cell.backprop_state(st, in.time_of_step(0));
-    for (int b = 0; b < B; ++b) {
+    for (int b = rows.begin; b < rows.end; ++b) {
       for (int j = own.begin; j < own.end; ++j) {
         grads.dh0[b * H + j] = dh[b * H + j];
         if (grads.dc0) grads.dc0[b * H + j] = dc[b * H + j];

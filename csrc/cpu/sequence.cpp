@@ -9,10 +9,9 @@ namespace cpu {
 namespace {
 std::atomic<bool> g_poison{false};
 
-// dst[b, t, :] = src[b, t, :] * m[b, :] for this thread's share of the B*T rows.
+// dst[b, t, :] = src[b, t, :] * m[b, :] for the rows r of the (B*T, d) matrices.
 template <typename T>
-void masked_rows_share(int tid, int nt, const T* src, const T* m, int B, int steps, int d, T* dst) {
-  const Range r = split_range(B * steps, tid, nt, 1);
+void masked_rows(Range r, const T* src, const T* m, int steps, int d, T* dst) {
   for (int row = r.begin; row < r.end; ++row) {
     const T* mb = m + static_cast<long>(row / steps) * d;
     const T* s = src + static_cast<long>(row) * d;
@@ -21,21 +20,10 @@ void masked_rows_share(int tid, int nt, const T* src, const T* m, int B, int ste
   }
 }
 
-// One-hot input: gx[row, gate g] = kernel[id, gate g] * dropout_g[b, id], this thread's rows.
+// dst[b, t, :] = src[b, t, :] * m[b, :] for this thread's share of the B*T rows.
 template <typename T>
-void gather_projection_share(int tid, int nt, const SequenceInputs<T>& in, T* gx) {
-  const int H = in.units, GH = in.width();
-  const Range r = split_range(in.batch * in.steps, tid, nt, 1);
-  for (int row = r.begin; row < r.end; ++row) {
-    const long id = in.ids[row], b = row / in.steps;
-    const T* w = in.kernel + id * GH;
-    T* o = gx + static_cast<long>(row) * GH;
-    for (int g = 0; g < in.gates; ++g) {
-      const T* m = in.dropout_of_gate(g);
-      const T scale = m == nullptr ? T(1) : m[b * in.input_size + id];
-      for (int k = g * H; k < (g + 1) * H; ++k) o[k] = w[k] * scale;
-    }
-  }
+void masked_rows_share(int tid, int nt, const T* src, const T* m, int B, int steps, int d, T* dst) {
+  masked_rows(split_range(B * steps, tid, nt, 1), src, m, steps, d, dst);
 }
 
 // One-hot input: dkernel[id, :] += dgx[row, :] * dropout_g[b, id] over all rows; each thread
@@ -73,28 +61,6 @@ void column_sums_share(int tid, int nt, const T* a, long rows, int cols, int lda
     const T* ar = a + row * lda;
     for (int c = r.begin; c < r.end; ++c) out[c] += ar[c];
   }
-}
-
-template <typename T>
-void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch) {
-  const int BT = in.batch * in.steps, I = in.input_size, H = in.units, GH = in.width();
-  if (in.ids != nullptr) {
-    gather_projection_share(tid, nt, in, gx);
-  } else if (in.dropout == nullptr) {
-    gemm_share(tid, nt, false, false, BT, GH, I, T(1), in.x, I, in.kernel, GH, T(0), gx, GH);
-  } else {
-    // Each distinct mask: build x * mask once, project the gates that use it.
-    for (int m = 0; m < in.n_dropout; ++m) {
-      masked_rows_share(tid, nt, in.x, in.dropout + static_cast<long>(m) * in.batch * I, in.batch,
-                        in.steps, I, scratch);
-#pragma omp barrier
-      const int g0 = in.n_dropout == 1 ? 0 : m, g1 = in.n_dropout == 1 ? in.gates : m + 1;
-      gemm_share(tid, nt, false, false, BT, (g1 - g0) * H, I, T(1), scratch, I, in.kernel + g0 * H, GH,
-                 T(0), gx + g0 * H, GH);
-#pragma omp barrier
-    }
-  }
-#pragma omp barrier
 }
 
 template <typename T>
@@ -176,7 +142,6 @@ void recurrent_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* 
 
 #define FUSEDRNN_INSTANTIATE(T)                                                                        \
   template void column_sums_share<T>(int, int, const T*, long, int, int, T*);                         \
-  template void input_projection<T>(int, int, const SequenceInputs<T>&, T*, T*);                      \
   template void input_gradients<T>(int, int, const SequenceInputs<T>&, const T*, T*, T*, T*, T*);     \
   template void recurrent_gradients<T>(int, int, const SequenceInputs<T>&, const T*, bool, const T*,  \
                                        int, int, T*, T*, T*);

@@ -9,14 +9,17 @@
 //   the outputs are in processing order s (t = T-1-s when go_backwards), as Keras returns them.
 //
 // Threading: each kernel runs one OpenMP parallel region. During the time loop every thread
-// owns a contiguous slice of hidden units (split_range) and computes all gates of those units,
-// so the gate math needs no synchronisation; one barrier per step publishes the new state.
+// owns a block of batch rows and a block of hidden units (StepShare) and computes all gates of
+// those units for those rows, so the gate math needs no synchronisation. When the batch is
+// large enough the threads split the rows and keep every unit: the rows' recurrences are
+// independent, so the time loop runs without a single barrier. Otherwise they split the units
+// of every row, and one barrier per step publishes the new state.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "cpu/packed_gemm.h"
+#include "cpu/panel_gemm.h"
 #include "cpu/parallel.h"
 
 namespace fusedrnn {
@@ -55,6 +58,23 @@ struct SequenceInputs {
   }
 };
 
+// One thread's part of every time step: a block of batch rows and a block of hidden units.
+struct StepShare {
+  Range rows;
+  Range units;
+  bool by_batch;  // rows split between the threads, units whole: no barrier inside the time loop
+};
+
+// Fewest batch rows per thread for which the threads split the batch rather than the units.
+constexpr int kMinRowsPerThread = 4;
+// Unit splits fall on multiples of this: whole groups of every packed layout (panel_gemm.h).
+constexpr int kUnitAlign = 64;
+
+inline StepShare step_share(int batch, int units, int tid, int nt) {
+  if (nt == 1 || batch >= kMinRowsPerThread * nt) return {split_range(batch, tid, nt, 1), {0, units}, true};
+  return {{0, batch}, split_range(units, tid, nt, kUnitAlign), false};
+}
+
 // First processing step s at which row b is unmasked (steps when never): Keras emits zeros as
 // the output of the masked steps before it and repeats the last output after it.
 template <typename T>
@@ -69,96 +89,42 @@ std::vector<int> first_active_steps(const SequenceInputs<T>& in) {
   return first;
 }
 
-// The left operand of the per-step recurrent matmul for gate g: h_{s-1} as it enters that
-// gate, either the state itself (row t of the (B, T, H) buffer `hprev`) or its dropped-out
-// copy in `dropped` (one (B, H) slab per distinct recurrent dropout mask).
-template <typename T>
-struct RecurrentOperand {
-  const T* state;   // h_{s-1}, leading dimension state_ld
-  int state_ld;
-  const T* dropped; // null without recurrent dropout
-  int n_dropped;
-  int batch, units;
-  const T* gate(int g) const {
-    if (dropped == nullptr) return state;
-    return dropped + static_cast<long>(n_dropped == 1 ? 0 : g) * batch * units;
-  }
-  int ld() const { return dropped == nullptr ? state_ld : units; }
-};
-
-// C[:, g*H + own] += op(gate g) * U[:, g*H + own] for g in [g_begin, g_end), own = the
-// thread's units; `packed[g]` holds U[:, g*H + own] (see pack_forward_weights). C is the
-// (B, G*H) slab of one step with leading dimension ldc.
-template <typename T>
-void recurrent_matmul_share(const SequenceInputs<T>& in, const RecurrentOperand<T>& h,
-                            const PackedMatrix<T>* packed, Range cols, int g_begin, int g_end, T* c, int ldc) {
-  if (cols.size() <= 0) return;
-  for (int g = g_begin; g < g_end; ++g)
-    packed[g].multiply(in.batch, h.gate(g), h.ld(), 0, in.units, T(1), c + g * in.units + cols.begin, ldc);
+// Packs this thread's part of w with value(k, gate, unit): with a split of the units, the
+// groups of its own units, the only ones it multiplies; with a split of the batch, an even
+// share of all groups, which every thread reads after a barrier.
+template <typename T, typename Value>
+void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w, Value&& value) {
+  const int width = w.group_units();
+  const Range groups = share.by_batch ? split_range(w.groups(), tid, nt, 1)
+                                      : Range{share.units.begin / width, (share.units.end + width - 1) / width};
+  w.fill(groups.begin, groups.end, value);
 }
 
-// Packs the thread's columns of every gate of the recurrent kernel for the forward steps.
+// Forward weights: [kernel; recurrent kernel] (rows [0, kx) from the kernel, the rest from the
+// recurrent kernel), columns as w's layout maps them to gates and units.
 template <typename T>
-std::vector<PackedMatrix<T>> pack_forward_weights(const SequenceInputs<T>& in, Range cols) {
-  std::vector<PackedMatrix<T>> packed(in.gates);
-  for (int g = 0; g < in.gates; ++g)
-    packed[g].pack(in.units, cols.size(), in.recurrent + g * in.units + cols.begin, in.width(), 1);
-  return packed;
+void pack_forward_share(int tid, int nt, const StepShare& share, const SequenceInputs<T>& in,
+                        const PanelMatrix<T>& w) {
+  const int kx = w.kx(), H = in.units, GH = in.width();
+  pack_share(tid, nt, share, w, [&](int k, int gate, int unit) {
+    const long col = static_cast<long>(gate) * H + unit;
+    return k < kx ? in.kernel[static_cast<long>(k) * GH + col] : in.recurrent[static_cast<long>(k - kx) * GH + col];
+  });
 }
 
-// Packs U[own, :]^T, (G*H, own): the thread's rows of the recurrent kernel, transposed, which
-// back-propagate every gate's gradient into the thread's units of dh.
+// Backward weights: the recurrent kernel transposed, (G*H, H): a step's gate gradients times it
+// give the gradient of the state entering the step.
 template <typename T>
-PackedMatrix<T> pack_backward_weights(const SequenceInputs<T>& in, Range cols) {
-  PackedMatrix<T> packed;
-  packed.pack(in.width(), cols.size(), in.recurrent + static_cast<long>(cols.begin) * in.width(), 1, in.width());
-  return packed;
+PanelPlan backward_plan() {
+  return units_plan(-1, 0);
 }
 
-// Writes the dropped-out copies of the new state for this thread's units:
-// dropped[m][b, own] = h[b, own] * recurrent_dropout[m][b, own].
 template <typename T>
-void write_dropped_state(const SequenceInputs<T>& in, const T* h, int h_ld, Range cols, T* dropped) {
-  if (in.recurrent_dropout == nullptr) return;
-  const int H = in.units;
-  for (int m = 0; m < in.n_recurrent_dropout; ++m) {
-    const T* rm = in.recurrent_dropout + static_cast<long>(m) * in.batch * H;
-    T* out = dropped + static_cast<long>(m) * in.batch * H;
-    for (int b = 0; b < in.batch; ++b) {
-      for (int j = cols.begin; j < cols.end; ++j) out[b * H + j] = h[static_cast<long>(b) * h_ld + j] * rm[b * H + j];
-    }
-  }
+void pack_backward_share(int tid, int nt, const StepShare& share, const SequenceInputs<T>& in,
+                         const PanelMatrix<T>& w) {
+  const int GH = in.width();
+  pack_share(tid, nt, share, w, [&](int k, int, int unit) { return in.recurrent[static_cast<long>(unit) * GH + k]; });
 }
-
-// dh[:, own] += sum_g (dG_g U_g[own, :]^T) * recurrent_dropout_g[:, own] for g in [g_begin,
-// g_end): back-propagation of one step's recurrent pre-activation gradients (dg, (B, G*H) with
-// leading dimension ldg) into the previous state, with `packed_t` from pack_backward_weights.
-// `scratch` holds B * cols.size() values.
-template <typename T>
-void recurrent_backprop_share(const SequenceInputs<T>& in, const PackedMatrix<T>& packed_t, const T* dg, int ldg,
-                              Range cols, int g_begin, int g_end, T* dh, T* scratch) {
-  const int H = in.units, B = in.batch, n = cols.size();
-  if (n <= 0) return;
-  if (in.recurrent_dropout == nullptr) {
-    packed_t.multiply(B, dg, ldg, g_begin * H, g_end * H, T(1), dh + cols.begin, H);
-    return;
-  }
-  for (int g = g_begin; g < g_end; ++g) {
-    packed_t.multiply(B, dg, ldg, g * H, (g + 1) * H, T(0), scratch, n);
-    const T* rm = in.recurrent_dropout_of_gate(g);
-    for (int b = 0; b < B; ++b) {
-#pragma omp simd
-      for (int j = 0; j < n; ++j) dh[b * H + cols.begin + j] += scratch[b * n + j] * rm[b * H + cols.begin + j];
-    }
-  }
-}
-
-// gx[(b,t), :] = (x[b,t,:] * dropout_g[b,:]) kernel[:, gate g] for every gate: the input
-// projection of all steps at once, without the bias (the cells add it in their gate math, which
-// saves a pass over this B*T*G*H buffer). `scratch` holds B*T*I values when dropout is on.
-// With one-hot input (`ids`) the projection is a row gather of the kernel.
-template <typename T>
-void input_projection(int tid, int nt, const SequenceInputs<T>& in, T* gx, T* scratch);
 
 // Input-side gradients from gx-gradients dgx (B*T, G*H): dx, d_kernel and d_bias (summed over
 // rows; d_bias may be null). `scratch` holds B*T*I values. Ends with a barrier. With one-hot

@@ -1,0 +1,109 @@
+#include "cpu/panel_gemm.h"
+
+// Builds without AVX warn that passing 32/64-byte vectors by value changes the ABI; every such
+// function here is internal and inlined, so no ABI is crossed.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+namespace fusedrnn {
+namespace cpu {
+
+namespace {
+
+// (The attribute needs a concrete type: an alias template over T would silently drop it.)
+template <typename T>
+struct VectorOf {
+  typedef T type __attribute__((vector_size(kVectorBytes)));
+};
+template <typename T>
+using Vec = typename VectorOf<T>::type;
+
+template <typename T>
+inline Vec<T> load(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// acc[r][p] += A[r][k] * W[k][p] over k in [k_begin, k_end) for the panels in `mask`.
+template <typename T, int R, int P, unsigned kMask, bool kPerPanel>
+inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][P], const T* const* a, int lda,
+                                                      const T* w, int k_begin, int k_end) {
+  constexpr int L = kLanes<T>;
+  for (int k = k_begin; k < k_end; ++k) {
+    Vec<T> b[P];
+    const T* wk = w + static_cast<long>(k) * P * L;
+    for (int p = 0; p < P; ++p)
+      if (kMask & (1u << p)) b[p] = load(wk + p * L);
+    for (int r = 0; r < R; ++r) {
+      if constexpr (kPerPanel) {
+        for (int p = 0; p < P; ++p)
+          if (kMask & (1u << p)) acc[r][p] += a[p][static_cast<long>(r) * lda + k] * b[p];
+      } else {
+        const T av = a[0][static_cast<long>(r) * lda + k];
+        for (int p = 0; p < P; ++p)
+          if (kMask & (1u << p)) acc[r][p] += av * b[p];
+      }
+    }
+  }
+}
+
+template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel>
+void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+  constexpr int L = kLanes<T>;
+  Vec<T> acc[R][P];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p) acc[r][p] = accumulate ? load(tile + (r * P + p) * L) : Vec<T>{};
+  const int split = std::min(std::max(kx, k0), k1);
+  accumulate_products<T, R, P, kXMask, kPerPanel>(acc, a, lda, w, k0, split);
+  accumulate_products<T, R, P, kHMask, kPerPanel>(acc, a, lda, w, split, k1);
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < P; ++p) store(tile + (r * P + p) * L, acc[r][p]);
+}
+
+template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel>
+void tile_rows(int rows, const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+  switch (rows) {
+#if defined(__AVX512F__)
+    case 8: return tile_kernel<T, 8, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 7: return tile_kernel<T, 7, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 6: return tile_kernel<T, 6, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 5: return tile_kernel<T, 5, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 4: return tile_kernel<T, 4, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 3: return tile_kernel<T, 3, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+#endif
+    case 2: return tile_kernel<T, 2, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    default: return tile_kernel<T, 1, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+  }
+}
+
+template <typename T, int P, unsigned kXMask, unsigned kHMask>
+void tile_any(int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx, int k1,
+              bool accumulate, T* tile) {
+  if (per_panel) tile_rows<T, P, kXMask, kHMask, true>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
+  else tile_rows<T, P, kXMask, kHMask, false>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
+}
+
+}  // namespace
+
+template <typename T>
+void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx,
+                int k1, bool accumulate, T* tile) {
+  switch (kind) {
+    case PanelKind::kAll: return tile_any<T, 4, 0xFu, 0xFu>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruAfter: return tile_any<T, 4, 0x7u, 0xBu>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruBefore: return tile_any<T, 3, 0x7u, 0x3u>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
+  }
+}
+
+template void panel_tile<float>(PanelKind, int, const float* const*, int, bool, const float*, int, int, int, bool,
+                                float*);
+template void panel_tile<double>(PanelKind, int, const double* const*, int, bool, const double*, int, int, int, bool,
+                                 double*);
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,167 @@
+// The GEMM of one recurrent step, C[rows, cols] = A[rows, K] * W[K, cols], with W packed so
+// that one tile of C holds everything the gate math of a few hidden units needs.
+//
+// W is packed once per call (in memory the caller provides) into groups of up to kPanels
+// panels of kLanes columns (one vector each): for LSTM, group u holds the i, f, c and o
+// columns of units [u*L, u*L + L); for SimpleRNN four consecutive blocks of L units. A tile is tile_rows() rows by one group, summed in registers
+// over all of K and handed to a callback while it is in L1 (the cells apply their gate math
+// there). Where the layout leaves a panel without a source in part of K (GRU: the candidate's
+// input and recurrent terms are kept apart), the kernel skips it rather than multiplying zeros.
+//
+// K has two segments, [0, kx) and [kx, K): the step's input x and its state h. Each panel has
+// its own left operand when dropout gives every gate its own mask (`a[p]`); otherwise all
+// panels share a[0].
+//
+// Vectors are GCC/Clang vector extensions of kVectorBytes, so one source serves float and
+// double, AVX-512 (one zmm per vector), AVX2 and SSE builds.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+namespace fusedrnn {
+namespace cpu {
+
+// Accumulators per tile: rows x panels of them, plus the panel vectors, fit the register file.
+#if defined(__AVX512F__)
+constexpr int kVectorBytes = 64;
+constexpr int kTileVectors = 24;  // + 4 panel vectors: 28 of the 32 zmm registers
+#else
+constexpr int kVectorBytes = 32;
+constexpr int kTileVectors = 8;   // + 4 panel vectors + a broadcast: within the 16 ymm registers
+#endif
+constexpr int kPanels = 4;        // most panels (vectors) per group
+
+// Rows per tile for groups of `panels` panels (6 or 8 with AVX-512).
+constexpr int tile_rows(int panels) { return kTileVectors / panels; }
+
+// K is walked in blocks whose panels (K-block x group) stay in L1 while every row tile of a
+// chunk of up to kChunkTiles tiles uses them.
+constexpr int kBlockBytes = 32 * 1024;
+constexpr int kChunkTiles = 8;
+
+template <typename T>
+constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(T));
+
+// How the panels of a group map to the gates and units of the recurrent cell: panel p takes its
+// input-segment rows from gate x_gate[p] (-1: none) and its state-segment rows from gate
+// h_gate[p], at units [unit_block[p] * L, unit_block[p] * L + L) of the group. `kind` names the
+// compile-time variant of the tile kernel that matches which panels each segment feeds.
+enum class PanelKind : int {
+  kAll = 0,        // every panel in both segments (LSTM, SimpleRNN, products over one segment)
+  kGruAfter = 1,   // z, r, x_h, h_h: x feeds panels 0-2, h feeds 0, 1, 3
+  kGruBefore = 2,  // z, r, x_h: x feeds all three, h only z and r
+};
+
+struct PanelPlan {
+  PanelKind kind;
+  int panels;
+  int x_gate[kPanels];
+  int h_gate[kPanels];
+  int unit_block[kPanels];
+  int blocks() const { return *std::max_element(unit_block, unit_block + panels) + 1; }
+};
+
+// Four consecutive unit blocks of one gate: SimpleRNN, and products whose columns are units.
+inline PanelPlan units_plan(int x_gate, int h_gate) {
+  return {PanelKind::kAll, 4, {x_gate, x_gate, x_gate, x_gate}, {h_gate, h_gate, h_gate, h_gate}, {0, 1, 2, 3}};
+}
+
+template <typename T>
+class PanelMatrix {
+ public:
+  static constexpr int L = kLanes<T>;
+
+  PanelMatrix() = default;
+  // A packed K x `units` matrix in `storage` (values(plan, k, units) elements, filled by fill()).
+  PanelMatrix(const PanelPlan& plan, int k, int kx, int units, T* storage)
+      : plan_(plan), k_(k), kx_(kx), units_(units), data_(storage) {}
+
+  static long values(const PanelPlan& plan, int k, int units) {
+    const int width = plan.blocks() * L;
+    return static_cast<long>((units + width - 1) / width) * k * plan.panels * L;
+  }
+
+  const PanelPlan& plan() const { return plan_; }
+  int group_units() const { return plan_.blocks() * L; }
+  int groups() const { return (units_ + group_units() - 1) / group_units(); }
+  int kx() const { return kx_; }
+
+  // Packs groups [g_begin, g_end): value(k, gate, unit) is element k of that column, with gate
+  // the panel's x_gate for k < kx and its h_gate after; zero where a panel has no gate or
+  // passes the last unit. Threads may fill disjoint groups at the same time.
+  template <typename Value>
+  void fill(int g_begin, int g_end, Value&& value) const {
+    const int width = group_units(), P = plan_.panels;
+    for (int g = g_begin; g < g_end; ++g) {
+      T* dst = group(g);
+      for (int kk = 0; kk < k_; ++kk) {
+        for (int p = 0; p < P; ++p) {
+          T* d = dst + (static_cast<long>(kk) * P + p) * L;
+          const int gate = kk < kx_ ? plan_.x_gate[p] : plan_.h_gate[p];
+          const int u0 = g * width + plan_.unit_block[p] * L;
+          const int n = gate < 0 ? 0 : std::max(0, std::min(L, units_ - u0));
+          for (int l = 0; l < n; ++l) d[l] = value(kk, gate, u0 + l);
+          for (int l = n; l < L; ++l) d[l] = T(0);
+        }
+      }
+    }
+  }
+
+  // For rows [0, m) of the left operands a[p] (leading dimension lda; a[0] for every panel
+  // unless per_panel) and the K rows [k0, k1): calls consume(r, u_begin, u_end, tile_row) for
+  // each row r and each group of units overlapping [unit_begin, unit_end) (a multiple of
+  // group_units() apart), where tile_row[p * L + l] is column (panel p, lane l) of the group.
+  template <typename Consume>
+  void multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin, int unit_end,
+                Consume&& consume) const;
+
+ private:
+  T* group(int g) const { return data_ + static_cast<long>(g) * k_ * plan_.panels * L; }
+
+  PanelPlan plan_{};
+  int k_ = 0, kx_ = 0, units_ = 0;
+  T* data_ = nullptr;
+};
+
+// The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][panels * L]
+// (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel], panels chosen per segment by `kind`;
+// with `accumulate` the sum adds to the tile's values, otherwise it replaces them.
+template <typename T>
+void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx,
+                int k1, bool accumulate, T* tile);
+
+template <typename T>
+template <typename Consume>
+void PanelMatrix<T>::multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
+                              int unit_end, Consume&& consume) const {
+  const int width = group_units(), P = plan_.panels;
+  const int kc = std::max(16, kBlockBytes / (P * L * static_cast<int>(sizeof(T))));
+  // Rows in tiles of equal height (16 rows: 6 + 5 + 5, not 6 + 6 + 4).
+  const int tiles = (m + tile_rows(P) - 1) / tile_rows(P);
+  alignas(64) T tile[kChunkTiles][kTileVectors * kLanes<T>];
+  int first_row[kChunkTiles + 1];
+  const T* rows_a[kPanels];
+  for (int u = unit_begin; u < unit_end; u += width) {
+    const T* w = group(u / width);
+    const int u_end = std::min(u + width, unit_end);
+    for (int t0 = 0, r0 = 0; t0 < tiles; t0 += kChunkTiles) {
+      const int chunk = std::min(kChunkTiles, tiles - t0);
+      first_row[0] = r0;
+      for (int i = 0; i < chunk; ++i) first_row[i + 1] = first_row[i] + (m - first_row[i]) / (tiles - t0 - i);
+      for (int kb = k0; kb < k1; kb += kc) {
+        for (int i = 0; i < chunk; ++i) {
+          for (int p = 0; p < (per_panel ? P : 1); ++p) rows_a[p] = a[p] + static_cast<long>(first_row[i]) * lda;
+          panel_tile(plan_.kind, first_row[i + 1] - first_row[i], rows_a, lda, per_panel, w, kb, kx_,
+                     std::min(kb + kc, k1), kb > k0, tile[i]);
+        }
+      }
+      for (int i = 0; i < chunk; ++i)
+        for (int r = first_row[i]; r < first_row[i + 1]; ++r) consume(r, u, u_end, tile[i] + (r - first_row[i]) * P * L);
+      r0 = first_row[chunk];
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn
