@@ -87,11 +87,12 @@ class PanelMatrix {
   int groups() const { return (units_ + group_units() - 1) / group_units(); }
   int kx() const { return kx_; }
 
-  // Packs groups [g_begin, g_end): value(k, gate, unit) is element k of that column, with gate
-  // the panel's x_gate for k < kx and its h_gate after; zero where a panel has no gate or
-  // passes the last unit. Threads may fill disjoint groups at the same time.
-  template <typename Value>
-  void fill(int g_begin, int g_end, Value&& value) const {
+  // Packs groups [g_begin, g_end) from a source where element k of column (gate, unit) is at
+  // column(k, gate)[unit * unit_stride]; gate is the panel's x_gate for k < kx and its h_gate
+  // after. Zero where a panel has no gate or passes the last unit. Threads may fill disjoint
+  // groups at the same time.
+  template <typename Column>
+  void fill(int g_begin, int g_end, Column&& column, long unit_stride) const {
     const int width = group_units(), P = plan_.panels;
     for (int g = g_begin; g < g_end; ++g) {
       T* dst = group(g);
@@ -101,8 +102,11 @@ class PanelMatrix {
           const int gate = kk < kx_ ? plan_.x_gate[p] : plan_.h_gate[p];
           const int u0 = g * width + plan_.unit_block[p] * L;
           const int n = gate < 0 ? 0 : std::max(0, std::min(L, units_ - u0));
-          for (int l = 0; l < n; ++l) d[l] = value(kk, gate, u0 + l);
-          for (int l = n; l < L; ++l) d[l] = T(0);
+          const T* src = n > 0 ? column(kk, gate) + u0 * unit_stride : nullptr;
+          if (unit_stride == 1) std::copy(src, src + n, d);
+          else
+            for (int l = 0; l < n; ++l) d[l] = src[l * unit_stride];
+          std::fill(d + n, d + L, T(0));
         }
       }
     }

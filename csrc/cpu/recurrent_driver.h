@@ -159,15 +159,18 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   Workspace ws;
   const std::vector<PanelPlan> plans = cell.forward_plans();
   std::vector<PanelMatrix<T>> weights;
+  long weight_bytes = 0;
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
-    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, ws.take<T>(PanelMatrix<T>::values(plans[i], k, H)));
+    const long values = PanelMatrix<T>::values(plans[i], k, H);
+    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, ws.take<T>(values));
+    weight_bytes += values * static_cast<long>(sizeof(T));
   }
 
 #pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    const StepShare share = step_share(B, H, tid, nt);
+    const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
     for (const PanelMatrix<T>& w : weights) pack_forward_share(tid, nt, share, in, w);
     const int lda = (weights[0].kx() + H);
@@ -225,12 +228,14 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const bool any_dropout = in.dropout != nullptr || in.recurrent_dropout != nullptr;
   T* shared_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows_bt) * std::max(in.input_size, H)) : nullptr;
   const PanelPlan plan_t = backward_plan<T>();
-  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, ws.take<T>(PanelMatrix<T>::values(plan_t, GH, H)));
+  const long weight_values = PanelMatrix<T>::values(plan_t, GH, H);
+  const long weight_bytes = weight_values * static_cast<long>(sizeof(T));
+  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, ws.take<T>(weight_values));
 
 #pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    const StepShare share = step_share(B, H, tid, nt);
+    const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
     pack_backward_share(tid, nt, share, in, weights_t);
     std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);

@@ -65,13 +65,17 @@ struct StepShare {
   bool by_batch;  // rows split between the threads, units whole: no barrier inside the time loop
 };
 
-// Fewest batch rows per thread for which the threads split the batch rather than the units.
+// The threads split the batch when each gets at least kMinRowsPerThread rows and the packed
+// weights a step multiplies fit in a core's L2 cache: every thread then reads all of them each
+// step. Larger weights are split by units, so that each core streams only its own share.
 constexpr int kMinRowsPerThread = 4;
+constexpr long kBatchSplitWeightBytes = 1536 * 1024;
 // Unit splits fall on multiples of this: whole groups of every packed layout (panel_gemm.h).
 constexpr int kUnitAlign = 64;
 
-inline StepShare step_share(int batch, int units, int tid, int nt) {
-  if (nt == 1 || batch >= kMinRowsPerThread * nt) return {split_range(batch, tid, nt, 1), {0, units}, true};
+inline StepShare step_share(int batch, int units, long weight_bytes, int tid, int nt) {
+  const bool by_batch = nt == 1 || (batch >= kMinRowsPerThread * nt && weight_bytes <= kBatchSplitWeightBytes);
+  if (by_batch) return {split_range(batch, tid, nt, 1), {0, units}, true};
   return {{0, batch}, split_range(units, tid, nt, kUnitAlign), false};
 }
 
@@ -89,15 +93,16 @@ std::vector<int> first_active_steps(const SequenceInputs<T>& in) {
   return first;
 }
 
-// Packs this thread's part of w with value(k, gate, unit): with a split of the units, the
-// groups of its own units, the only ones it multiplies; with a split of the batch, an even
-// share of all groups, which every thread reads after a barrier.
-template <typename T, typename Value>
-void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w, Value&& value) {
+// Packs this thread's part of w (see PanelMatrix::fill): with a split of the units, the groups
+// of its own units, the only ones it multiplies; with a split of the batch, an even share of
+// all groups, which every thread reads after a barrier.
+template <typename T, typename Column>
+void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w, Column&& column,
+                long unit_stride) {
   const int width = w.group_units();
   const Range groups = share.by_batch ? split_range(w.groups(), tid, nt, 1)
                                       : Range{share.units.begin / width, (share.units.end + width - 1) / width};
-  w.fill(groups.begin, groups.end, value);
+  w.fill(groups.begin, groups.end, column, unit_stride);
 }
 
 // Forward weights: [kernel; recurrent kernel] (rows [0, kx) from the kernel, the rest from the
@@ -106,10 +111,10 @@ template <typename T>
 void pack_forward_share(int tid, int nt, const StepShare& share, const SequenceInputs<T>& in,
                         const PanelMatrix<T>& w) {
   const int kx = w.kx(), H = in.units, GH = in.width();
-  pack_share(tid, nt, share, w, [&](int k, int gate, int unit) {
-    const long col = static_cast<long>(gate) * H + unit;
-    return k < kx ? in.kernel[static_cast<long>(k) * GH + col] : in.recurrent[static_cast<long>(k - kx) * GH + col];
-  });
+  pack_share(tid, nt, share, w, [&](int k, int gate) {
+    const T* row = k < kx ? in.kernel + static_cast<long>(k) * GH : in.recurrent + static_cast<long>(k - kx) * GH;
+    return row + static_cast<long>(gate) * H;
+  }, 1);
 }
 
 // Backward weights: the recurrent kernel transposed, (G*H, H): a step's gate gradients times it
@@ -122,8 +127,7 @@ PanelPlan backward_plan() {
 template <typename T>
 void pack_backward_share(int tid, int nt, const StepShare& share, const SequenceInputs<T>& in,
                          const PanelMatrix<T>& w) {
-  const int GH = in.width();
-  pack_share(tid, nt, share, w, [&](int k, int, int unit) { return in.recurrent[static_cast<long>(unit) * GH + k]; });
+  pack_share(tid, nt, share, w, [&](int k, int) { return in.recurrent + k; }, in.width());
 }
 
 // Input-side gradients from gx-gradients dgx (B*T, G*H): dx, d_kernel and d_bias (summed over
