@@ -150,11 +150,10 @@ struct RnnCell {
   }
 
   template <typename T>
-  void parameter_grads(BackwardStep<T>& st) const {
-    input_gradients(st.tid, st.nt, st.in, st.dgx, st.grads.dx, st.grads.dkernel, st.grads.dbias,
-                    st.shared_scratch);
-    recurrent_gradients(st.tid, st.nt, st.in, st.saved.hprev, true, st.dgx, 0, 1, st.grads.drecurrent,
-                        static_cast<T*>(nullptr), st.shared_scratch);
+  void parameter_grads(const BackwardStep<T>& st, Range r, const WeightGrads<T>& out) const {
+    input_gradients(r, st.in, st.dgx, st.grads.dx, out.dkernel, out.dbias, st.grad_scratch);
+    recurrent_gradients(r, st.in, st.saved.hprev, true, st.dgx, 0, 1, out.drecurrent, static_cast<T*>(nullptr),
+                        st.grad_scratch);
   }
 };
 
@@ -247,11 +246,10 @@ struct LstmCell {
   }
 
   template <typename T>
-  void parameter_grads(BackwardStep<T>& st) const {
-    input_gradients(st.tid, st.nt, st.in, st.dgx, st.grads.dx, st.grads.dkernel, st.grads.dbias,
-                    st.shared_scratch);
-    recurrent_gradients(st.tid, st.nt, st.in, st.saved.hprev, true, st.dgx, 0, 4, st.grads.drecurrent,
-                        static_cast<T*>(nullptr), st.shared_scratch);
+  void parameter_grads(const BackwardStep<T>& st, Range r, const WeightGrads<T>& out) const {
+    input_gradients(r, st.in, st.dgx, st.grads.dx, out.dkernel, out.dbias, st.grad_scratch);
+    recurrent_gradients(r, st.in, st.saved.hprev, true, st.dgx, 0, 4, out.drecurrent, static_cast<T*>(nullptr),
+                        st.grad_scratch);
   }
 };
 
@@ -441,17 +439,16 @@ struct GruCell {
   }
 
   template <typename T>
-  void parameter_grads(BackwardStep<T>& st) const {
-    input_gradients(st.tid, st.nt, st.in, st.dgx, st.grads.dx, st.grads.dkernel, st.grads.dbias,
-                    st.shared_scratch);
+  void parameter_grads(const BackwardStep<T>& st, Range r, const WeightGrads<T>& out) const {
+    input_gradients(r, st.in, st.dgx, st.grads.dx, out.dkernel, out.dbias, st.grad_scratch);
     if (reset_after) {
-      recurrent_gradients(st.tid, st.nt, st.in, st.saved.hprev, true, st.dgrec, 0, 3, st.grads.drecurrent,
-                          st.grads.drecurrent_bias, st.shared_scratch);
+      recurrent_gradients(r, st.in, st.saved.hprev, true, st.dgrec, 0, 3, out.drecurrent, out.drecurrent_bias,
+                          st.grad_scratch);
     } else {
-      recurrent_gradients(st.tid, st.nt, st.in, st.saved.hprev, true, st.dgx, 0, 2, st.grads.drecurrent,
-                          static_cast<T*>(nullptr), st.shared_scratch);
-      recurrent_gradients(st.tid, st.nt, st.in, st.saved.aux, false, st.dgx, 2, 3, st.grads.drecurrent,
-                          static_cast<T*>(nullptr), st.shared_scratch);
+      recurrent_gradients(r, st.in, st.saved.hprev, true, st.dgx, 0, 2, out.drecurrent, static_cast<T*>(nullptr),
+                          st.grad_scratch);
+      recurrent_gradients(r, st.in, st.saved.aux, false, st.dgx, 2, 3, out.drecurrent, static_cast<T*>(nullptr),
+                          st.grad_scratch);
     }
   }
 };

@@ -15,7 +15,7 @@
 //   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's share
 //   backprop_state(BackwardStep&, t_next) dh[share] += recurrent gradient of step at t_next
 //   backward_step(BackwardStep&)          gate backward of one step for the thread's share
-//   parameter_grads(BackwardStep&)        dx, dkernel, drecurrent, dbias from all steps
+//   parameter_grads(BackwardStep&, rows, out)  dx of the rows, their share of the weight gradients
 //   separate_recurrent_grads()            whether dG of the recurrent side differs from dgx
 // and calls step_barrier(st) where a step needs every unit of a row before it goes on.
 #pragma once
@@ -89,10 +89,9 @@ struct BackwardStep {
   T* dc;                      // (B, H): LSTM cell-state gradient
   const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (pack_backward_share)
   T* operand;                 // share.rows.size() * G*H: a step's gate gradients, private to the thread
-  T* shared_scratch;          // B*T*max(I, H), for the dropout-masked GEMM operands
+  T* grad_scratch;            // for the dropout-masked operands of the weight gradients (parameter_grads)
   const std::vector<int>& first_active;
   const T* zeros;             // (H,) zeros
-  int tid = 0, nt = 1;
   int s = 0, t = 0;
   StepShare share{};
 
@@ -225,24 +224,31 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   T* dc = ws.take<T>(static_cast<size_t>(B) * H);
   T* zeros = ws.take<T>(static_cast<size_t>(H));
   std::fill(zeros, zeros + H, T(0));
+  // Rows of the masked operands of the weight gradients (each thread uses the block of its rows).
   const bool any_dropout = in.dropout != nullptr || in.recurrent_dropout != nullptr;
-  T* shared_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows_bt) * std::max(in.input_size, H)) : nullptr;
+  const int pitch = std::max(in.input_size, H);
+  T* grad_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows_bt) * pitch) : nullptr;
   const PanelPlan plan_t = backward_plan<T>();
+  // Every thread but the first sums its rows' weight gradients into its own buffers.
+  const int threads = region_threads();
+  const long dense_kernel = in.ids != nullptr ? 0 : static_cast<long>(in.input_size) * GH;
+  const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
+  T* partials = threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
   const long weight_values = PanelMatrix<T>::values(plan_t, GH, H);
   const long weight_bytes = weight_values * static_cast<long>(sizeof(T));
   const PanelMatrix<T> weights_t(plan_t, GH, 0, H, ws.take<T>(weight_values));
 
-#pragma omp parallel num_threads(region_threads())
+#pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
     pack_backward_share(tid, nt, share, in, weights_t);
     std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);
+    const Range grad_rows = gradient_rows(share, B, S, tid, nt);
     BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(),
-                       shared_scratch, first, zeros};
-    st.tid = tid;
-    st.nt = nt;
+                       grad_scratch ? grad_scratch + static_cast<long>(grad_rows.begin) * pitch : nullptr, first,
+                       zeros};
     st.share = share;
     for (int b = rows.begin; b < rows.end; ++b) {
       for (int j = own.begin; j < own.end; ++j) {
@@ -265,8 +271,26 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
         if (grads.dc0) grads.dc0[b * H + j] = dc[b * H + j];
       }
     }
+    // Weight gradients: each thread's rows (the gate gradients of every step are complete: the
+    // last step ended at its barrier), into the outputs or the thread's partial sums.
+    T* part = tid == 0 ? nullptr : partials + (tid - 1) * partial_stride;
+    const WeightGrads<T> out =
+        tid == 0 ? WeightGrads<T>{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias}
+                 : WeightGrads<T>{in.ids ? nullptr : part, part + dense_kernel,
+                                  part + dense_kernel + static_cast<long>(H) * GH,
+                                  grads.drecurrent_bias ? part + dense_kernel + static_cast<long>(H + 1) * GH : nullptr};
+    cell.parameter_grads(st, grad_rows, out);
 #pragma omp barrier
-    cell.parameter_grads(st);
+    if (nt > 1) {
+      const long recurrent_at = dense_kernel, bias_at = recurrent_at + static_cast<long>(H) * GH;
+      sum_partials_share(tid, nt, grads.dkernel, partials, nt - 1, partial_stride, dense_kernel);
+      sum_partials_share(tid, nt, grads.drecurrent, partials + recurrent_at, nt - 1, partial_stride,
+                         static_cast<long>(H) * GH);
+      sum_partials_share(tid, nt, grads.dbias, partials + bias_at, nt - 1, partial_stride, GH);
+      if (grads.drecurrent_bias)
+        sum_partials_share(tid, nt, grads.drecurrent_bias, partials + bias_at + GH, nt - 1, partial_stride, GH);
+    }
+    if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel);
   }
 }
 

@@ -130,24 +130,46 @@ void pack_backward_share(int tid, int nt, const StepShare& share, const Sequence
   pack_share(tid, nt, share, w, [&](int k, int) { return in.recurrent + k; }, in.width());
 }
 
-// Input-side gradients from gx-gradients dgx (B*T, G*H): dx, d_kernel and d_bias (summed over
-// rows; d_bias may be null). `scratch` holds B*T*I values. Ends with a barrier. With one-hot
-// input (`ids`) d_kernel is a scatter-add of dgx rows and dx is not computed (it may be null).
+// The weight gradients are sums over the B*T rows: each thread computes its rows' share (its
+// own sequences under a batch split, with their gradients still in its cache) into its own
+// buffers, and sum_partials_share adds the shares up. The per-row gradient dx is written
+// directly.
 template <typename T>
-void input_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel,
-                     T* dbias, T* scratch);
+struct WeightGrads {
+  T* dkernel;          // (I, G*H); unused with one-hot input
+  T* drecurrent;       // (H, G*H)
+  T* dbias;            // (G*H,)
+  T* drecurrent_bias;  // (G*H,), GRU reset_after only
+};
 
-// d_recurrent[:, gates g_begin..g_end) = sum over (b,t) of (left * recurrent_dropout_g)^T dgrec
+// The block of the B*T rows whose gradients thread tid computes.
+inline Range gradient_rows(const StepShare& share, int batch, int steps, int tid, int nt) {
+  if (share.by_batch) return {share.rows.begin * steps, share.rows.end * steps};
+  return split_range(batch * steps, tid, nt, 1);
+}
+
+// Input-side gradients of the rows r from their gx-gradients dgx (B*T, G*H): dx[r], and the
+// rows' share of d_kernel and d_bias (d_bias may be null). `scratch` holds r.size() * I values. With one-hot input (`ids`) only d_bias: the kernel's gradient is
+// one_hot_kernel_grads_share's, and there is no dx.
+template <typename T>
+void input_gradients(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel, T* dbias, T* scratch);
+
+// One-hot input: d_kernel[id, :] = sum of the dgx rows with that id (times dropout), over all
+// rows; each thread computes a block of columns.
+template <typename T>
+void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel);
+
+// The rows' share of d_recurrent[:, gates g_begin..g_end) = (left * recurrent_dropout_g)^T dgrec
 // where left is (B, T, H); with apply_dropout false the dropout masks are not applied (the left
-// operand already holds them). d_recurrent_bias (may be null) gets the column sums of dgrec.
+// operand already holds them). d_recurrent_bias (may be null) gets the rows' column sums of
+// dgrec. `scratch` holds r.size() * H values.
 template <typename T>
-void recurrent_gradients(int tid, int nt, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
-                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
-                         T* scratch);
+void recurrent_gradients(Range r, const SequenceInputs<T>& in, const T* left, bool apply_dropout, const T* dgrec,
+                         int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch);
 
-// Column sums of a (rows, cols) matrix split between threads: out[c] = sum_r a[r, c].
+// out[k] += sum over p < n_parts of parts[p * part_stride + k], for this thread's block of k < n.
 template <typename T>
-void column_sums_share(int tid, int nt, const T* a, long rows, int cols, int lda, T* out);
+void sum_partials_share(int tid, int nt, T* out, const T* parts, int n_parts, long part_stride, long n);
 
 // Fills a buffer with NaN when output poisoning is on (a test hook, see bindings).
 bool poison_outputs();
