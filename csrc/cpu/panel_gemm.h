@@ -18,6 +18,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#include "cpu/blas.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -67,15 +70,33 @@ inline PanelPlan units_plan(int x_gate, int h_gate) {
   return {PanelKind::kAll, 4, {x_gate, x_gate, x_gate, x_gate}, {h_gate, h_gate, h_gate, h_gate}, {0, 1, 2, 3}};
 }
 
+// Where the K x (gates x units) matrix comes from: element k of column (gate, unit) is
+// base[k' * k_stride + (gate * gate_stride + unit) * unit_stride], with base = x and k' = k in
+// the input segment (k < kx), base = h and k' = k - kx after. One of k_stride and unit_stride
+// is 1 (a row-major matrix or a transposed one).
+template <typename T>
+struct PanelSource {
+  const T* x;
+  const T* h;
+  long k_stride, gate_stride, unit_stride;
+
+  const T* column(int k, int kx, int gate) const {
+    return k < kx ? x + k * k_stride + gate * gate_stride * unit_stride
+                  : h + (k - kx) * k_stride + gate * gate_stride * unit_stride;
+  }
+};
+
 template <typename T>
 class PanelMatrix {
  public:
   static constexpr int L = kLanes<T>;
 
   PanelMatrix() = default;
-  // A packed K x `units` matrix in `storage` (values(plan, k, units) elements, filled by fill()).
-  PanelMatrix(const PanelPlan& plan, int k, int kx, int units, T* storage)
-      : plan_(plan), k_(k), kx_(kx), units_(units), data_(storage) {}
+  // A K x `units` matrix from `source`, packed into `storage` (values(plan, k, units) elements,
+  // filled by fill()), or used in place when storage is null: products are then BLAS calls on
+  // the source (for single-step calls, where packing would cost more than it saves).
+  PanelMatrix(const PanelPlan& plan, int k, int kx, int units, const PanelSource<T>& source, T* storage)
+      : plan_(plan), k_(k), kx_(kx), units_(units), source_(source), data_(storage) {}
 
   static long values(const PanelPlan& plan, int k, int units) {
     const int width = plan.blocks() * L;
@@ -86,14 +107,13 @@ class PanelMatrix {
   int group_units() const { return plan_.blocks() * L; }
   int groups() const { return (units_ + group_units() - 1) / group_units(); }
   int kx() const { return kx_; }
+  bool packed() const { return data_ != nullptr; }
 
-  // Packs groups [g_begin, g_end) from a source where element k of column (gate, unit) is at
-  // column(k, gate)[unit * unit_stride]; gate is the panel's x_gate for k < kx and its h_gate
-  // after. Zero where a panel has no gate or passes the last unit. Threads may fill disjoint
-  // groups at the same time.
-  template <typename Column>
-  void fill(int g_begin, int g_end, Column&& column, long unit_stride) const {
+  // Packs groups [g_begin, g_end) (zero where a panel has no gate or passes the last unit).
+  // Threads may fill disjoint groups at the same time.
+  void fill(int g_begin, int g_end) const {
     const int width = group_units(), P = plan_.panels;
+    const long us = source_.unit_stride;
     for (int g = g_begin; g < g_end; ++g) {
       T* dst = group(g);
       for (int kk = 0; kk < k_; ++kk) {
@@ -102,10 +122,10 @@ class PanelMatrix {
           const int gate = kk < kx_ ? plan_.x_gate[p] : plan_.h_gate[p];
           const int u0 = g * width + plan_.unit_block[p] * L;
           const int n = gate < 0 ? 0 : std::max(0, std::min(L, units_ - u0));
-          const T* src = n > 0 ? column(kk, gate) + u0 * unit_stride : nullptr;
-          if (unit_stride == 1) std::copy(src, src + n, d);
+          const T* src = n > 0 ? source_.column(kk, kx_, gate) + u0 * us : nullptr;
+          if (us == 1) std::copy(src, src + n, d);
           else
-            for (int l = 0; l < n; ++l) d[l] = src[l * unit_stride];
+            for (int l = 0; l < n; ++l) d[l] = src[l * us];
           std::fill(d + n, d + L, T(0));
         }
       }
@@ -118,13 +138,24 @@ class PanelMatrix {
   // group_units() apart), where tile_row[p * L + l] is column (panel p, lane l) of the group.
   template <typename Consume>
   void multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin, int unit_end,
-                Consume&& consume) const;
+                Consume&& consume) const {
+    if (packed()) multiply_packed(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
+    else multiply_direct(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
+  }
 
  private:
   T* group(int g) const { return data_ + static_cast<long>(g) * k_ * plan_.panels * L; }
 
+  template <typename Consume>
+  void multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
+                       int unit_end, Consume&& consume) const;
+  template <typename Consume>
+  void multiply_direct(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
+                       int unit_end, Consume&& consume) const;
+
   PanelPlan plan_{};
   int k_ = 0, kx_ = 0, units_ = 0;
+  PanelSource<T> source_{};
   T* data_ = nullptr;
 };
 
@@ -137,8 +168,8 @@ void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_p
 
 template <typename T>
 template <typename Consume>
-void PanelMatrix<T>::multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
-                              int unit_end, Consume&& consume) const {
+void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1,
+                                     int unit_begin, int unit_end, Consume&& consume) const {
   const int width = group_units(), P = plan_.panels;
   const int kc = std::max(16, kBlockBytes / (P * L * static_cast<int>(sizeof(T))));
   // Rows in tiles of equal height (16 rows: 6 + 5 + 5, not 6 + 6 + 4).
@@ -163,6 +194,54 @@ void PanelMatrix<T>::multiply(int m, const T* const* a, int lda, bool per_panel,
       for (int i = 0; i < chunk; ++i)
         for (int r = first_row[i]; r < first_row[i + 1]; ++r) consume(r, u, u_end, tile[i] + (r - first_row[i]) * P * L);
       r0 = first_row[chunk];
+    }
+  }
+}
+
+// The same product without packing: for each distinct (x gate, h gate) of the panels, one or
+// two BLAS GEMMs over the units [unit_begin, unit_end), then tile rows assembled from them.
+template <typename T>
+template <typename Consume>
+void PanelMatrix<T>::multiply_direct(int m, const T* const* a, int lda, bool per_panel, int k0, int k1,
+                                     int unit_begin, int unit_end, Consume&& consume) const {
+  const int P = plan_.panels, n = unit_end - unit_begin, width = group_units();
+  if (m <= 0 || n <= 0) return;
+  const bool trans = source_.k_stride == 1;  // the source is stored transposed (units x K)
+  const long ld = trans ? source_.unit_stride : source_.k_stride;
+  int product_of[kPanels];
+  std::vector<T> products;  // one (m, n) block per distinct (x gate, h gate) pair
+  for (int p = 0; p < P; ++p) {
+    product_of[p] = -1;
+    for (int q = 0; q < p && product_of[p] < 0; ++q)
+      if (plan_.x_gate[q] == plan_.x_gate[p] && plan_.h_gate[q] == plan_.h_gate[p]) product_of[p] = product_of[q];
+    if (product_of[p] >= 0) continue;
+    product_of[p] = static_cast<int>(products.size() / (static_cast<size_t>(m) * n));
+    products.resize(products.size() + static_cast<size_t>(m) * n);
+    T* c = products.data() + static_cast<long>(product_of[p]) * m * n;
+    const T* ap = a[per_panel ? p : 0];
+    T beta = T(0);
+    const int segments[2][2] = {{k0, std::min(k1, kx_)}, {std::max(k0, kx_), k1}};
+    for (int seg = 0; seg < 2; ++seg) {
+      const int gate = seg == 0 ? plan_.x_gate[p] : plan_.h_gate[p];
+      const int kb = segments[seg][0], ke = segments[seg][1];
+      if (gate < 0 || ke <= kb) continue;
+      const T* b = source_.column(kb, kx_, gate) + unit_begin * source_.unit_stride;
+      gemm(false, trans, m, n, ke - kb, T(1), ap + kb, lda, b, static_cast<int>(ld), beta, c, n);
+      beta = T(1);
+    }
+    if (beta == T(0)) std::fill(c, c + static_cast<long>(m) * n, T(0));
+  }
+  alignas(64) T tile[kPanels * kLanes<T>];
+  for (int u = unit_begin; u < unit_end; u += width) {
+    const int u_end = std::min(u + width, unit_end);
+    for (int r = 0; r < m; ++r) {
+      for (int p = 0; p < P; ++p) {
+        const int u0 = u + plan_.unit_block[p] * L, count = std::max(0, std::min(L, u_end - u0));
+        const T* c = products.data() + (static_cast<long>(product_of[p]) * m + r) * n + (u0 - unit_begin);
+        std::copy(c, c + count, tile + p * L);
+        std::fill(tile + p * L + count, tile + (p + 1) * L, T(0));
+      }
+      consume(r, u, u_end, tile);
     }
   }
 }

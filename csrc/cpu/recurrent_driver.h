@@ -15,7 +15,7 @@
 //   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's share
 //   backprop_state(BackwardStep&, t_next) dh[share] += recurrent gradient of step at t_next
 //   backward_step(BackwardStep&)          gate backward of one step for the thread's share
-//   parameter_grads(BackwardStep&, rows, out)  dx of the rows, their share of the weight gradients
+//   parameter_grads(BackwardStep&, rows, cols, out)  the rows' share of columns cols of the weight gradients
 //   separate_recurrent_grads()            whether dG of the recurrent side differs from dgx
 // and calls step_barrier(st) where a step needs every unit of a row before it goes on.
 #pragma once
@@ -87,9 +87,9 @@ struct BackwardStep {
   T* dgrec;                   // (B, T, G*H): same for the recurrent side (may alias dgx)
   T* dh;                      // (B, H): gradient flowing into the state h_s
   T* dc;                      // (B, H): LSTM cell-state gradient
-  const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (pack_backward_share)
+  const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (backward_source)
   T* operand;                 // share.rows.size() * G*H: a step's gate gradients, private to the thread
-  T* grad_scratch;            // for the dropout-masked operands of the weight gradients (parameter_grads)
+  T* grad_scratch;            // B*T*max(I, H), private: the dropout-masked operands of the weight gradients
   const std::vector<int>& first_active;
   const T* zeros;             // (H,) zeros
   int s = 0, t = 0;
@@ -162,7 +162,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
     const long values = PanelMatrix<T>::values(plans[i], k, H);
-    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, ws.take<T>(values));
+    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, forward_source(in),
+                         pack_weights(in) ? ws.take<T>(values) : nullptr);
     weight_bytes += values * static_cast<long>(sizeof(T));
   }
 
@@ -171,7 +172,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
-    for (const PanelMatrix<T>& w : weights) pack_forward_share(tid, nt, share, in, w);
+    for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w);
     const int lda = (weights[0].kx() + H);
     std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * rows.size() * lda);
     std::vector<T> scratch(static_cast<size_t>(rows.size()) * H);
@@ -224,31 +225,31 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   T* dc = ws.take<T>(static_cast<size_t>(B) * H);
   T* zeros = ws.take<T>(static_cast<size_t>(H));
   std::fill(zeros, zeros + H, T(0));
-  // Rows of the masked operands of the weight gradients (each thread uses the block of its rows).
-  const bool any_dropout = in.dropout != nullptr || in.recurrent_dropout != nullptr;
-  const int pitch = std::max(in.input_size, H);
-  T* grad_scratch = any_dropout ? ws.take<T>(static_cast<size_t>(rows_bt) * pitch) : nullptr;
-  const PanelPlan plan_t = backward_plan<T>();
-  // Every thread but the first sums its rows' weight gradients into its own buffers.
-  const int threads = region_threads();
-  const long dense_kernel = in.ids != nullptr ? 0 : static_cast<long>(in.input_size) * GH;
-  const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
-  T* partials = threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
+  const PanelPlan plan_t = backward_plan();
   const long weight_values = PanelMatrix<T>::values(plan_t, GH, H);
   const long weight_bytes = weight_values * static_cast<long>(sizeof(T));
-  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, ws.take<T>(weight_values));
+  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, backward_source(in),
+                                 pack_weights(in) ? ws.take<T>(weight_values) : nullptr);
+  const int threads = region_threads();
+  // Weight gradients (see WeightGrads): under a batch split every thread but the first sums its
+  // rows' share into its own buffers. Each thread has a block of scratch rows for the
+  // dropout-masked operands.
+  const bool by_batch = step_share(B, H, weight_bytes, 0, threads).by_batch;
+  const long dense_kernel = in.ids != nullptr ? 0 : static_cast<long>(in.input_size) * GH;
+  const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
+  T* partials = by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
+  const long scratch_values = rows_bt * std::max(in.input_size, H);
+  T* grad_scratch = ws.take<T>(static_cast<size_t>(threads) * scratch_values);
 
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
-    pack_backward_share(tid, nt, share, in, weights_t);
+    pack_share(tid, nt, share, weights_t);
     std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);
-    const Range grad_rows = gradient_rows(share, B, S, tid, nt);
     BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(),
-                       grad_scratch ? grad_scratch + static_cast<long>(grad_rows.begin) * pitch : nullptr, first,
-                       zeros};
+                       grad_scratch + tid * scratch_values, first, zeros};
     st.share = share;
     for (int b = rows.begin; b < rows.end; ++b) {
       for (int j = own.begin; j < own.end; ++j) {
@@ -271,24 +272,31 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
         if (grads.dc0) grads.dc0[b * H + j] = dc[b * H + j];
       }
     }
-    // Weight gradients: each thread's rows (the gate gradients of every step are complete: the
-    // last step ended at its barrier), into the outputs or the thread's partial sums.
-    T* part = tid == 0 ? nullptr : partials + (tid - 1) * partial_stride;
-    const WeightGrads<T> out =
-        tid == 0 ? WeightGrads<T>{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias}
-                 : WeightGrads<T>{in.ids ? nullptr : part, part + dense_kernel,
-                                  part + dense_kernel + static_cast<long>(H) * GH,
-                                  grads.drecurrent_bias ? part + dense_kernel + static_cast<long>(H + 1) * GH : nullptr};
-    cell.parameter_grads(st, grad_rows, out);
-#pragma omp barrier
-    if (nt > 1) {
+    // Weight gradients and dx (the gate gradients of every step are complete: the last step
+    // ended at its barrier, or each thread computed its own rows).
+    const WeightGrads<T> outputs{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias};
+    if (share.by_batch) {
+      const Range r{rows.begin * S, rows.end * S};
+      input_gradient_rows(r, in, dgx, grads.dx, st.grad_scratch);
+      T* part = tid == 0 ? nullptr : partials + (tid - 1) * partial_stride;
       const long recurrent_at = dense_kernel, bias_at = recurrent_at + static_cast<long>(H) * GH;
-      sum_partials_share(tid, nt, grads.dkernel, partials, nt - 1, partial_stride, dense_kernel);
-      sum_partials_share(tid, nt, grads.drecurrent, partials + recurrent_at, nt - 1, partial_stride,
-                         static_cast<long>(H) * GH);
-      sum_partials_share(tid, nt, grads.dbias, partials + bias_at, nt - 1, partial_stride, GH);
-      if (grads.drecurrent_bias)
-        sum_partials_share(tid, nt, grads.drecurrent_bias, partials + bias_at + GH, nt - 1, partial_stride, GH);
+      const WeightGrads<T> mine =
+          tid == 0 ? outputs
+                   : WeightGrads<T>{in.ids ? nullptr : part, part + recurrent_at, part + bias_at,
+                                    grads.drecurrent_bias ? part + bias_at + GH : nullptr};
+      cell.parameter_grads(st, r, Range{0, GH}, mine);
+#pragma omp barrier
+      if (nt > 1) {
+        sum_partials_share(tid, nt, grads.dkernel, partials, nt - 1, partial_stride, dense_kernel);
+        sum_partials_share(tid, nt, grads.drecurrent, partials + recurrent_at, nt - 1, partial_stride,
+                           static_cast<long>(H) * GH);
+        sum_partials_share(tid, nt, grads.dbias, partials + bias_at, nt - 1, partial_stride, GH);
+        if (grads.drecurrent_bias)
+          sum_partials_share(tid, nt, grads.drecurrent_bias, partials + bias_at + GH, nt - 1, partial_stride, GH);
+      }
+    } else {
+      input_gradient_rows(split_range(static_cast<int>(rows_bt), tid, nt, 1), in, dgx, grads.dx, st.grad_scratch);
+      cell.parameter_grads(st, Range{0, static_cast<int>(rows_bt)}, split_range(GH, tid, nt), outputs);
     }
     if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel);
   }

@@ -34,52 +34,74 @@ void column_sums(Range r, const T* a, int cols, int lda, T* out) {
 bool poison_outputs() { return g_poison.load(); }
 void set_poison_outputs(bool on) { g_poison.store(on); }
 
+namespace {
+// Calls f(g_begin, g_end, c_begin, c_end) for each run of consecutive gates in [g0, g1) that
+// share one dropout mask (masks(g)), with [c_begin, c_end) their columns within c.
+template <typename Masks, typename F>
+void for_each_mask_run(int g0, int g1, int H, Range c, Masks&& masks, F&& f) {
+  for (int g = g0; g < g1;) {
+    int e = g + 1;
+    while (e < g1 && masks(e) == masks(g)) ++e;
+    const int lo = std::max(c.begin, g * H), hi = std::min(c.end, e * H);
+    if (lo < hi) f(g, e, lo, hi);
+    g = e;
+  }
+}
+}  // namespace
+
 template <typename T>
-void input_gradients(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel, T* dbias, T* scratch) {
+void input_gradient_rows(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* scratch) {
+  if (in.ids != nullptr || r.size() <= 0) return;
   const int I = in.input_size, H = in.units, GH = in.width();
-  const long r0 = r.begin;
-  if (r.size() <= 0) {  // no rows: the partial sums are zero
-    if (dbias != nullptr) std::fill(dbias, dbias + GH, T(0));
-    if (in.ids == nullptr) std::fill(dkernel, dkernel + static_cast<long>(I) * GH, T(0));
+  T* dxr = dx + static_cast<long>(r.begin) * I;
+  const T* dgr = dgx + static_cast<long>(r.begin) * GH;
+  // dx = sum_g (dgx_g kernel_g^T) * dropout_g, one product per run of gates sharing a mask.
+  bool first = true;
+  for_each_mask_run(0, in.gates, H, Range{0, GH}, [&](int g) { return in.dropout_of_gate(g); },
+                    [&](int g, int, int lo, int hi) {
+                      const T* m = in.dropout_of_gate(g);
+                      T* out = m == nullptr ? dxr : scratch;
+                      gemm(false, true, r.size(), I, hi - lo, T(1), dgr + lo, GH, in.kernel + lo, GH,
+                           first || m != nullptr ? T(0) : T(1), out, I);
+                      if (m != nullptr) {
+                        for (int row = r.begin; row < r.end; ++row) {
+                          const T* mb = m + static_cast<long>(row / in.steps) * I;
+                          const T* p = scratch + static_cast<long>(row - r.begin) * I;
+                          T* o = dx + static_cast<long>(row) * I;
+                          if (first)
+                            for (int k = 0; k < I; ++k) o[k] = p[k] * mb[k];
+                          else
+                            for (int k = 0; k < I; ++k) o[k] += p[k] * mb[k];
+                        }
+                      }
+                      first = false;
+                    });
+}
+
+template <typename T>
+void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dgx, T* dkernel, T* dbias,
+                      T* scratch) {
+  const int I = in.input_size, H = in.units, GH = in.width();
+  if (c.size() <= 0) return;
+  if (dbias != nullptr) column_sums(r, dgx + c.begin, c.size(), GH, dbias + c.begin);
+  if (in.ids != nullptr) return;  // one_hot_kernel_grads_share
+  if (r.size() <= 0) {
+    for (long i = 0; i < I; ++i) std::fill(dkernel + i * GH + c.begin, dkernel + i * GH + c.end, T(0));
     return;
   }
-  if (dbias != nullptr) column_sums(r, dgx, GH, GH, dbias);
-  if (in.ids != nullptr) return;  // one_hot_kernel_grads_share; no dx
-  // d_kernel: x^T dgx, with x dropped out by the mask of each gate.
-  if (in.dropout == nullptr) {
-    gemm(true, false, I, GH, r.size(), T(1), in.x + r0 * I, I, dgx + r0 * GH, GH, T(0), dkernel, GH);
-  } else {
-    for (int m = 0; m < in.n_dropout; ++m) {
-      masked_rows(r, in.x, in.dropout + static_cast<long>(m) * in.batch * I, in.steps, I, scratch);
-      const int g0 = in.n_dropout == 1 ? 0 : m, g1 = in.n_dropout == 1 ? in.gates : m + 1;
-      gemm(true, false, I, (g1 - g0) * H, r.size(), T(1), scratch, I, dgx + r0 * GH + g0 * H, GH, T(0),
-           dkernel + g0 * H, GH);
-    }
-  }
-  // dx = sum_g (dgx_g kernel_g^T) * dropout_g.
-  T* dxr = dx + r0 * I;
-  const T* dgr = dgx + r0 * GH;
-  if (in.dropout == nullptr || in.n_dropout == 1) {
-    gemm(false, true, r.size(), I, GH, T(1), dgr, GH, in.kernel, GH, T(0), dxr, I);
-    if (in.dropout != nullptr) {
-      for (int row = r.begin; row < r.end; ++row) {
-        const T* m = in.dropout + static_cast<long>(row / in.steps) * I;
-        for (int k = 0; k < I; ++k) dx[static_cast<long>(row) * I + k] *= m[k];
-      }
-    }
-  } else {
-    std::fill(dxr, dxr + static_cast<long>(r.size()) * I, T(0));
-    for (int g = 0; g < in.gates; ++g) {
-      gemm(false, true, r.size(), I, H, T(1), dgr + g * H, GH, in.kernel + g * H, GH, T(0), scratch, I);
-      const T* mg = in.dropout_of_gate(g);
-      for (int row = r.begin; row < r.end; ++row) {
-        const T* m = mg + static_cast<long>(row / in.steps) * I;
-        const T* p = scratch + static_cast<long>(row - r.begin) * I;
-        T* o = dx + static_cast<long>(row) * I;
-        for (int k = 0; k < I; ++k) o[k] += p[k] * m[k];
-      }
-    }
-  }
+  // d_kernel = (x * dropout_g)^T dgx, one product per run of gates sharing a mask.
+  const long r0 = r.begin;
+  for_each_mask_run(0, in.gates, H, c, [&](int g) { return in.dropout_of_gate(g); },
+                    [&](int g, int, int lo, int hi) {
+                      const T* m = in.dropout_of_gate(g);
+                      const T* left = in.x + r0 * I;
+                      if (m != nullptr) {
+                        masked_rows(r, in.x, m, in.steps, I, scratch);
+                        left = scratch;
+                      }
+                      gemm(true, false, I, hi - lo, r.size(), T(1), left, I, dgx + r0 * GH + lo, GH, T(0),
+                           dkernel + lo, GH);
+                    });
 }
 
 // One-hot input: dkernel[id, :] += dgx[row, :] * dropout_g[b, id] over all rows; each thread
@@ -106,26 +128,28 @@ void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, co
 }
 
 template <typename T>
-void recurrent_gradients(Range r, const SequenceInputs<T>& in, const T* left, bool apply_dropout, const T* dgrec,
-                         int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch) {
-  const int H = in.units, GH = in.width(), cols = (g_end - g_begin) * H;
-  const long r0 = r.begin;
+void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
+                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch) {
+  const int H = in.units, GH = in.width();
+  const Range cols{std::max(c.begin, g_begin * H), std::min(c.end, g_end * H)};
+  if (cols.size() <= 0) return;
+  if (drecurrent_bias != nullptr)
+    column_sums(r, dgrec + cols.begin, cols.size(), GH, drecurrent_bias + cols.begin);
   if (r.size() <= 0) {
-    for (int k = 0; k < H; ++k) std::fill(drecurrent + static_cast<long>(k) * GH + g_begin * H,
-                                          drecurrent + static_cast<long>(k) * GH + g_end * H, T(0));
-    if (drecurrent_bias != nullptr) std::fill(drecurrent_bias + g_begin * H, drecurrent_bias + g_end * H, T(0));
+    for (long k = 0; k < H; ++k) std::fill(drecurrent + k * GH + cols.begin, drecurrent + k * GH + cols.end, T(0));
     return;
   }
-  if (drecurrent_bias != nullptr) column_sums(r, dgrec + g_begin * H, cols, GH, drecurrent_bias + g_begin * H);
-  if (!apply_dropout || in.recurrent_dropout == nullptr) {
-    gemm(true, false, H, cols, r.size(), T(1), left + r0 * H, H, dgrec + r0 * GH + g_begin * H, GH, T(0),
-         drecurrent + g_begin * H, GH);
-    return;
-  }
-  for (int g = g_begin; g < g_end; ++g) {
-    masked_rows(r, left, in.recurrent_dropout_of_gate(g), in.steps, H, scratch);
-    gemm(true, false, H, H, r.size(), T(1), scratch, H, dgrec + r0 * GH + g * H, GH, T(0), drecurrent + g * H, GH);
-  }
+  const long r0 = r.begin;
+  auto mask_of = [&](int g) { return apply_dropout ? in.recurrent_dropout_of_gate(g) : nullptr; };
+  for_each_mask_run(g_begin, g_end, H, cols, mask_of, [&](int g, int, int lo, int hi) {
+    const T* m = mask_of(g);
+    const T* l = left + r0 * H;
+    if (m != nullptr) {
+      masked_rows(r, left, m, in.steps, H, scratch);
+      l = scratch;
+    }
+    gemm(true, false, H, hi - lo, r.size(), T(1), l, H, dgrec + r0 * GH + lo, GH, T(0), drecurrent + lo, GH);
+  });
 }
 
 template <typename T>
@@ -138,10 +162,11 @@ void sum_partials_share(int tid, int nt, T* out, const T* parts, int n_parts, lo
 }
 
 #define FUSEDRNN_INSTANTIATE(T)                                                                              \
-  template void input_gradients<T>(Range, const SequenceInputs<T>&, const T*, T*, T*, T*, T*);              \
+  template void input_gradient_rows<T>(Range, const SequenceInputs<T>&, const T*, T*, T*);                   \
+  template void kernel_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, T*, T*, T*);           \
   template void one_hot_kernel_grads_share<T>(int, int, const SequenceInputs<T>&, const T*, T*);             \
-  template void recurrent_gradients<T>(Range, const SequenceInputs<T>&, const T*, bool, const T*, int, int, T*, \
-                                       T*, T*);                                                               \
+  template void recurrent_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, bool, const T*, int,  \
+                                       int, T*, T*, T*);                                                      \
   template void sum_partials_share<T>(int, int, T*, const T*, int, long, long);
 FUSEDRNN_INSTANTIATE(float)
 FUSEDRNN_INSTANTIATE(double)

@@ -93,47 +93,45 @@ std::vector<int> first_active_steps(const SequenceInputs<T>& in) {
   return first;
 }
 
-// Packs this thread's part of w (see PanelMatrix::fill): with a split of the units, the groups
-// of its own units, the only ones it multiplies; with a split of the batch, an even share of
-// all groups, which every thread reads after a barrier.
-template <typename T, typename Column>
-void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w, Column&& column,
-                long unit_stride) {
+// Packs this thread's part of w (nothing when w is used unpacked): with a split of the units,
+// the groups of its own units, the only ones it multiplies; with a split of the batch, an even
+// share of all groups, which every thread reads after a barrier.
+template <typename T>
+void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w) {
+  if (!w.packed()) return;
   const int width = w.group_units();
   const Range groups = share.by_batch ? split_range(w.groups(), tid, nt, 1)
                                       : Range{share.units.begin / width, (share.units.end + width - 1) / width};
-  w.fill(groups.begin, groups.end, column, unit_stride);
+  w.fill(groups.begin, groups.end);
 }
 
 // Forward weights: [kernel; recurrent kernel] (rows [0, kx) from the kernel, the rest from the
-// recurrent kernel), columns as w's layout maps them to gates and units.
+// recurrent kernel), columns as a layout maps them to gates and units.
 template <typename T>
-void pack_forward_share(int tid, int nt, const StepShare& share, const SequenceInputs<T>& in,
-                        const PanelMatrix<T>& w) {
-  const int kx = w.kx(), H = in.units, GH = in.width();
-  pack_share(tid, nt, share, w, [&](int k, int gate) {
-    const T* row = k < kx ? in.kernel + static_cast<long>(k) * GH : in.recurrent + static_cast<long>(k - kx) * GH;
-    return row + static_cast<long>(gate) * H;
-  }, 1);
+PanelSource<T> forward_source(const SequenceInputs<T>& in) {
+  return {in.kernel, in.recurrent, in.width(), in.units, 1};
 }
 
 // Backward weights: the recurrent kernel transposed, (G*H, H): a step's gate gradients times it
 // give the gradient of the state entering the step.
 template <typename T>
-PanelPlan backward_plan() {
-  return units_plan(-1, 0);
+PanelSource<T> backward_source(const SequenceInputs<T>& in) {
+  return {in.recurrent, in.recurrent, 1, 0, in.width()};
 }
 
+inline PanelPlan backward_plan() { return units_plan(-1, 0); }
+
+// Whether a product is packed: packing costs about as much as one pass of the product, so it
+// pays off only over several steps.
 template <typename T>
-void pack_backward_share(int tid, int nt, const StepShare& share, const SequenceInputs<T>& in,
-                         const PanelMatrix<T>& w) {
-  pack_share(tid, nt, share, w, [&](int k, int) { return in.recurrent + k; }, in.width());
+bool pack_weights(const SequenceInputs<T>& in) {
+  return in.steps > 1;
 }
 
-// The weight gradients are sums over the B*T rows: each thread computes its rows' share (its
-// own sequences under a batch split, with their gradients still in its cache) into its own
-// buffers, and sum_partials_share adds the shares up. The per-row gradient dx is written
-// directly.
+// The weight gradients are sums over the B*T rows. Under a batch split each thread computes its
+// rows' share (its own sequences, with their gradients still in its cache) of every column,
+// into its own buffers, and sum_partials_share adds the shares up. Under a unit split (few rows,
+// large weights) each thread computes a block of columns over all rows instead.
 template <typename T>
 struct WeightGrads {
   T* dkernel;          // (I, G*H); unused with one-hot input
@@ -142,30 +140,30 @@ struct WeightGrads {
   T* drecurrent_bias;  // (G*H,), GRU reset_after only
 };
 
-// The block of the B*T rows whose gradients thread tid computes.
-inline Range gradient_rows(const StepShare& share, int batch, int steps, int tid, int nt) {
-  if (share.by_batch) return {share.rows.begin * steps, share.rows.end * steps};
-  return split_range(batch * steps, tid, nt, 1);
-}
-
-// Input-side gradients of the rows r from their gx-gradients dgx (B*T, G*H): dx[r], and the
-// rows' share of d_kernel and d_bias (d_bias may be null). `scratch` holds r.size() * I values. With one-hot input (`ids`) only d_bias: the kernel's gradient is
-// one_hot_kernel_grads_share's, and there is no dx.
+// dx of the rows r (of the B*T rows) from their gx-gradients dgx (B*T, G*H); nothing with one-hot
+// input. `scratch` holds r.size() * I values.
 template <typename T>
-void input_gradients(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* dkernel, T* dbias, T* scratch);
+void input_gradient_rows(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* scratch);
+
+// The rows r's share of d_kernel[:, c] and d_bias[c] (d_bias may be null), c a block of the G*H
+// columns. With one-hot input only d_bias: the kernel's gradient is one_hot_kernel_grads_share's.
+// `scratch` holds r.size() * I values.
+template <typename T>
+void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dgx, T* dkernel, T* dbias,
+                      T* scratch);
 
 // One-hot input: d_kernel[id, :] = sum of the dgx rows with that id (times dropout), over all
 // rows; each thread computes a block of columns.
 template <typename T>
 void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel);
 
-// The rows' share of d_recurrent[:, gates g_begin..g_end) = (left * recurrent_dropout_g)^T dgrec
-// where left is (B, T, H); with apply_dropout false the dropout masks are not applied (the left
-// operand already holds them). d_recurrent_bias (may be null) gets the rows' column sums of
+// The rows r's share of the columns c of d_recurrent[:, gates g_begin..g_end) =
+// (left * recurrent_dropout_g)^T dgrec, left (B, T, H); with apply_dropout false the masks are
+// not applied (left already holds them). d_recurrent_bias (may be null) gets the column sums of
 // dgrec. `scratch` holds r.size() * H values.
 template <typename T>
-void recurrent_gradients(Range r, const SequenceInputs<T>& in, const T* left, bool apply_dropout, const T* dgrec,
-                         int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch);
+void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
+                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch);
 
 // out[k] += sum over p < n_parts of parts[p * part_stride + k], for this thread's block of k < n.
 template <typename T>
