@@ -10,7 +10,7 @@ implementations in rounds (fusedrnn, Keras, fusedrnn, ...), each after a short b
 the table reports median milliseconds per step, the Keras/fusedrnn ratio and the time of one
 epoch at that rate.
 
-    python benchmarks/bench_tasks.py                  # sentiment and textgen
+    python benchmarks/bench_tasks.py                  # sentiment, textgen and translate
     python benchmarks/bench_tasks.py --tasks textgen --rounds 5 --steps 20
 
 Models (the tasks' defaults):
@@ -18,6 +18,12 @@ Models (the tasks' defaults):
              Adam, binary cross-entropy, batch 32, maxlen 80; 25,000 reviews per epoch.
   textgen    LSTM(128) over 40 one-hot characters (57) → Dense(57); RMSprop(0.01), batch 128;
              190,271 windows per epoch (the Nietzsche text minus its last 5%).
+  translate  Embedding(9414,256) → GRU(1024) encoder over 16 Spanish tokens; 10 decoder steps of
+             Bahdanau attention(1024), concat with Embedding(4935,256), GRU(1024) → Dense(4935);
+             masked cross-entropy, Adam, batch 64; 24,000 pairs per epoch (the task's defaults:
+             the first 30,000 pairs, 80% for training). In Keras: the TensorFlow tutorial's
+             layers with the decoder state carried from step to step, as in fusedrnn, in one
+             tf.function train step.
 """
 
 from __future__ import annotations
@@ -35,13 +41,16 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import busy_wait, configure_threads  # noqa: E402
 
-EPOCH_EXAMPLES = {"sentiment": 25000, "textgen": 190271}
+EPOCH_EXAMPLES = {"sentiment": 25000, "textgen": 190271, "translate": 24000}
+BATCH = {"sentiment": 32, "textgen": 128, "translate": 64}
+TRANSLATE = {"source_vocab": 9414, "target_vocab": 4935, "source_len": 16, "target_len": 10, "embedding": 256,
+             "units": 1024}
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both libraries")
-    p.add_argument("--tasks", nargs="+", default=["sentiment", "textgen"], choices=sorted(EPOCH_EXAMPLES))
+    p.add_argument("--tasks", nargs="+", default=list(EPOCH_EXAMPLES), choices=list(EPOCH_EXAMPLES))
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
     p.add_argument("--steps", type=int, default=15, help="timed steps per implementation per round (default: 15)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before timing (default: 5)")
@@ -62,9 +71,25 @@ def textgen_batch(rng: np.random.Generator, batch: int = 128, maxlen: int = 40, 
     return rng.integers(0, chars, (batch, maxlen)).astype(np.int32), rng.integers(0, chars, batch)
 
 
+def translate_batch(rng: np.random.Generator, batch: int = 64):
+    t = TRANSLATE
+    source = rng.integers(1, t["source_vocab"], (batch, t["source_len"])).astype(np.int32)
+    target = rng.integers(1, t["target_vocab"], (batch, t["target_len"] + 1)).astype(np.int32)
+    return source, target[:, :-1], target[:, 1:]
+
+
 def fusedrnn_step(task: str, rng: np.random.Generator) -> Callable[[], None]:
     from fusedrnn.training import train_step
 
+    if task == "translate":
+        from fusedrnn.optimizers import Adam
+        from fusedrnn.tasks.seq2seq import AttentionSeq2Seq, masked_sequence_loss
+
+        t = TRANSLATE
+        model = AttentionSeq2Seq(t["source_vocab"], t["target_vocab"], t["embedding"], t["units"], seed=0)
+        source, target_in, target_out = translate_batch(rng)
+        opt = Adam()
+        return lambda: train_step(model, masked_sequence_loss, opt, (source, target_in), target_out)
     if task == "sentiment":
         from fusedrnn.optimizers import Adam
         from fusedrnn.tasks import sentiment
@@ -80,9 +105,59 @@ def fusedrnn_step(task: str, rng: np.random.Generator) -> Callable[[], None]:
     return lambda: train_step(model, loss, opt, x, y)
 
 
+def keras_translate_step(rng: np.random.Generator) -> Callable[[], None]:
+    """The translation model in Keras 3 / TF: one tf.function train step, like the tutorial's."""
+    import keras
+    import tensorflow as tf
+
+    t = TRANSLATE
+    units = t["units"]
+    source_embedding = keras.layers.Embedding(t["source_vocab"], t["embedding"], mask_zero=True)
+    encoder = keras.layers.GRU(units, return_sequences=True, return_state=True,
+                               recurrent_initializer="glorot_uniform")
+    W1, W2, V = keras.layers.Dense(units), keras.layers.Dense(units), keras.layers.Dense(1)
+    target_embedding = keras.layers.Embedding(t["target_vocab"], t["embedding"])
+    decoder = keras.layers.GRUCell(units, recurrent_initializer="glorot_uniform")
+    output = keras.layers.Dense(t["target_vocab"])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = keras.optimizers.Adam()
+    source, target_in, target_out = (tf.constant(a) for a in translate_batch(rng))
+
+    def forward(src, tin):
+        emb = source_embedding(src)
+        values, state = encoder(emb, mask=src != 0)
+        keys = W2(values)
+        src_mask = tf.cast(src != 0, tf.float32)[:, :, None]
+        states = []
+        for step in range(t["target_len"]):
+            score = V(tf.tanh(W1(state)[:, None, :] + keys)) - 1e9 * (1.0 - src_mask)
+            weights = tf.nn.softmax(score, axis=1)
+            context = tf.reduce_sum(weights * values, axis=1)
+            x = tf.concat([context, target_embedding(tin[:, step])], axis=-1)
+            state, _ = decoder(x, [state])
+            states.append(state)
+        return output(tf.stack(states, axis=1))
+
+    forward(source, target_in)  # builds the layers
+    layers = [source_embedding, encoder, W1, W2, V, target_embedding, decoder, output]
+    variables = [v for layer in layers for v in layer.trainable_variables]
+
+    @tf.function
+    def step(src, tin, tout):
+        with tf.GradientTape() as tape:
+            logits = forward(src, tin)
+            loss = loss_fn(tout, logits, sample_weight=tf.cast(tout != 0, tf.float32))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return lambda: step(source, target_in, target_out)
+
+
 def keras_step(task: str, rng: np.random.Generator) -> Callable[[], None]:
     import keras
 
+    if task == "translate":
+        return keras_translate_step(rng)
     if task == "sentiment":
         model = keras.Sequential([keras.Input((80,), dtype="int32"), keras.layers.Embedding(20000, 128),
                                   keras.layers.LSTM(128, dropout=0.2, recurrent_dropout=0.2),
@@ -129,8 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for name, step in steps.items():
                 times[name].extend(time_steps(step, args.steps, args.settle))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        batch = 32 if task == "sentiment" else 128
-        epoch_steps = -(-EPOCH_EXAMPLES[task] // batch)
+        epoch_steps = -(-EPOCH_EXAMPLES[task] // BATCH[task])
         rows.append({"task": task, "fusedrnn_ms": med["fusedrnn"], "keras_ms": med["keras"],
                      "ratio": med["keras"] / med["fusedrnn"], "epoch_steps": epoch_steps,
                      "fusedrnn_epoch_s": med["fusedrnn"] * epoch_steps / 1e3,
