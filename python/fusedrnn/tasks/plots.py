@@ -24,6 +24,8 @@ def _pyplot():
 def plot_history(history: Mapping[str, Sequence[float]], path: PathLike, title: str = "") -> None:
     """Loss (and accuracy, when present) per epoch, train against validation, one panel each."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     panels = [k for k in ("loss", "accuracy", "bits_per_char") if k in history or f"val_{k}" in history]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, key in zip(axes[0], panels):
@@ -32,6 +34,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: PathLike, title: 
             if values:
                 ax.plot(np.arange(1, len(values) + 1), values, style, label=name.replace("_", " "))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key.replace("_", " "))
         ax.grid(alpha=0.3)
         ax.legend()
