@@ -28,8 +28,9 @@ def _outputs(args: argparse.Namespace, task: str) -> Dict[str, str]:
             "plot": args.plot or os.path.join(out, f"{task}.png")}
 
 
-def _common_train_args(p: argparse.ArgumentParser, epochs: int, batch: int) -> None:
-    p.add_argument("--data", default=None, help="data file or folder (default: $FUSEDRNN_DATA, then the user cache)")
+def _common_train_args(p: argparse.ArgumentParser, epochs: int, batch: int,
+                       data_default: str = "$FUSEDRNN_DATA, then the user cache") -> None:
+    p.add_argument("--data", default=None, help=f"data file or folder (default: {data_default})")
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
     p.add_argument("--batch-size", type=int, default=batch, help=f"batch size (default: {batch})")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, shuffling and sampling (default: 0)")
@@ -173,8 +174,8 @@ def add_task_parsers(sub: Any) -> None:
                           description="LSTM(128) → Dense(vocabulary) over 40-character windows (step 3) of the "
                                       "Nietzsche text shipped with fusedrnn; RMSprop(0.01), batch 128. Prints "
                                       "samples at temperatures 0.2, 0.5, 1.0 and 1.2 after every epoch and the "
-                                      "validation bits per character on the held-out last 5%% of the text.")
-    _common_train_args(tg, epochs=3, batch=128)
+                                      "validation bits per character on the held-out last 5% of the text.")
+    _common_train_args(tg, epochs=3, batch=128, data_default="the copy shipped with fusedrnn")
     tg.add_argument("--learning-rate", type=float, default=0.01, help="RMSprop learning rate (default: 0.01)")
     tg.add_argument("--units", type=int, default=128, help="LSTM units (default: 128)")
     tg.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="recurrent cell (default: lstm)")
