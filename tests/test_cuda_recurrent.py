@@ -136,7 +136,8 @@ def _run(ops, problem, lib, incoming):
     cpu_grads = bwd_fn(cpu[-1], *incoming)
 
     args, kw = _device_problem_args(problem, lib)
-    snapshot = [lib.host(a) for a in args] + [lib.host(v) for v in kw.values() if v is not None and not isinstance(v, (bool, str))]
+    snapshot = [lib.host(a) for a in args]
+    snapshot += [lib.host(v) for v in kw.values() if v is not None and not isinstance(v, (bool, str))]
     gpu = fwd_fn(*args, **kw)
     d_incoming = [lib.dev(g) for g in incoming]
     gpu_grads = bwd_fn(gpu[-1], *d_incoming)

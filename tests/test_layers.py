@@ -80,7 +80,8 @@ def test_layer_matches_keras(name, return_sequences, with_state, rng, seed):
     back = ours.backward(d_out, d_states)
     dx_and_states = list(back) if with_state else [back]
     assert len(dx_and_states) == (1 + n_states if with_state else 1)
-    for a, b, what in zip(dx_and_states + ours.grads, g, ["dx", "dh0", "dc0"][: len(dx_and_states)] + ["dkernel", "drecurrent", "dbias"]):
+    names = ["dx", "dh0", "dc0"][: len(dx_and_states)] + ["dkernel", "drecurrent", "dbias"]
+    for a, b, what in zip(dx_and_states + ours.grads, g, names):
         close(a, b, what, seed)
 
 

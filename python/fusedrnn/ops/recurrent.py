@@ -43,9 +43,9 @@ _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 class RecurrentCache:
     """What a forward op keeps for its backward op (treat as opaque).
 
-    ``x`` is the input (B, T, I) or the one-hot ids (B, T) as int32. ``gates`` (B, T, G*H) holds the activated gate values, ``hprev`` (B, T, H) the state
-    entering every step and ``aux`` (B, T, H) the cell state (LSTM) or the GRU's candidate
-    term; all in input-time order.
+    ``x`` is the input (B, T, I) or the one-hot ids (B, T) as int32. ``gates`` (B, T, G*H) holds
+    the activated gate values, ``hprev`` (B, T, H) the state entering every step and ``aux``
+    (B, T, H) the cell state (LSTM) or the GRU's candidate term; all in input-time order.
     """
 
     cell: str

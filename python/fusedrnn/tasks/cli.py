@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Any, Callable, Dict
@@ -43,45 +44,37 @@ def _common_train_args(p: argparse.ArgumentParser, epochs: int, batch: int,
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _train_textgen(args: argparse.Namespace) -> int:
-    from fusedrnn.tasks import textgen
+def _train(task: str, config: Callable[[Any, argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
+    """The ``fusedrnn train <task>`` command: config(task module, args) gives the task's config."""
 
-    _threads(args)
-    paths = _outputs(args, "textgen")
-    cfg = textgen.TextgenConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
-                                steps_per_epoch=args.steps, learning_rate=args.learning_rate, units=args.units,
-                                sample_length=args.sample_length, cell=args.cell)
-    history = textgen.train(cfg, args.data, paths["checkpoint"], paths["plot"], progress=not args.no_progress)
-    if history.epochs:
-        print(f"wrote {paths['checkpoint']} and {paths['plot']}")
-    return 0
-
-
-def _train_sentiment(args: argparse.Namespace) -> int:
-    from fusedrnn.tasks import sentiment
-
-    _threads(args)
-    paths = _outputs(args, "sentiment")
-    cfg = sentiment.SentimentConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
-                                    steps_per_epoch=args.steps, num_words=args.num_words, maxlen=args.maxlen)
-    history = sentiment.train(cfg, args.data, paths["checkpoint"], paths["plot"], progress=not args.no_progress)
-    if history.epochs:
-        print(f"wrote {paths['checkpoint']} and {paths['plot']}")
-    return 0
+    def run(args: argparse.Namespace) -> int:
+        module = importlib.import_module(f"fusedrnn.tasks.{task}")
+        _threads(args)
+        paths = _outputs(args, task)
+        history = module.train(config(module, args), args.data, paths["checkpoint"], paths["plot"],
+                               progress=not args.no_progress)
+        if history.epochs:
+            print(f"wrote {paths['checkpoint']} and {paths['plot']}")
+        return 0
+    return run
 
 
-def _train_translate(args: argparse.Namespace) -> int:
-    from fusedrnn.tasks import translate
+def _textgen_config(textgen: Any, args: argparse.Namespace) -> Any:
+    return textgen.TextgenConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, limit=args.limit,
+                                 steps_per_epoch=args.steps, learning_rate=args.learning_rate, units=args.units,
+                                 sample_length=args.sample_length, cell=args.cell)
 
-    _threads(args)
-    paths = _outputs(args, "translate")
-    cfg = translate.TranslateConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                                    num_examples=args.limit if args.limit is not None else args.num_examples,
-                                    units=args.units, embedding_dim=args.embedding_dim, steps_per_epoch=args.steps)
-    history = translate.train(cfg, args.data, paths["checkpoint"], paths["plot"], progress=not args.no_progress)
-    if history.epochs:
-        print(f"wrote {paths['checkpoint']} and {paths['plot']}")
-    return 0
+
+def _sentiment_config(sentiment: Any, args: argparse.Namespace) -> Any:
+    return sentiment.SentimentConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                     limit=args.limit, steps_per_epoch=args.steps, num_words=args.num_words,
+                                     maxlen=args.maxlen)
+
+
+def _translate_config(translate: Any, args: argparse.Namespace) -> Any:
+    return translate.TranslateConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                     num_examples=args.limit if args.limit is not None else args.num_examples,
+                                     units=args.units, embedding_dim=args.embedding_dim, steps_per_epoch=args.steps)
 
 
 def _translate(args: argparse.Namespace) -> int:
@@ -181,7 +174,7 @@ def add_task_parsers(sub: Any) -> None:
     tg.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="recurrent cell (default: lstm)")
     tg.add_argument("--sample-length", type=int, default=200,
                     help="characters sampled per temperature after each epoch (default: 200)")
-    tg.set_defaults(func=_guard("train textgen", _train_textgen))
+    tg.set_defaults(func=_guard("train textgen", _train("textgen", _textgen_config)))
 
     st = tasks.add_parser("sentiment", help="IMDB reviews: Embedding → LSTM → Dense",
                           description="Embedding(20000, 128) → LSTM(128, dropout=0.2, recurrent_dropout=0.2) → "
@@ -191,7 +184,7 @@ def add_task_parsers(sub: Any) -> None:
     _common_train_args(st, epochs=3, batch=32)
     st.add_argument("--num-words", type=int, default=20000, help="vocabulary size (default: 20000)")
     st.add_argument("--maxlen", type=int, default=80, help="words kept per review (default: 80)")
-    st.set_defaults(func=_guard("train sentiment", _train_sentiment))
+    st.set_defaults(func=_guard("train sentiment", _train("sentiment", _sentiment_config)))
 
     tr = tasks.add_parser("translate", help="Spanish→English: GRU encoder-decoder with Bahdanau attention",
                           description="Embedding(256) → GRU encoder; per target step Bahdanau attention, the "
@@ -203,7 +196,7 @@ def add_task_parsers(sub: Any) -> None:
     tr.add_argument("--num-examples", type=int, default=30000, help="pairs used, from the top (default: 30000)")
     tr.add_argument("--units", type=int, default=1024, help="GRU and attention units (default: 1024)")
     tr.add_argument("--embedding-dim", type=int, default=256, help="embedding size (default: 256)")
-    tr.set_defaults(func=_guard("train translate", _train_translate))
+    tr.set_defaults(func=_guard("train translate", _train("translate", _translate_config)))
     train.set_defaults(func=lambda a: _missing(train))
 
     tl = sub.add_parser("translate", help="translate Spanish sentences with a trained model",
