@@ -5,7 +5,9 @@ Every implementation runs in this one process with the same number of threads. T
 interleaved (fusedrnn, PyTorch, Keras, NumPy, fusedrnn, ...) so that a slow spell of the machine
 hits all of them alike, with a short busy pause before each timed run: thread pools spin for a
 while after their work (OpenBLAS's for up to ~0.1 s) and would otherwise slow down whichever
-library runs next. The table shows medians, each peer's time divided by fusedrnn's, and the
+library runs next. After the pause each implementation runs once untimed and then once timed,
+so that every library is measured with its own threads awake, as in a loop of calls (and as
+the sgemm roofline is measured). The table shows medians, each peer's time divided by fusedrnn's, and the
 achieved GFLOP/s. These layers are GEMM-bound, so the measured sgemm rate is the roofline.
 
     python benchmarks/bench_cpu.py                   # all cells and shapes, all peers found
@@ -201,6 +203,7 @@ def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int, se
             if name == "numpy" and k >= numpy_repeats:
                 continue
             busy_wait(settle)
+            run()  # untimed: wakes this library's thread pool after the pause, as in a loop of calls
             t0 = time.perf_counter()
             run()
             case.times[name].append(time.perf_counter() - t0)

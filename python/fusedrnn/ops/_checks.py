@@ -48,7 +48,12 @@ def check_contiguous(name: str, a: np.ndarray) -> None:
 
 
 def check_finite(name: str, a: np.ndarray) -> None:
-    if not np.isfinite(a).all():
+    """ValueError naming `name` if `a` holds NaN or inf. A sum is one fast pass and is non-finite
+    whenever an element is; only then (or if a large but finite array overflowed) is every
+    element inspected."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(a.reshape(-1))
+    if not np.isfinite(total) and not np.isfinite(a).all():
         raise ValueError(f"{name}: contains NaN or inf")
 
 

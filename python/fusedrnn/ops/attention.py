@@ -91,15 +91,6 @@ class AttentionCache:
 
 
 # -- argument checks ---------------------------------------------------------------------------
-def _finite(name: str, a: np.ndarray) -> None:
-    """NaN/inf check. A sum is one fast pass and is non-finite whenever an element is; only
-    then (or if a large but finite array overflowed) is every element inspected."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(a.reshape(-1))
-    if not np.isfinite(total):
-        chk.check_finite(name, a)
-
-
 def _same_dtype(name: str, a: Any, dtype: Optional[np.dtype]) -> np.ndarray:
     a = chk.check_float(name, a)
     if dtype is not None and a.dtype != dtype:
@@ -279,7 +270,7 @@ def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] 
     if x.ndim < 1 or x.shape[-1] == 0 or x.size == 0:
         raise ValueError(f"x: expected an array of shape (..., features) with no empty axis, got {x.shape}")
     chk.check_contiguous("x", x)
-    _finite("x", x)
+    chk.check_finite("x", x)
     kernel = chk.check_float("kernel", kernel, x.dtype)
     if kernel.ndim != 2 or kernel.shape[0] != x.shape[-1] or kernel.shape[1] == 0:
         raise ValueError(f"kernel: expected shape ({x.shape[-1]}, units), got {kernel.shape}")
@@ -301,7 +292,7 @@ def dense_backward(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, with_bias:
     dy = chk.check_float("dy", dy, x.dtype)
     chk.check_shape("dy", dy, (*x.shape[:-1], kernel.shape[1]), "(..., units)")
     chk.check_contiguous("dy", dy)
-    _finite("dy", dy)
+    chk.check_finite("dy", dy)
     rows = x.reshape(-1, x.shape[-1])
     dx, dk, db = _C.dense_backward(rows, kernel, dy.reshape(rows.shape[0], kernel.shape[1]), bool(with_bias))
     return dx.reshape(x.shape), dk, db
