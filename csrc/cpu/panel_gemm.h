@@ -3,10 +3,12 @@
 //
 // W is packed once per call (in memory the caller provides) into groups of up to kPanels
 // panels of kLanes columns (one vector each): for LSTM, group u holds the i, f, c and o
-// columns of units [u*L, u*L + L); for SimpleRNN four consecutive blocks of L units. A tile is tile_rows() rows by one group, summed in registers
-// over all of K and handed to a callback while it is in L1 (the cells apply their gate math
-// there). Where the layout leaves a panel without a source in part of K (GRU: the candidate's
-// input and recurrent terms are kept apart), the kernel skips it rather than multiplying zeros.
+// columns of units [u*L, u*L + L); for SimpleRNN four consecutive blocks of L units. A tile is
+// tile_rows() rows by one group, summed in registers over all of K and handed to a callback
+// while it is in L1 (the cells apply their gate math there). Where the layout leaves a panel
+// without a source in part of K (GRU: the candidate's input and recurrent terms are kept
+// apart), the kernel skips it rather than multiplying zeros. Single-step calls use W unpacked
+// (BLAS products, tiles assembled from them): packing would cost more than it saves.
 //
 // K has two segments, [0, kx) and [kx, K): the step's input x and its state h. Each panel has
 // its own left operand when dropout gives every gate its own mask (`a[p]`); otherwise all
