@@ -26,7 +26,11 @@ import fusedrnn
 from fusedrnn.layers.core import Dense, Dropout, Embedding, segment_sums
 from fusedrnn.layers.wrappers import Bidirectional
 
+# float32 parity: max|ours - keras| <= RTOL32 * max|keras| + ATOL32. The absolute part, as in
+# test_recurrent_parity.py, covers gradients that are small sums of larger terms (a 1-unit
+# SimpleRNN's recurrent gradient of 0.04 from terms near 1 differs by ~6e-7 in float32).
 RTOL32 = 1e-5
+ATOL32 = 1e-6
 EPS = 1e-6
 FD_RTOL = 1e-6
 
@@ -38,13 +42,13 @@ def tfk():
     return _tf()
 
 
-def close(ours, theirs, what, seed, rtol=RTOL32):
+def close(ours, theirs, what, seed, rtol=RTOL32, atol=ATOL32):
     theirs = np.asarray(theirs, np.float64)
     ours = np.asarray(ours, np.float64)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != {theirs.shape} (seed {seed})"
-    scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-3)
+    scale = float(np.max(np.abs(theirs), initial=0.0))
     err = float(np.max(np.abs(ours - theirs), initial=0.0))
-    assert err <= rtol * scale, f"{what}: max error {err:.3g} vs scale {scale:.3g} (seed {seed})"
+    assert err <= rtol * scale + atol, f"{what}: max error {err:.3g} vs scale {scale:.3g} (seed {seed})"
 
 
 def keras_grads(tf, layer, inputs, d_out, mask=None, training=None):
@@ -101,7 +105,7 @@ def test_embedding_matches_keras(tfk, id_dtype, ndim, rng, seed):
     y = ours(ids)
     np.testing.assert_array_equal(y, y_k, err_msg=f"seed {seed}")
     assert ours.backward(d_out) is None
-    close(ours.grads[0], g_k, "d_embeddings", seed, rtol=1e-6)
+    close(ours.grads[0], g_k, "d_embeddings", seed, rtol=1e-6, atol=1e-9)  # sums of a few rows: near exact
     np.testing.assert_array_equal(ours.touched_rows, np.unique(ids))
     np.testing.assert_array_equal(ours.compute_mask(ids, None), np.asarray(k.compute_mask(tf.constant(ids))))
 
@@ -120,8 +124,8 @@ def test_embedding_gradient_equals_add_at(dtype, vocab, rng, seed):
     expected = np.zeros((vocab, D))
     np.add.at(expected, ids.ravel(), d.reshape(-1, D).astype(np.float64))
     assert layer.grads[0].dtype == dtype and layer.grads[0].shape == (vocab, D)
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    close(layer.grads[0], expected, "d_embeddings", seed, rtol=tol)
+    rtol, atol = (1e-12, 1e-15) if dtype == np.float64 else (1e-5, 1e-8)
+    close(layer.grads[0], expected, "d_embeddings", seed, rtol=rtol, atol=atol)
     untouched = np.setdiff1d(np.arange(vocab), ids)
     assert not layer.grads[0][untouched].any(), f"rows of absent ids must be zero (seed {seed})"
 
