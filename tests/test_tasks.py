@@ -84,6 +84,40 @@ def test_generate_refuses_another_tasks_checkpoint(textgen_run, capsys):
     assert "not a sentiment one" in capsys.readouterr().err
 
 
+def test_textgen_resume_continues_exactly_where_it_stopped(tmp_path, capsys):
+    """An interrupted run resumed with --resume ends with the weights and history of one that
+    never stopped (textgen has no dropout, so the data order and the optimizer state are all
+    that carry over)."""
+    args = ["train", "textgen", "--limit", "8000", "--steps", "6", "--sample-length", "3", "--seed", "3",
+            "--no-progress", "--units", "16"]
+    assert main(args + ["--epochs", "3", "--out-dir", str(tmp_path / "whole")]) == 0
+    assert main(args + ["--epochs", "1", "--out-dir", str(tmp_path / "split")]) == 0
+    assert main(args + ["--epochs", "3", "--out-dir", str(tmp_path / "split"), "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    whole, _, _ = textgen.load(tmp_path / "whole" / "textgen.npz")
+    split, _, _ = textgen.load(tmp_path / "split" / "textgen.npz")
+    for a, b in zip(whole.get_weights(), split.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    from fusedrnn.training import load_checkpoint
+
+    h_whole = load_checkpoint(tmp_path / "whole" / "textgen.npz").meta["history"]
+    h_split = load_checkpoint(tmp_path / "split" / "textgen.npz").meta["history"]
+    assert len(h_split["loss"]) == 3 and h_split["loss"] == h_whole["loss"]
+    assert h_split["val_loss"] == h_whole["val_loss"]
+
+
+def test_resume_refuses_other_settings_or_a_missing_checkpoint(tmp_path, capsys):
+    args = ["train", "textgen", "--limit", "4000", "--steps", "2", "--sample-length", "3", "--no-progress",
+            "--units", "8", "--out-dir", str(tmp_path)]
+    assert main(args + ["--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(args[:-4] + ["--units", "12", "--out-dir", str(tmp_path), "--epochs", "2", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "other settings" in err and "units: 8 there, 12 now" in err
+    assert main(args[:-2] + ["--out-dir", str(tmp_path / "none"), "--epochs", "2", "--resume"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
 # -- sentiment ---------------------------------------------------------------------------------------
 @needs_imdb
 def test_sentiment_learns_on_a_small_subset_and_predicts_raw_text(tmp_path, capsys):

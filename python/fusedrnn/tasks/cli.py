@@ -42,6 +42,9 @@ def _common_train_args(p: argparse.ArgumentParser, epochs: int, batch: int,
     p.add_argument("--plot", default=None, help="loss plot PNG path (default: OUT_DIR/<task>.png)")
     p.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint (weights, optimizer state and history; "
+                        "same settings) up to --epochs in all")
 
 
 def _train(task: str, config: Callable[[Any, argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
@@ -52,7 +55,7 @@ def _train(task: str, config: Callable[[Any, argparse.Namespace], Any]) -> Calla
         _threads(args)
         paths = _outputs(args, task)
         history = module.train(config(module, args), args.data, paths["checkpoint"], paths["plot"],
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, resume=args.resume)
         if history.epochs:
             print(f"wrote {paths['checkpoint']} and {paths['plot']}")
         return 0

@@ -19,6 +19,7 @@ from fusedrnn.datasets import imdb
 from fusedrnn.layers.core import Dense, Embedding
 from fusedrnn.losses import binary_crossentropy
 from fusedrnn.optimizers import Adam
+from fusedrnn.tasks.resume import starting_history
 from fusedrnn.training import (History, Sequential, binary_accuracy_from_logits, fit, load_checkpoint,
                                save_checkpoint)
 
@@ -66,15 +67,17 @@ def load_data(cfg: SentimentConfig, data: Optional[PathLike] = None):
 
 
 def train(cfg: SentimentConfig, data: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
-          plot: Optional[PathLike] = None, progress: bool = True, print_fn: Callable[[str], None] = print) -> History:
-    """Trains the sentiment model; returns the History. See the module docstring."""
+          plot: Optional[PathLike] = None, progress: bool = True, print_fn: Callable[[str], None] = print,
+          resume: bool = False) -> History:
+    """Trains the sentiment model; returns the History. See the module docstring. With
+    `resume`, continues from `checkpoint` (same settings) up to ``cfg.epochs`` in all."""
     print_fn("reading the IMDB reviews (tokenized once, then cached)...")
     (x, y), (xv, yv) = load_data(cfg, data)
     print_fn(f"{len(y):,} training and {len(yv):,} test reviews, {cfg.num_words:,} words, maxlen {cfg.maxlen}")
     word_index = imdb.get_word_index(data, limit=cfg.limit)  # the index the encoding used
     model = build_model(cfg)
     optimizer = Adam(learning_rate=cfg.learning_rate)
-    history = History()
+    history = starting_history(resume, checkpoint, model, optimizer, TASK, cfg, print_fn)
 
     def after_epoch(epoch: int, logs: Dict[str, float]) -> None:
         line = f"epoch {epoch + 1}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}"
@@ -88,9 +91,10 @@ def train(cfg: SentimentConfig, data: Optional[PathLike] = None, checkpoint: Opt
 
             plot_history(history.history, plot, "IMDB sentiment, Embedding → LSTM → Dense")
 
-    fit(model, loss_from_logits, optimizer, x, y, batch_size=cfg.batch_size, epochs=cfg.epochs,
-        validation_data=(xv, yv), metrics={"accuracy": binary_accuracy_from_logits}, seed=cfg.seed,
-        steps_per_epoch=cfg.steps_per_epoch, progress=progress, callbacks=[after_epoch], history=history)
+    fit(model, loss_from_logits, optimizer, x, y, batch_size=cfg.batch_size,
+        epochs=max(cfg.epochs - history.epochs, 0), validation_data=(xv, yv),
+        metrics={"accuracy": binary_accuracy_from_logits}, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch,
+        progress=progress, callbacks=[after_epoch], initial_epoch=history.epochs, history=history)
     return history
 
 

@@ -24,6 +24,7 @@ from fusedrnn.datasets import nietzsche
 from fusedrnn.layers.core import Dense
 from fusedrnn.losses import sparse_categorical_crossentropy
 from fusedrnn.optimizers import RMSprop
+from fusedrnn.tasks.resume import starting_history
 from fusedrnn.training import (Sequential, evaluate, fit, load_checkpoint, save_checkpoint,
                                sparse_categorical_accuracy)
 
@@ -103,8 +104,9 @@ def _windows(ids: np.ndarray, cfg: TextgenConfig):
 
 def train(cfg: TextgenConfig, data: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
           plot: Optional[PathLike] = None, progress: bool = True, print_fn: Callable[[str], None] = print,
-          temperatures: Sequence[float] = TEMPERATURES):
-    """Trains the character LSTM; returns the History. See the module docstring."""
+          temperatures: Sequence[float] = TEMPERATURES, resume: bool = False):
+    """Trains the character LSTM; returns the History. See the module docstring. With
+    `resume`, continues from `checkpoint` (same settings) up to ``cfg.epochs`` in all."""
     text = nietzsche.load_text(data)
     if cfg.limit is not None:
         text = text[:cfg.limit]
@@ -141,12 +143,11 @@ def train(cfg: TextgenConfig, data: Optional[PathLike] = None, checkpoint: Optio
 
             plot_history(history.history, plot, "character LSTM on Nietzsche")
 
-    from fusedrnn.training import History
-
-    history = History()
-    fit(model, loss_from_logits, optimizer, x, y, batch_size=cfg.batch_size, epochs=cfg.epochs,
-        validation_data=(xv, yv) if len(yv) else None, metrics=metrics, seed=cfg.seed,
-        steps_per_epoch=cfg.steps_per_epoch, progress=progress, callbacks=[after_epoch], history=history)
+    history = starting_history(resume, checkpoint, model, optimizer, TASK, cfg, print_fn)
+    fit(model, loss_from_logits, optimizer, x, y, batch_size=cfg.batch_size,
+        epochs=max(cfg.epochs - history.epochs, 0), validation_data=(xv, yv) if len(yv) else None,
+        metrics=metrics, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch, progress=progress,
+        callbacks=[after_epoch], initial_epoch=history.epochs, history=history)
     return history
 
 

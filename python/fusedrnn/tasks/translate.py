@@ -20,6 +20,7 @@ from fusedrnn.datasets import translation as data_mod
 from fusedrnn.optimizers import Adam
 from fusedrnn.tasks.seq2seq import (AttentionSeq2Seq, PairedInputs, Translation, beam_search, decode_batch_greedy,
                                     greedy_decode, masked_sequence_loss)
+from fusedrnn.tasks.resume import starting_history
 from fusedrnn.training import History, fit, load_checkpoint, save_checkpoint
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -47,8 +48,10 @@ def teacher_forcing_arrays(target: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def train(cfg: TranslateConfig, data: Optional[PathLike] = None, checkpoint: Optional[PathLike] = None,
-          plot: Optional[PathLike] = None, progress: bool = True, print_fn: Callable[[str], None] = print) -> History:
-    """Trains the translation model; returns the History. See the module docstring."""
+          plot: Optional[PathLike] = None, progress: bool = True, print_fn: Callable[[str], None] = print,
+          resume: bool = False) -> History:
+    """Trains the translation model; returns the History. See the module docstring. With
+    `resume`, continues from `checkpoint` (same settings) up to ``cfg.epochs`` in all."""
     ds = data_mod.load_translation(data, num_examples=cfg.num_examples, val_fraction=cfg.val_fraction, seed=cfg.seed)
     print_fn(f"{len(ds.train_idx):,} training and {len(ds.val_idx):,} validation pairs; vocabularies: "
              f"{ds.source_tokenizer.vocab_size:,} Spanish, {ds.target_tokenizer.vocab_size:,} English words; "
@@ -58,7 +61,7 @@ def train(cfg: TranslateConfig, data: Optional[PathLike] = None, checkpoint: Opt
     optimizer = Adam(learning_rate=cfg.learning_rate)
     tin, tout = teacher_forcing_arrays(ds.target_train)
     vin, vout = teacher_forcing_arrays(ds.target_val)
-    history = History()
+    history = starting_history(resume, checkpoint, model, optimizer, TASK, cfg, print_fn)
 
     def after_epoch(epoch: int, logs: Dict[str, float]) -> None:
         line = f"epoch {epoch + 1}: loss {logs['loss']:.4f}"
@@ -74,8 +77,9 @@ def train(cfg: TranslateConfig, data: Optional[PathLike] = None, checkpoint: Opt
 
     validation = (PairedInputs(ds.source_val, vin), vout) if len(ds.val_idx) else None
     fit(model, masked_sequence_loss, optimizer, PairedInputs(ds.source_train, tin), tout,
-        batch_size=cfg.batch_size, epochs=cfg.epochs, validation_data=validation, seed=cfg.seed,
-        steps_per_epoch=cfg.steps_per_epoch, progress=progress, callbacks=[after_epoch], history=history)
+        batch_size=cfg.batch_size, epochs=max(cfg.epochs - history.epochs, 0), validation_data=validation,
+        seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch, progress=progress, callbacks=[after_epoch],
+        initial_epoch=history.epochs, history=history)
     return history
 
 

@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from fusedrnn.io_utils import atomic_write
+from fusedrnn.training.fit import History
 from fusedrnn.training.sequential import Sequential
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -153,3 +154,36 @@ def load_checkpoint(path: PathLike) -> Checkpoint:
         if state:
             optimizer.set_state(state)
     return Checkpoint(model, optimizer, header.get("meta", {}))
+
+
+def resume_training(path: PathLike, model: Any, optimizer: Any, *, task: str, config: Dict[str, Any]) -> History:
+    """Continues an interrupted run: copies the weights and optimizer state of the checkpoint
+    at `path` into `model` and `optimizer` (both freshly made by the task) and returns the
+    training history so far (``History.epochs`` = epochs already done).
+
+    The checkpoint's ``meta`` must name the same `task` and hold the same `config` (a dict of
+    the task's settings) apart from ``epochs``; otherwise ValueError says which settings differ,
+    since continuing with other data or shapes would silently train something else.
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.meta.get("task") != task:
+        raise ValueError(f"checkpoint: {path} is a {ckpt.meta.get('task', 'unknown')!r} checkpoint, not a {task} one")
+    saved = {k: v for k, v in ckpt.meta.get("config", {}).items() if k != "epochs"}
+    wanted = {k: v for k, v in json.loads(json.dumps(config)).items() if k != "epochs"}
+    differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if differ:
+        listed = ", ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+        raise ValueError(f"checkpoint: {path} was trained with other settings ({listed}); give the same ones "
+                         "to resume, or start afresh without resuming")
+    if len(ckpt.model.layers) != len(model.layers):
+        raise CheckpointError(f"checkpoint: {path} has {len(ckpt.model.layers)} layers, the model {len(model.layers)}")
+    for i, (dst, src) in enumerate(zip(model.layers, ckpt.model.layers)):
+        try:
+            dst.set_weights(src.get_weights())
+        except (ValueError, TypeError) as err:
+            raise CheckpointError(f"checkpoint: {path}: layer {i} ({dst.name}): {err}") from None
+    if ckpt.optimizer is not None and optimizer is not None:
+        optimizer.set_state(ckpt.optimizer.get_state())
+    history = History()
+    history.history = {k: [float(v) for v in values] for k, values in ckpt.meta.get("history", {}).items()}
+    return history

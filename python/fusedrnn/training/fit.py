@@ -108,7 +108,10 @@ def fit(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray, *, batc
     batches of `batch_size` (the last one may be smaller); ``steps_per_epoch`` stops an epoch
     early. After each epoch the logs (loss, metrics, val_loss, val_<metric>, seconds) are added
     to the history and passed to every callback as ``callback(epoch, logs)`` — use one to save
-    a checkpoint. A non-finite loss stops training with FloatingPointError naming the step.
+    a checkpoint. ``initial_epoch`` (with the earlier ``history``) continues an interrupted run:
+    epochs are numbered from it and, with the same seed, visit the examples in the orders the
+    uninterrupted run would have. A non-finite loss stops training with FloatingPointError
+    naming the step.
     """
     n = len(y)
     if n == 0:
@@ -120,6 +123,8 @@ def fit(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray, *, batc
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
     rng = np.random.default_rng(seed) if shuffle else None
+    for _ in range(initial_epoch if rng is not None else 0):
+        rng.permutation(n)  # a resumed run sees the epochs' orders an uninterrupted one would
     history = history if history is not None else History()
     metrics = dict(metrics or {})
     for epoch in range(initial_epoch, initial_epoch + epochs):
