@@ -208,8 +208,6 @@ void PanelMatrix<T>::multiply_direct(int m, const T* const* a, int lda, bool per
                                      int unit_begin, int unit_end, Consume&& consume) const {
   const int P = plan_.panels, n = unit_end - unit_begin, width = group_units();
   if (m <= 0 || n <= 0) return;
-  const bool trans = source_.k_stride == 1;  // the source is stored transposed (units x K)
-  const long ld = trans ? source_.unit_stride : source_.k_stride;
   int product_of[kPanels];
   std::vector<T> products;  // one (m, n) block per distinct (x gate, h gate) pair
   for (int p = 0; p < P; ++p) {
@@ -228,6 +226,11 @@ void PanelMatrix<T>::multiply_direct(int m, const T* const* a, int lda, bool per
       const int kb = segments[seg][0], ke = segments[seg][1];
       if (gate < 0 || ke <= kb) continue;
       const T* b = source_.column(kb, kx_, gate) + unit_begin * source_.unit_stride;
+      // The source is K x units (unit stride 1) or stored transposed, units x K (K stride 1).
+      // With one unit or one K row both strides can be 1; BLAS then reads a single row or
+      // column, whose leading dimension only has to be legal.
+      const bool trans = !(source_.unit_stride == 1 && (source_.k_stride >= n || ke - kb == 1));
+      const long ld = trans ? std::max<long>(source_.unit_stride, ke - kb) : std::max<long>(source_.k_stride, n);
       gemm(false, trans, m, n, ke - kb, T(1), ap + kb, lda, b, static_cast<int>(ld), beta, c, n);
       beta = T(1);
     }

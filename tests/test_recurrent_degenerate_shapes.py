@@ -1,0 +1,50 @@
+"""Every op on the smallest shapes (one unit, one input feature, one step, one sequence) against
+the float64 NumPy reference, forward and backward.
+
+Such shapes make matrices whose two strides are both 1, which the kernels must not mistake for
+a transposed layout (a one-unit SimpleRNN once gave wrong single-step outputs that way). T=1
+takes the single-step path (weights used unpacked, straight through BLAS); T=3 the packed one.
+Tolerances: float64 1e-12 and float32 1e-5 of the largest reference magnitude (a few ulp of
+the same arithmetic in another order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _keras_oracle import VARIANTS, input_names, make_problem
+from fusedrnn import ops, reference
+
+SHAPES = [(1, 1, 1, 1), (2, 1, 3, 1), (3, 1, 1, 4), (1, 1, 5, 2), (2, 3, 1, 1), (1, 3, 4, 1), (5, 3, 1, 1)]
+TOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+def _close(ours, theirs, what, tol):
+    theirs = np.asarray(theirs, np.float64)
+    scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-3)
+    err = float(np.max(np.abs(np.asarray(ours, np.float64) - theirs), initial=0.0))
+    assert err <= tol * scale, f"{what}: max error {err:.3g}, scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_smallest_shapes_match_the_reference(variant, shape, go_backwards, dtype, rng, seed):
+    problem = make_problem(rng, variant, *shape, dtype, go_backwards=go_backwards,
+                           mask="random" if rng.random() < 0.5 else None)
+    wide = make_problem(rng, variant, *shape, np.float64)  # float64 copies of the same inputs
+    wide.arrays = {k: None if v is None else v.astype(np.float64) for k, v in problem.arrays.items()}
+    wide.mask, wide.go_backwards = problem.mask, problem.go_backwards
+    incoming = problem.random_incoming(rng)
+    fwd, cache = problem.forward(ops)
+    ref, ref_cache = wide.forward(reference)
+    ctx = f"[seed={seed}] {problem.describe()} go_backwards={go_backwards}"
+    for name, a, b in zip(["outputs", "h_last", "c_last"], fwd, ref):
+        _close(a, b, f"{name} {ctx}", TOL[dtype])
+    grads = problem.backward(ops, cache, incoming)
+    ref_grads = wide.backward(reference, ref_cache, tuple(g.astype(np.float64) for g in incoming))
+    for name, a, b in zip(input_names(problem.cell), grads, ref_grads):
+        assert a.shape == b.shape, f"d{name} shape {a.shape} != {b.shape}. {ctx}"
+        _close(a, b, f"d{name} {ctx}", TOL[dtype])
