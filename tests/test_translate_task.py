@@ -97,3 +97,20 @@ def test_teacher_forcing_arrays(rng):
     tin, tout = translate.teacher_forcing_arrays(target)
     np.testing.assert_array_equal(tin, target[:, :-1])
     np.testing.assert_array_equal(tout, target[:, 1:])
+
+
+@needs_data
+def test_generic_load_checkpoint_reads_a_translation_checkpoint_in_a_fresh_interpreter(trained):
+    """fusedrnn.training.load_checkpoint rebuilds the task's model class without the caller
+    importing the task module first."""
+    import os
+    import subprocess
+    import sys
+
+    _, history, out = trained
+    code = ("import sys; from fusedrnn.training import load_checkpoint; "
+            "c = load_checkpoint(sys.argv[1]); print(type(c.model).__name__, len(c.meta['history']['loss']))")
+    done = subprocess.run([sys.executable, "-c", code, str(out / "t.npz")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(translate.__file__).parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["AttentionSeq2Seq", str(len(history["loss"]))]

@@ -27,7 +27,8 @@ def plot_history(history: Mapping[str, Sequence[float]], path: PathLike, title: 
     from matplotlib.ticker import MaxNLocator
 
     panels = [k for k in ("loss", "accuracy", "bits_per_char") if k in history or f"val_{k}" in history]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    width = max(5.0 * len(panels), 0.11 * len(title) + 0.5)  # room for the whole title (~0.11 in per character)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.6), squeeze=False)
     for ax, key in zip(axes[0], panels):
         for name, style in ((key, "o-"), (f"val_{key}", "s--")):
             values = history.get(name)

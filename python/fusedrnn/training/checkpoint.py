@@ -10,6 +10,7 @@ checkpoint from an untrusted source cannot run code when loaded.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import zipfile
@@ -47,6 +48,9 @@ def _layer_classes() -> Dict[str, type]:
 
 
 _MODEL_CLASSES: Dict[str, type] = {}
+# fusedrnn's own modules that register model classes, imported when a checkpoint names a class
+# not registered yet (so that load_checkpoint works without importing the task first).
+_BUILTIN_MODEL_MODULES = ("fusedrnn.tasks.seq2seq",)
 
 
 def register_model(cls: type) -> type:
@@ -99,6 +103,9 @@ def model_from_config(config: Dict[str, Any], model_class: str = "Sequential") -
     """An unbuilt model from its get_config(): a Sequential, or a class registered with
     :func:`register_model`."""
     if model_class != "Sequential":
+        if model_class not in _MODEL_CLASSES:
+            for module in _BUILTIN_MODEL_MODULES:
+                importlib.import_module(module)
         cls = _MODEL_CLASSES.get(model_class)
         if cls is None:
             raise CheckpointError(f"model: unknown model class {model_class!r}")
