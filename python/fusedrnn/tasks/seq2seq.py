@@ -291,8 +291,7 @@ def beam_search(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_
                 new_rows.append(i)
         if len(finished) >= beam or not new_live:
             break
-        # stop early when no live hypothesis can beat the best finished one any more
-        live, states = new_live, states[new_rows]
+        live, states = new_live, states[new_rows]  # the survivors, with their decoder states
     best = max(finished, key=lambda f: f[0]) if finished else None
     if best is None:  # pragma: no cover - max_length >= 1 always finishes something
         raise RuntimeError("beam search produced no hypothesis")
