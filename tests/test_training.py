@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -140,6 +142,22 @@ def test_checkpoint_write_is_atomic(rng, seed, tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert load_checkpoint(path).meta == {"generation": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.npz"]  # no temporary left behind
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_usual_permissions(tmp_path, umask):
+    """Atomic writes go through a private temporary file; the result must still be readable
+    as the user's umask allows (a checkpoint or plot shared with others, served, copied)."""
+    from fusedrnn.io_utils import atomic_write
+
+    old = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "out.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_corrupt_or_foreign_checkpoints(tmp_path):
