@@ -51,6 +51,7 @@ Keras details reproduced here:
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -234,7 +235,7 @@ def _clip_arg(name: str, value: Any) -> Optional[float]:
 _Spec = Tuple[Tuple[int, ...], np.dtype]
 
 
-class _Optimizer:
+class _Optimizer(abc.ABC):
     """Shared machinery: argument checks, clipping, slots, iterations, config and state.
 
     A subclass lists its slots in ``_slot_names()``, the number of scratch arrays per param its
@@ -372,17 +373,20 @@ class _Optimizer:
 
     # -- subclass hooks ------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _slot_names(self) -> List[str]:
-        raise NotImplementedError
+        """Names of the per-param state arrays (e.g. ``["momentum", "velocity"]``), each shaped like its param."""
 
+    @abc.abstractmethod
     def _rule_config(self) -> Dict[str, Any]:
-        raise NotImplementedError
+        """The update rule's hyper-parameters beyond the learning rate, for get_config()."""
 
     def _n_scratch(self) -> int:
         return 2
 
+    @abc.abstractmethod
     def _update(self, params: List[np.ndarray], grads: List[np.ndarray]) -> None:
-        raise NotImplementedError
+        """One step in place on params, from grads already checked and clipped."""
 
     # -- machinery -----------------------------------------------------------------------
 
