@@ -13,8 +13,8 @@ def starting_history(resume: bool, checkpoint: Optional[PathLike], model: Any, o
                      cfg: Any, print_fn: Callable[[str], None]) -> History:
     """An empty History, or with `resume` the one saved in `checkpoint` after loading its
     weights and optimizer state into `model` and `optimizer` (cfg: the task's config dataclass,
-    which must match the checkpoint's apart from ``epochs``). Train ``cfg.epochs -
-    history.epochs`` more epochs from ``initial_epoch=history.epochs``."""
+    which must match the checkpoint's apart from ``epochs``). Continue with
+    ``fit(..., epochs=cfg.epochs, initial_epoch=history.epochs, history=history)``."""
     if not resume:
         return History()
     if checkpoint is None:

@@ -92,7 +92,7 @@ def train(cfg: SentimentConfig, data: Optional[PathLike] = None, checkpoint: Opt
             plot_history(history.history, plot, "IMDB sentiment, Embedding → LSTM → Dense")
 
     fit(model, loss_from_logits, optimizer, x, y, batch_size=cfg.batch_size,
-        epochs=max(cfg.epochs - history.epochs, 0), validation_data=(xv, yv),
+        epochs=cfg.epochs, validation_data=(xv, yv),
         metrics={"accuracy": binary_accuracy_from_logits}, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch,
         progress=progress, callbacks=[after_epoch], initial_epoch=history.epochs, history=history)
     return history

@@ -145,7 +145,7 @@ def train(cfg: TextgenConfig, data: Optional[PathLike] = None, checkpoint: Optio
 
     history = starting_history(resume, checkpoint, model, optimizer, TASK, cfg, print_fn)
     fit(model, loss_from_logits, optimizer, x, y, batch_size=cfg.batch_size,
-        epochs=max(cfg.epochs - history.epochs, 0), validation_data=(xv, yv) if len(yv) else None,
+        epochs=cfg.epochs, validation_data=(xv, yv) if len(yv) else None,
         metrics=metrics, seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch, progress=progress,
         callbacks=[after_epoch], initial_epoch=history.epochs, history=history)
     return history

@@ -77,7 +77,7 @@ def train(cfg: TranslateConfig, data: Optional[PathLike] = None, checkpoint: Opt
 
     validation = (PairedInputs(ds.source_val, vin), vout) if len(ds.val_idx) else None
     fit(model, masked_sequence_loss, optimizer, PairedInputs(ds.source_train, tin), tout,
-        batch_size=cfg.batch_size, epochs=max(cfg.epochs - history.epochs, 0), validation_data=validation,
+        batch_size=cfg.batch_size, epochs=cfg.epochs, validation_data=validation,
         seed=cfg.seed, steps_per_epoch=cfg.steps_per_epoch, progress=progress, callbacks=[after_epoch],
         initial_epoch=history.epochs, history=history)
     return history

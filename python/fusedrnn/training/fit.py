@@ -108,8 +108,9 @@ def fit(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray, *, batc
     batches of `batch_size` (the last one may be smaller); ``steps_per_epoch`` stops an epoch
     early. After each epoch the logs (loss, metrics, val_loss, val_<metric>, seconds) are added
     to the history and passed to every callback as ``callback(epoch, logs)`` — use one to save
-    a checkpoint. ``initial_epoch`` (with the earlier ``history``) continues an interrupted run:
-    epochs are numbered from it and, with the same seed, visit the examples in the orders the
+    a checkpoint. As in Keras, ``epochs`` is the epoch to end with and ``initial_epoch`` the one
+    to start from: with the earlier ``history`` it continues an interrupted run, training epochs
+    initial_epoch..epochs-1, which with the same seed visit the examples in the orders the
     uninterrupted run would have. A non-finite loss stops training with FloatingPointError
     naming the step.
     """
@@ -122,16 +123,18 @@ def fit(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray, *, batc
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative integer, got {epochs!r}")
+    if not isinstance(initial_epoch, int) or initial_epoch < 0:
+        raise ValueError(f"initial_epoch: expected a non-negative integer, got {initial_epoch!r}")
     rng = np.random.default_rng(seed) if shuffle else None
     for _ in range(initial_epoch if rng is not None else 0):
         rng.permutation(n)  # a resumed run sees the epochs' orders an uninterrupted one would
     history = history if history is not None else History()
     metrics = dict(metrics or {})
-    for epoch in range(initial_epoch, initial_epoch + epochs):
+    for epoch in range(initial_epoch, epochs):
         batches = _batches(n, batch_size, rng)
         if steps_per_epoch is not None:
             batches = batches[:steps_per_epoch]
-        bar = _progress(len(batches), f"epoch {epoch + 1}/{initial_epoch + epochs}", progress)
+        bar = _progress(len(batches), f"epoch {epoch + 1}/{epochs}", progress)
         sums = {"loss": 0.0, **{k: 0.0 for k in metrics}}
         seen = 0
         start = time.perf_counter()
