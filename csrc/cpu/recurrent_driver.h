@@ -1,9 +1,9 @@
 // The time loop shared by every recurrent cell on the CPU.
 //
-// Forward: one parallel region; the input projection of all steps as one split GEMM; then per
-// step each thread runs the cell's step for its share (StepShare: its batch rows and hidden
-// units: recurrent GEMMs of those gate columns + fused gate math) and writes the new state,
-// its outputs and dropped-out copies. When the threads split the batch, nothing is shared
+// Forward: one parallel region; the weights [kernel; recurrent kernel] are packed once
+// (panel_gemm.h); then per step each thread runs the cell's step for its share (StepShare: its
+// batch rows and hidden units: one product [x_t | h_{t-1}] x weights for those gate columns,
+// fused with the gate math) and writes the new state and its outputs. When the threads split the batch, nothing is shared
 // inside the time loop; when they split the units, they meet at one barrier per step.
 //
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
@@ -70,9 +70,8 @@ struct ForwardStep {
       const int gate = plan.x_gate[p] >= 0 ? plan.x_gate[p] : plan.h_gate[p];
       left[p] = a != nullptr ? a : operand + static_cast<long>(per_gate ? gate : 0) * rows * lda;
     }
-    const int ld = a != nullptr ? a_ld : lda;
-    const int k = a != nullptr ? a_ld : lda;
-    w.multiply(rows, left, ld, per_gate && a == nullptr, 0, k, share.units.begin, share.units.end,
+    const int k = a != nullptr ? a_ld : lda;  // the operand rows are exactly K long
+    w.multiply(rows, left, k, per_gate && a == nullptr, 0, k, share.units.begin, share.units.end,
                [&](int r, int u0, int u1, T* pre) { finish(share.rows.begin + r, u0, u1, pre); });
   }
 };
@@ -173,7 +172,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
     for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w);
-    const int lda = (weights[0].kx() + H);
+    const int lda = weights[0].kx() + H;
     std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * rows.size() * lda);
     std::vector<T> scratch(static_cast<size_t>(rows.size()) * H);
 

@@ -1,7 +1,6 @@
-// What the CPU recurrent kernels share: the description of a sequence problem, the work
-// buffers, and the GEMM-shaped pieces common to every cell (input projection, the recurrent
-// matmul of one thread's units, back-propagation through the recurrent kernel and the weight
-// gradients over all steps).
+// What the CPU recurrent kernels share: the description of a sequence problem, how threads
+// share a step, the packed weights' sources, and the GEMM-shaped pieces common to every cell
+// after the time loop (dx and the weight gradients over all steps).
 //
 // Layout conventions (all row-major, batch-major like Keras):
 //   x (B, T, I); states (B, H); kernel (I, G*H); recurrent kernel (H, G*H); G gates of H units,
