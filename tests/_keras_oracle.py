@@ -143,10 +143,10 @@ class Problem:
         a = self.arrays if arrays is None else arrays
         return [a[n] for n in input_names(self.cell)]
 
-    def forward(self, impl, arrays=None):
-        """Call ``impl.<cell>_forward``; return (results tuple, cache)."""
+    def forward(self, impl, arrays=None, **extra):
+        """Call ``impl.<cell>_forward`` (with ``extra`` keyword arguments); return (results tuple, cache)."""
         fn = getattr(impl, f"{self.cell}_forward")
-        res = fn(*self.args(arrays), **self.kwargs())
+        res = fn(*self.args(arrays), **self.kwargs(), **extra)
         return tuple(res[:-1]), res[-1]
 
     def backward(self, impl, cache, incoming):

@@ -1,5 +1,6 @@
 // Bindings of the recurrent kernels: recurrent_forward / recurrent_backward for every cell,
 // float32 and float64. Arguments are validated in fusedrnn/ops/recurrent.py.
+#include <algorithm>
 #include <string>
 
 #include "bindings/arrays.h"
@@ -96,18 +97,20 @@ template <typename T>
 py::tuple forward_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
                        const py::array& kernel, const py::array& recurrent, const py::array& bias,
                        const py::object& mask, const py::object& dropout, const py::object& recurrent_dropout,
-                       bool go_backwards) {
+                       bool go_backwards, bool keep_cache) {
   const cpu::SequenceInputs<T> in =
       sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
   const py::ssize_t B = in.batch, S = in.steps, H = in.units, GH = in.width();
   py::array_t<T> outputs = new_array<T>({B, S, H}), h_last = new_array<T>({B, H});
   py::object c_last = py::none();
-  py::array_t<T> gates = new_array<T>({B, S, GH}), hprev = new_array<T>({B, S, H});
+  // Without a cache the saved buffers keep two steps (the previous one and the current one).
+  const py::ssize_t slots = keep_cache ? S : std::min<py::ssize_t>(S, 2);
+  py::array_t<T> gates = new_array<T>({B, slots, GH}), hprev = new_array<T>({B, slots, H});
   py::object aux = py::none();
-  cpu::SavedSequence<T> saved{gates.mutable_data(), hprev.mutable_data(), nullptr};
+  cpu::SavedSequence<T> saved{gates.mutable_data(), hprev.mutable_data(), nullptr, static_cast<int>(slots)};
   cpu::ForwardOutputs<T> out{outputs.mutable_data(), h_last.mutable_data(), nullptr};
   if (has_aux(cfg)) {
-    py::array_t<T> a = new_array<T>({B, S, H});
+    py::array_t<T> a = new_array<T>({B, slots, H});
     saved.aux = a.mutable_data();
     aux = a;
   }
@@ -120,6 +123,7 @@ py::tuple forward_impl(const cpu::CellConfig& cfg, const py::array& x, const py:
     py::gil_scoped_release release;
     cpu::recurrent_forward(cfg, in, saved, out);
   }
+  if (!keep_cache) return py::make_tuple(outputs, h_last, c_last, py::none(), py::none(), py::none());
   return py::make_tuple(outputs, h_last, c_last, gates, hprev, aux);
 }
 
@@ -134,7 +138,8 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
   const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
   // The saved buffers are only read; the kernel signature is shared with the forward pass.
   cpu::SavedSequence<T> saved{const_cast<T*>(input_ptr<T>(gates, "cache.gates", {B, S, GH})),
-                              const_cast<T*>(input_ptr<T>(hprev, "cache.hprev", {B, S, H})), nullptr};
+                              const_cast<T*>(input_ptr<T>(hprev, "cache.hprev", {B, S, H})), nullptr,
+                              static_cast<int>(S)};
   if (has_aux(cfg)) saved.aux = const_cast<T*>(optional_input_ptr<T>(aux, "cache.aux", {B, S, H}));
   if (has_aux(cfg) && saved.aux == nullptr) throw py::value_error("cache.aux: missing");
   cpu::IncomingGrads<T> incoming{optional_input_ptr<T>(d_outputs, "d_outputs", {B, S, H}),
@@ -184,17 +189,18 @@ void register_recurrent(py::module_& m) {
       [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,
          const py::array& kernel, const py::array& recurrent, const py::array& bias, const py::object& mask,
          const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
-         const std::string& activation, bool reset_after) {
+         const std::string& activation, bool reset_after, bool keep_cache) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
         return is_float64(x, kernel) ? forward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
-                                                    recurrent_dropout, go_backwards)
+                                                    recurrent_dropout, go_backwards, keep_cache)
                              : forward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
-                                                   recurrent_dropout, go_backwards);
+                                                   recurrent_dropout, go_backwards, keep_cache);
       },
       py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
       py::arg("bias"), py::arg("mask"), py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"),
-      py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"),
-      "Fused forward pass over a whole sequence. Returns (outputs, h_last, c_last, gates, hprev, aux).");
+      py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"), py::arg("keep_cache") = true,
+      "Fused forward pass over a whole sequence. Returns (outputs, h_last, c_last, gates, hprev, aux); the last "
+      "three are None with keep_cache=False (a forward pass that no backward pass will follow).");
   m.def(
       "recurrent_backward",
       [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,

@@ -166,8 +166,7 @@ struct LstmCell {
   template <typename Step>
   static auto c_prev(const Step& st, int b) {
     const int H = st.in.units;
-    return st.s == 0 ? st.in.c0 + b * H
-                     : st.saved.aux + (static_cast<long>(b) * st.in.steps + st.in.time_of_step(st.s - 1)) * H;
+    return st.s == 0 ? st.in.c0 + b * H : st.saved.aux + st.saved.row(b, st.in.time_of_step(st.s - 1)) * H;
   }
 
   std::vector<PanelPlan> forward_plans() const {
@@ -216,7 +215,7 @@ struct LstmCell {
     const PanelMatrix<T>& w = st.weights[0];
     st.product(w, [&](int b, int u0, int u1, T* pre) {
       const T* cp = c_prev(st, b);
-      T* c = st.saved.aux + st.row(b) * H;
+      T* c = st.aux(b);
       if (st.in.active(b, st.t)) {
         add_one_hot_input(st, w.plan(), b, u0, u1, pre);
         forward_units(u1 - u0, H, pre, st.in.bias + u0, cp + u0, st.gates(b) + u0, c + u0, st.h_new(b) + u0);
@@ -366,7 +365,7 @@ struct GruCell {
     const PanelMatrix<T>& w = st.weights[0];
     if (reset_after) {
       st.product(w, [&](int b, int u0, int u1, T* pre) {
-        T* rh = st.saved.aux + st.row(b) * H;
+        T* rh = st.aux(b);
         if (st.in.active(b, st.t)) {
           add_one_hot_input(st, w.plan(), b, u0, u1, pre);
           forward_units_after(u1 - u0, H, pre, st.in.bias + u0, st.in.recurrent_bias + u0, st.h_prev(b) + u0,
@@ -379,7 +378,7 @@ struct GruCell {
       return;
     }
     st.product(w, [&](int b, int u0, int u1, T* pre) {
-      T* rh = st.saved.aux + st.row(b) * H;
+      T* rh = st.aux(b);
       if (st.in.active(b, st.t)) {
         add_one_hot_input(st, w.plan(), b, u0, u1, pre);
         gates_units_before(u1 - u0, H, pre, st.in.bias + u0, st.h_in(2, b) + u0, st.gates(b) + u0, rh + u0);
@@ -392,7 +391,7 @@ struct GruCell {
     step_barrier(st);
     const int b0 = st.share.rows.begin;
     for (int b = b0; b < st.share.rows.end; ++b) {
-      const T* rh = st.saved.aux + st.row(b) * H;
+      const T* rh = st.aux(b);
       std::copy(rh, rh + H, st.scratch + static_cast<long>(b - b0) * H);
     }
     st.product(st.weights[1], [&](int b, int u0, int u1, T* pre) {

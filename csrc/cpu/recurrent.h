@@ -23,11 +23,17 @@ struct CellConfig {
 //   aux   (B, T, H):   LSTM: the cell state after each step; GRU reset_after: the recurrent
 //                      candidate term h_prev U_h + b; GRU reset_before: r * h_prev (dropped
 //                      out); unused (may be null) for SimpleRNN.
+// The time axis of the three has `slots` entries: T for a cache that the backward pass reads,
+// or 2 for a forward pass without one (inference), which keeps only the step before.
 template <typename T>
 struct SavedSequence {
   T* gates;
   T* hprev;
   T* aux;
+  int slots;
+
+  // Row of (batch row b, time t) in the three buffers.
+  long row(int b, int t) const { return static_cast<long>(b) * slots + (t < slots ? t : t % slots); }
 };
 
 template <typename T>

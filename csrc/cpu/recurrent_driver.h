@@ -48,9 +48,11 @@ struct ForwardStep {
   int h_next_ld = 0;
   T* scratch = nullptr;           // share.rows.size() * H values, private to the thread
 
-  long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) row
-  const T* h_prev(int b) const { return saved.hprev + row(b) * in.units; }        // (H,)
-  T* gates(int b) const { return saved.gates + row(b) * in.width(); }           // (G*H,)
+  long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) input row
+  long saved_row(int b) const { return saved.row(b, t); }                        // (b, t) saved row
+  const T* h_prev(int b) const { return saved.hprev + saved_row(b) * in.units; }  // (H,)
+  T* gates(int b) const { return saved.gates + saved_row(b) * in.width(); }     // (G*H,)
+  T* aux(int b) const { return saved.aux + saved_row(b) * in.units; }            // (H,)
   T* h_new(int b) const { return h_next + static_cast<long>(b) * h_next_ld; }    // (H,)
   // h_{s-1} of row b as it enters gate g's matmul (after recurrent dropout), from the operands.
   const T* h_in(int gate, int b) const {
@@ -123,10 +125,10 @@ inline void fill_poison(T* p, long n) {
 
 // The left operands of one step for the share's rows: per buffer g (one per gate when
 // `per_gate`), row b: [x[b, t, :] * dropout_g[b, :] | h[b, :] * recurrent_dropout_g[b, :]],
-// where h = hprev[:, t, :]; without dense input (one-hot ids) only the h part.
+// where h = the saved hprev at t; without dense input (one-hot ids) only the h part.
 template <typename T>
-void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, const T* hprev, bool per_gate,
-                    int lda, T* operand) {
+void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, const SavedSequence<T>& saved,
+                    bool per_gate, int lda, T* operand) {
   const int S = in.steps, I = in.input_size, H = in.units, kx = lda - H, rows = share.rows.size();
   for (int g = 0; g < (per_gate ? in.gates : 1); ++g) {
     const T* xm = in.dropout_of_gate(g);
@@ -139,7 +141,7 @@ void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, 
         else
           for (int k = 0; k < I; ++k) a[k] = x[k] * xm[static_cast<long>(b) * I + k];
       }
-      const T* h = hprev + (static_cast<long>(b) * S + t) * H;
+      const T* h = saved.hprev + saved.row(b, t) * H;
       if (hm == nullptr) std::copy(h, h + H, a + kx);
       else
         for (int j = 0; j < H; ++j) a[kx + j] = h[j] * hm[static_cast<long>(b) * H + j];
@@ -179,7 +181,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     const int t0 = in.time_of_step(0);
     for (int b = rows.begin; b < rows.end; ++b)
       for (int j = own.begin; j < own.end; ++j)
-        saved.hprev[(static_cast<long>(b) * S + t0) * H + j] = in.h0[b * H + j];
+        saved.hprev[saved.row(b, t0) * H + j] = in.h0[b * H + j];
 #pragma omp barrier
 
     for (int s = 0; s < S; ++s) {
@@ -187,14 +189,14 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
       st.s = s;
       st.t = in.time_of_step(s);
       st.share = share;
-      build_operands(in, share, st.t, saved.hprev, per_gate, lda, operand.data());
+      build_operands(in, share, st.t, saved, per_gate, lda, operand.data());
       st.operand = operand.data();
       st.lda = lda;
       st.per_gate = per_gate;
       st.scratch = scratch.data();
       if (s + 1 < S) {
-        st.h_next = saved.hprev + static_cast<long>(in.time_of_step(s + 1)) * H;
-        st.h_next_ld = S * H;
+        st.h_next = saved.hprev + saved.row(0, in.time_of_step(s + 1)) * H;
+        st.h_next_ld = saved.slots * H;
       } else {
         st.h_next = out.h_last;
         st.h_next_ld = H;

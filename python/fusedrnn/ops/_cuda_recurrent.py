@@ -332,12 +332,19 @@ def _mask_3d(m: Optional[Tuple[DeviceArray, int]], batch: int) -> Any:
 # The public signatures, for direct use and for the tests (fusedrnn.ops dispatches here)
 # ---------------------------------------------------------------------------------------------
 
+def _kept(cache, keep_cache):
+    """The cache, or None with keep_cache=False (the CUDA kernels still save every step)."""
+    if not isinstance(keep_cache, (bool, np.bool_)):
+        raise TypeError(f"keep_cache: expected True or False, got {keep_cache!r}")
+    return cache if keep_cache else None
+
+
 def rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, activation="tanh",
-                dropout_mask=None, recurrent_dropout_mask=None):
+                dropout_mask=None, recurrent_dropout_mask=None, keep_cache=True):
     outputs, h_last, _, cache = forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
                                         go_backwards=go_backwards, activation=activation, reset_after=True,
                                         dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
-    return outputs, h_last, cache
+    return outputs, h_last, _kept(cache, keep_cache)
 
 
 def rnn_backward(cache, d_outputs, d_h_last):
@@ -346,10 +353,11 @@ def rnn_backward(cache, d_outputs, d_h_last):
 
 
 def lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, dropout_mask=None,
-                 recurrent_dropout_mask=None):
-    return forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards,
-                   activation="tanh", reset_after=True, dropout_mask=dropout_mask,
-                   recurrent_dropout_mask=recurrent_dropout_mask)
+                 recurrent_dropout_mask=None, keep_cache=True):
+    outputs, h_last, c_last, cache = forward(
+        "lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards, activation="tanh",
+        reset_after=True, dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
+    return outputs, h_last, c_last, _kept(cache, keep_cache)
 
 
 def lstm_backward(cache, d_outputs, d_h_last, d_c_last):
@@ -357,11 +365,11 @@ def lstm_backward(cache, d_outputs, d_h_last, d_c_last):
 
 
 def gru_forward(x, h0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, reset_after=True,
-                dropout_mask=None, recurrent_dropout_mask=None):
+                dropout_mask=None, recurrent_dropout_mask=None, keep_cache=True):
     outputs, h_last, _, cache = forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
                                         go_backwards=go_backwards, activation="tanh", reset_after=reset_after,
                                         dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
-    return outputs, h_last, cache
+    return outputs, h_last, _kept(cache, keep_cache)
 
 
 def gru_backward(cache, d_outputs, d_h_last):

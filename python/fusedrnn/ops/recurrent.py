@@ -24,6 +24,11 @@ of the kernel instead of a GEMM (exactly the same numbers: a one-hot row times t
 that row), ``d_kernel`` a scatter-add, and the backward op returns ``dx = None``.
 
 NaN or inf in any input raises ValueError (the check is one pass over the inputs).
+
+``keep_cache=False`` runs a forward pass that no backward pass will follow (inference, as under
+PyTorch's ``no_grad``): the returned cache is None, and the kernel keeps only the state of the
+step before instead of every step's gates and states (O(B*H) memory instead of O(B*T*G*H)). The
+outputs are the same numbers, bit for bit.
 """
 
 from __future__ import annotations
@@ -80,13 +85,18 @@ class RecurrentCache:
 
 def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
              mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
-             recurrent_dropout_mask: Any) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], RecurrentCache]:
+             recurrent_dropout_mask: Any, keep_cache: bool
+             ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[RecurrentCache]]:
+    if not isinstance(keep_cache, (bool, np.bool_)):
+        raise TypeError(f"keep_cache: expected True or False, got {keep_cache!r}")
     if _device.any_cuda_array(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask):
         from fusedrnn.ops import _cuda_recurrent
 
-        return _cuda_recurrent.forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask=mask,
-                                       go_backwards=go_backwards, activation=activation, reset_after=reset_after,
-                                       dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
+        outputs, h_last, c_last, cache = _cuda_recurrent.forward(
+            cell, x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards,
+            activation=activation, reset_after=reset_after, dropout_mask=dropout_mask,
+            recurrent_dropout_mask=recurrent_dropout_mask)
+        return outputs, h_last, c_last, cache if keep_cache else None
     gates = _GATES[cell]
     x = chk.as_array("x", x)
     if np.issubdtype(x.dtype, np.integer):
@@ -131,13 +141,18 @@ def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel:
 
     outputs, h_last, c_last, saved_gates, hprev, aux = _C.recurrent_forward(
         cell, x, h0, c0, kernel, recurrent_kernel, bias, mask_u8, dmask, rmask, go_backwards, activation,
-        bool(reset_after))
+        bool(reset_after), bool(keep_cache))
+    if not keep_cache:
+        return outputs, h_last, c_last, None
     cache = RecurrentCache(cell, activation, bool(reset_after), go_backwards, x, h0, c0, kernel,
                            recurrent_kernel, bias, mask_u8, dmask, rmask, saved_gates, hprev, aux)
     return outputs, h_last, c_last, cache
 
 
 def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
+    if cache is None:
+        raise ValueError(f"cache: None: {cell}_forward ran with keep_cache=False, which keeps nothing for a "
+                         f"backward pass; run it with keep_cache=True (the default) to take gradients")
     if not isinstance(cache, RecurrentCache):
         raise TypeError(f"cache: expected the cache returned by {cell}_forward, got {chk.describe(cache)}")
     if cache.cell != cell:
@@ -161,16 +176,18 @@ def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: An
 def rnn_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, recurrent_kernel: np.ndarray,
                 bias: np.ndarray, *, mask: Optional[np.ndarray] = None, go_backwards: bool = False,
                 activation: str = "tanh", dropout_mask: Optional[np.ndarray] = None,
-                recurrent_dropout_mask: Optional[np.ndarray] = None
-                ) -> Tuple[np.ndarray, np.ndarray, RecurrentCache]:
+                recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True
+                ) -> Tuple[np.ndarray, np.ndarray, Optional[RecurrentCache]]:
     """SimpleRNN over a sequence: ``h_t = act(x_t kernel + bias + h_{t-1} recurrent_kernel)``.
 
     Args: x (B, T, I); h0 (B, H) or None for zeros; kernel (I, H); recurrent_kernel (H, H);
-    bias (H,); activation 'tanh' or 'relu'. Returns ``(outputs (B, T, H), h_last (B, H), cache)``.
+    bias (H,); activation 'tanh' or 'relu'. Returns ``(outputs (B, T, H), h_last (B, H), cache)``;
+    the cache is None with ``keep_cache=False``.
     """
     outputs, h_last, _, cache = _forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
                                          go_backwards=go_backwards, activation=activation, reset_after=True,
-                                         dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
+                                         dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask,
+                                         keep_cache=keep_cache)
     return outputs, h_last, cache
 
 
@@ -187,16 +204,17 @@ def rnn_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_las
 def lstm_forward(x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray], kernel: np.ndarray,
                  recurrent_kernel: np.ndarray, bias: np.ndarray, *, mask: Optional[np.ndarray] = None,
                  go_backwards: bool = False, dropout_mask: Optional[np.ndarray] = None,
-                 recurrent_dropout_mask: Optional[np.ndarray] = None
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, RecurrentCache]:
+                 recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[RecurrentCache]]:
     """LSTM over a sequence, Keras's equations and gate order (i, f, c, o).
 
     Args: x (B, T, I); h0, c0 (B, H) or None for zeros; kernel (I, 4H); recurrent_kernel
-    (H, 4H); bias (4H,). Returns ``(outputs (B, T, H), h_last (B, H), c_last (B, H), cache)``.
+    (H, 4H); bias (4H,). Returns ``(outputs (B, T, H), h_last (B, H), c_last (B, H), cache)``;
+    the cache is None with ``keep_cache=False``.
     """
     return _forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards,
                     activation="tanh", reset_after=True, dropout_mask=dropout_mask,
-                    recurrent_dropout_mask=recurrent_dropout_mask)  # type: ignore[return-value]
+                    recurrent_dropout_mask=recurrent_dropout_mask, keep_cache=keep_cache)  # type: ignore[return-value]
 
 
 def lstm_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray],
@@ -208,17 +226,19 @@ def lstm_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_la
 def gru_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, recurrent_kernel: np.ndarray,
                 bias: np.ndarray, *, mask: Optional[np.ndarray] = None, go_backwards: bool = False,
                 reset_after: bool = True, dropout_mask: Optional[np.ndarray] = None,
-                recurrent_dropout_mask: Optional[np.ndarray] = None
-                ) -> Tuple[np.ndarray, np.ndarray, RecurrentCache]:
+                recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True
+                ) -> Tuple[np.ndarray, np.ndarray, Optional[RecurrentCache]]:
     """GRU over a sequence, Keras's equations and gate order (z, r, h).
 
     ``reset_after=True`` (Keras's default): ``hh = tanh(x_h + r * (h_{t-1} U_h + b_rec_h))`` and
     bias (2, 3H); ``reset_after=False``: ``hh = tanh(x_h + (r * h_{t-1}) U_h)`` and bias (3H,).
-    Then ``h = z * h_{t-1} + (1 - z) * hh``. Returns ``(outputs (B, T, H), h_last (B, H), cache)``.
+    Then ``h = z * h_{t-1} + (1 - z) * hh``. Returns ``(outputs (B, T, H), h_last (B, H), cache)``;
+    the cache is None with ``keep_cache=False``.
     """
     outputs, h_last, _, cache = _forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
                                          go_backwards=go_backwards, activation="tanh", reset_after=reset_after,
-                                         dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
+                                         dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask,
+                                         keep_cache=keep_cache)
     return outputs, h_last, cache
 
 
