@@ -7,7 +7,9 @@ Quick start::
     y = layer(np.random.rand(8, 20, 32).astype(np.float32))    # (8, 20, 64)
     dx = layer.backward(np.ones_like(y))                       # fills layer.grads
 
-Functional ops (forward/backward with explicit caches) live in :mod:`fusedrnn.ops`; the
+For inference, ``with fusedrnn.no_grad():`` makes the recurrent layers keep no cache for
+backward (faster, O(batch * units) memory). Functional ops (forward/backward with explicit
+caches) live in :mod:`fusedrnn.ops`; the
 training toolkit (``Sequential``, ``fit``, checkpoints) in :mod:`fusedrnn.training`, losses in
 :mod:`fusedrnn.losses`, optimizers in :mod:`fusedrnn.optimizers`, the reference tasks in
 :mod:`fusedrnn.tasks`.
@@ -21,6 +23,7 @@ preload_openblas()
 
 from fusedrnn import _C  # noqa: E402
 from fusedrnn import ops  # noqa: E402
+from fusedrnn.grad_mode import is_grad_enabled, no_grad  # noqa: E402
 from fusedrnn.layers import (GRU, LSTM, AdditiveAttention, Attention, BahdanauAttention, Bidirectional,  # noqa: E402
                              Dense, Dropout, Embedding, SimpleRNN)
 
@@ -40,4 +43,5 @@ def get_num_threads() -> int:
 
 
 __all__ = ["AdditiveAttention", "Attention", "BahdanauAttention", "Bidirectional", "Dense", "Dropout", "Embedding",
-           "GRU", "LSTM", "SimpleRNN", "get_num_threads", "ops", "set_num_threads", "__version__"]
+           "GRU", "LSTM", "SimpleRNN", "get_num_threads", "is_grad_enabled", "no_grad", "ops", "set_num_threads",
+           "__version__"]

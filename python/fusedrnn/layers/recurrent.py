@@ -18,6 +18,7 @@ import numpy as np
 
 from fusedrnn import initializers as init
 from fusedrnn import ops
+from fusedrnn.grad_mode import is_grad_enabled
 from fusedrnn.ops import _checks as chk
 
 ArrayOrTuple = Union[np.ndarray, Tuple[np.ndarray, ...]]
@@ -54,6 +55,7 @@ class _Recurrent(abc.ABC):
         self.bias: Optional[np.ndarray] = None
         self.grads: List[np.ndarray] = []
         self._cache: Optional[ops.RecurrentCache] = None
+        self._called_without_cache = False
         self._had_initial_state = False
 
     # -- weights -------------------------------------------------------------------------------
@@ -132,8 +134,9 @@ class _Recurrent(abc.ABC):
 
     @abc.abstractmethod
     def _run(self, x: np.ndarray, states: List[Optional[np.ndarray]], mask: Optional[np.ndarray],
-             dmask: Optional[np.ndarray], rmask: Optional[np.ndarray]) -> Tuple[np.ndarray, List[np.ndarray], ops.RecurrentCache]:
-        """The cell's forward op: (outputs, final states, cache)."""
+             dmask: Optional[np.ndarray], rmask: Optional[np.ndarray], keep_cache: bool
+             ) -> Tuple[np.ndarray, List[np.ndarray], Optional[ops.RecurrentCache]]:
+        """The cell's forward op: (outputs, final states, cache); the cache is None without keep_cache."""
 
     def __call__(self, x: np.ndarray, mask: Optional[np.ndarray] = None,
                  initial_state: Optional[Sequence[np.ndarray]] = None, training: bool = False) -> Any:
@@ -168,8 +171,10 @@ class _Recurrent(abc.ABC):
                 raise ValueError(f"initial_state: expected {self._n_states} array(s), got {len(initial_state)}")
             states = list(initial_state)
         dmask, rmask = self._dropout_masks(int(x.shape[0]), input_dim, training)
-        outputs, final_states, cache = self._run(x, states, mask, dmask, rmask)
+        keep_cache = is_grad_enabled()
+        outputs, final_states, cache = self._run(x, states, mask, dmask, rmask, keep_cache)
         self._cache = cache
+        self._called_without_cache = not keep_cache
         self._had_initial_state = initial_state is not None
         out = outputs if self.return_sequences else outputs[:, -1]
         if self.return_state:
@@ -185,6 +190,9 @@ class _Recurrent(abc.ABC):
         initial_state. Fills self.grads.
         """
         if self._cache is None:
+            if self._called_without_cache:
+                raise RuntimeError(f"{self.name}: the last call ran under fusedrnn.no_grad(), which keeps nothing "
+                                   "for backward(); call the layer outside it to take gradients")
             raise RuntimeError(f"{self.name}: backward() called before the layer was called")
         B, T, H = self._cache.batch, self._cache.steps, self.units
         d_output = chk.check_float("d_output", d_output, self.dtype)
@@ -236,10 +244,10 @@ class SimpleRNN(_Recurrent):
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "activation": self.activation}
 
-    def _run(self, x, states, mask, dmask, rmask):
+    def _run(self, x, states, mask, dmask, rmask, keep_cache):
         outputs, h, cache = ops.rnn_forward(x, states[0], self.kernel, self.recurrent_kernel, self.bias, mask=mask,
                                             go_backwards=self.go_backwards, activation=self.activation,
-                                            dropout_mask=dmask, recurrent_dropout_mask=rmask)
+                                            dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache)
         return outputs, [h], cache
 
     def _backward(self, cache, d_outputs, ds):
@@ -270,10 +278,10 @@ class LSTM(_Recurrent):
             return init.lstm_unit_forget_bias(self.units, self.dtype)
         return super()._initial_bias()
 
-    def _run(self, x, states, mask, dmask, rmask):
+    def _run(self, x, states, mask, dmask, rmask, keep_cache):
         outputs, h, c, cache = ops.lstm_forward(x, states[0], states[1], self.kernel, self.recurrent_kernel, self.bias,
                                                 mask=mask, go_backwards=self.go_backwards, dropout_mask=dmask,
-                                                recurrent_dropout_mask=rmask)
+                                                recurrent_dropout_mask=rmask, keep_cache=keep_cache)
         return outputs, [h, c], cache
 
     def _backward(self, cache, d_outputs, ds):
@@ -306,10 +314,10 @@ class GRU(_Recurrent):
     def _initial_bias(self) -> np.ndarray:
         return init.zeros(self._bias_shape(), self.dtype)
 
-    def _run(self, x, states, mask, dmask, rmask):
+    def _run(self, x, states, mask, dmask, rmask, keep_cache):
         outputs, h, cache = ops.gru_forward(x, states[0], self.kernel, self.recurrent_kernel, self.bias, mask=mask,
                                             go_backwards=self.go_backwards, reset_after=self.reset_after,
-                                            dropout_mask=dmask, recurrent_dropout_mask=rmask)
+                                            dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache)
         return outputs, [h], cache
 
     def _backward(self, cache, d_outputs, ds):

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fusedrnn import GRU, ops
+from fusedrnn import GRU, no_grad, ops
 from fusedrnn.layers.attention import BahdanauAttention
 from fusedrnn.layers.core import Dense, Embedding
 from fusedrnn.losses import sparse_categorical_crossentropy
@@ -237,6 +237,7 @@ class Translation:
     score: float
 
 
+@no_grad()
 def greedy_decode(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_id: int,
                   max_length: int) -> Translation:
     """Arg-max decoding of one source sentence (1, Ts) until <end> or `max_length` words."""
@@ -258,6 +259,7 @@ def greedy_decode(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, en
     return Translation(ids, np.stack(weights), logp / len(ids))
 
 
+@no_grad()
 def beam_search(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_id: int, max_length: int,
                 beam: int = 4, length_penalty: float = 1.0) -> Translation:
     """Beam search over one source sentence (1, Ts): keeps the `beam` best partial translations by
@@ -304,6 +306,7 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum())
 
 
+@no_grad()
 def decode_batch_greedy(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_id: int,
                         max_length: int) -> List[List[int]]:
     """Greedy decoding of a batch of sentences (B, Ts) at once (for BLEU over a split)."""

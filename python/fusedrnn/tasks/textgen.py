@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from fusedrnn import GRU, LSTM
+from fusedrnn import GRU, LSTM, no_grad
 from fusedrnn.datasets import nietzsche
 from fusedrnn.layers.core import Dense
 from fusedrnn.losses import sparse_categorical_crossentropy
@@ -76,6 +76,7 @@ def sample_index(logits: np.ndarray, temperature: float, rng: np.random.Generato
     return int(rng.choice(len(p), p=p))
 
 
+@no_grad()
 def generate(model: Sequential, vocab: "nietzsche.CharVocab", seed_text: str, length: int, temperature: float,
              rng: np.random.Generator, maxlen: int = 40) -> str:
     """`length` characters continuing `seed_text`, each predicted from the last `maxlen` ones.

@@ -16,6 +16,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fusedrnn.grad_mode import no_grad
+
 LossFn = Callable[[np.ndarray, np.ndarray], Tuple[float, np.ndarray]]
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 EpochCallback = Callable[[int, Dict[str, float]], None]
@@ -81,13 +83,15 @@ def train_step(model: Any, loss: LossFn, optimizer: Any, x: Any, y: np.ndarray) 
 
 def evaluate(model: Any, loss: LossFn, x: Any, y: np.ndarray, *, batch_size: int = 256,
              metrics: Optional[Mapping[str, MetricFn]] = None) -> Dict[str, float]:
-    """Mean loss and metrics over (x, y) in inference mode, weighted by batch size."""
+    """Mean loss and metrics over (x, y) in inference mode (training=False, under
+    :func:`fusedrnn.no_grad`), weighted by batch size."""
     n = len(y)
     if n == 0:
         raise ValueError("y: the evaluation set is empty")
     sums: Dict[str, float] = {"loss": 0.0, **{k: 0.0 for k in (metrics or {})}}
     for idx in _batches(n, batch_size, None):
-        out = model(x[idx], training=False)
+        with no_grad():
+            out = model(x[idx], training=False)
         value, _ = loss(y[idx], out)
         sums["loss"] += float(value) * len(idx)
         for name, fn in (metrics or {}).items():

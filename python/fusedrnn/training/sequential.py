@@ -11,6 +11,8 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
+from fusedrnn.grad_mode import no_grad
+
 
 class Sequential:
     """Layers applied in order; ``backward`` runs them in reverse.
@@ -53,11 +55,13 @@ class Sequential:
         return d
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """Inference in batches of `batch_size` along the first axis (training=False)."""
+        """Inference in batches of `batch_size` along the first axis (training=False, under
+        :func:`fusedrnn.no_grad`: the recurrent layers keep no cache)."""
         if batch_size < 1:
             raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
         n = len(x)
-        parts = [self(x[i:i + batch_size], training=False) for i in range(0, n, batch_size)]
+        with no_grad():
+            parts = [self(x[i:i + batch_size], training=False) for i in range(0, n, batch_size)]
         return np.concatenate(parts, axis=0)
 
     # -- weights -------------------------------------------------------------------------------
