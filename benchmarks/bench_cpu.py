@@ -13,6 +13,9 @@ achieved GFLOP/s. These layers are GEMM-bound, so the measured sgemm rate is the
     python benchmarks/bench_cpu.py                   # all cells and shapes, all peers found
     python benchmarks/bench_cpu.py --cells lstm --shapes imdb --repeats 30 --json out.json
 
+Forward-only rows are inference for every peer: fusedrnn with keep_cache=False, PyTorch under
+no_grad, Keras outside a GradientTape (none of them keeps what a backward pass would need).
+
 FLOPs counted: forward 2*B*T*(I+H)*G*H (input and recurrent GEMMs); forward+backward three
 times that (the backward pass has twice the forward's GEMM work). Gate math is not counted.
 """
@@ -88,15 +91,18 @@ def make_inputs(cell: str, B: int, T: int, I: int, H: int):
 
 
 # -- implementations: each returns a zero-argument callable that runs one timed unit ------------
-def contract_runner(module, cell, mode, x, kernel, recurrent, bias, dy) -> Callable[[], object]:
-    """Forward (and backward) through a module with the fusedrnn.ops contract."""
-    fwd = {
-        "rnn": lambda: module.rnn_forward(x, None, kernel, recurrent, bias),
-        "lstm": lambda: module.lstm_forward(x, None, None, kernel, recurrent, bias),
-        "gru": lambda: module.gru_forward(x, None, kernel, recurrent, bias),
-    }[cell]
+def contract_runner(module, cell, mode, x, kernel, recurrent, bias, dy, **inference) -> Callable[[], object]:
+    """Forward (and backward) through a module with the fusedrnn.ops contract; `inference`: the
+    keyword arguments of a forward-only run."""
+    def forward(**kw):
+        return {
+            "rnn": lambda: module.rnn_forward(x, None, kernel, recurrent, bias, **kw),
+            "lstm": lambda: module.lstm_forward(x, None, None, kernel, recurrent, bias, **kw),
+            "gru": lambda: module.gru_forward(x, None, kernel, recurrent, bias, **kw),
+        }[cell]
     if mode == "fwd":
-        return fwd
+        return forward(**inference)
+    fwd = forward()
     bwd = {
         "rnn": lambda c: module.rnn_backward(c, dy, None),
         "lstm": lambda c: module.lstm_backward(c, dy, None, None),
@@ -116,7 +122,8 @@ def fused_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Callable[[], obj
             layer(x, training=True)
             return layer.backward(dy)
         return train_step
-    return contract_runner(fusedrnn.ops, cell, mode, x, kernel, recurrent, bias, dy)
+    # Forward only: no cache for a backward pass, as PyTorch under no_grad and Keras without a tape.
+    return contract_runner(fusedrnn.ops, cell, mode, x, kernel, recurrent, bias, dy, keep_cache=False)
 
 
 def numpy_runner(cell, mode, x, kernel, recurrent, bias, dy) -> Optional[Callable[[], object]]:
