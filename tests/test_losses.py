@@ -191,8 +191,11 @@ def test_sigmoid_dense_loss_uses_logits_like_keras(tfk, rng, seed):
     loss, d_logits = losses.binary_crossentropy(y, ours.logits, from_logits=True)
     ours.backward(d_logits, from_logits=True)
     close(loss, float(value), "loss", seed, 1e-5)
-    for a, b, what in zip(ours.grads, g_k, ["d_kernel", "d_bias"]):
-        close(a, b, what, seed, 1e-5)
+    # Saturated logits: each (sigmoid - y) / B may cancel to almost nothing and keep only its
+    # rounding, which the weight gradients sum over the batch (weighted by |x| for the kernel).
+    atols = [cancellation_atol(np.float32, B, np.abs(x).sum(axis=0)[:, None]), cancellation_atol(np.float32, B, B)]
+    for a, b, what, atol in zip(ours.grads, g_k, ["d_kernel", "d_bias"], atols):
+        close(a, b, what, seed, 1e-5, atol)
 
 
 # -- sparse categorical cross-entropy ----------------------------------------------------------
