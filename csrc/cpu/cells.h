@@ -260,10 +260,11 @@ struct GruCell {
 
   bool separate_recurrent_grads() const { return reset_after; }
 
-  // Panel layouts: reset_after keeps the candidate's input and recurrent terms in panels 2 and 3;
-  // reset_before multiplies (r * h_prev) by U_h in a second product, once r is known.
+  // Panel layouts: reset_after packs the candidate's input and recurrent weights in one panel
+  // whose two sums arrive apart (tile slots 2 and 3); reset_before multiplies (r * h_prev) by U_h
+  // in a second product, once r is known.
   std::vector<PanelPlan> forward_plans() const {
-    if (reset_after) return {{PanelKind::kGruAfter, 4, {0, 1, 2, -1}, {0, 1, -1, 2}, {0, 0, 0, 0}}};
+    if (reset_after) return {{PanelKind::kGruAfter, 3, {0, 1, 2, -1}, {0, 1, 2, -1}, {0, 0, 0, 0}, true}};
     return {{PanelKind::kGruBefore, 3, {0, 1, 2, -1}, {0, 1, -1, -1}, {0, 0, 0, 0}}, units_plan(-1, 2)};
   }
 

@@ -52,40 +52,54 @@ inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][
   }
 }
 
-template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel>
+// With kSplitLast the tile has P + 1 slots per row: the last panel accumulates its x-segment
+// sum in slot P - 1 and its h-segment sum in slot P (the K blocks cross kx once, in order).
+template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast>
 void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
-  constexpr int L = kLanes<T>;
+  constexpr int L = kLanes<T>, S = P + (kSplitLast ? 1 : 0), last = P - 1;
+  // Slot of panel p while the block is in the x segment (before kx) or after it.
+  auto slot = [](int p, bool in_h) { return kSplitLast && p == last && in_h ? P : p; };
+  // The h sum of the split panel starts at the block that holds row kx.
+  const bool fresh_h = kSplitLast && k0 == kx;
   Vec<T> acc[R][P];
   for (int r = 0; r < R; ++r)
-    for (int p = 0; p < P; ++p) acc[r][p] = accumulate ? load(tile + (r * P + p) * L) : Vec<T>{};
+    for (int p = 0; p < P; ++p)
+      acc[r][p] = accumulate && !(fresh_h && p == last) ? load(tile + (r * S + slot(p, k0 >= kx)) * L) : Vec<T>{};
   const int split = std::min(std::max(kx, k0), k1);
   accumulate_products<T, R, P, kXMask, kPerPanel>(acc, a, lda, w, k0, split);
+  if (kSplitLast && (split > k0 || !accumulate) && split < k1) {
+    // Entering the h segment: the x sum is final (zero when there was none), the h sum starts.
+    for (int r = 0; r < R; ++r) {
+      store(tile + (r * S + last) * L, acc[r][last]);
+      acc[r][last] = Vec<T>{};
+    }
+  }
   accumulate_products<T, R, P, kHMask, kPerPanel>(acc, a, lda, w, split, k1);
   for (int r = 0; r < R; ++r)
-    for (int p = 0; p < P; ++p) store(tile + (r * P + p) * L, acc[r][p]);
+    for (int p = 0; p < P; ++p) store(tile + (r * S + slot(p, k1 > kx)) * L, acc[r][p]);
 }
 
-template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel>
+template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast>
 void tile_rows(int rows, const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   switch (rows) {
 #if defined(__AVX512F__)
-    case 8: return tile_kernel<T, 8, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 7: return tile_kernel<T, 7, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 6: return tile_kernel<T, 6, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 5: return tile_kernel<T, 5, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 4: return tile_kernel<T, 4, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 3: return tile_kernel<T, 3, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 8: return tile_kernel<T, 8, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 7: return tile_kernel<T, 7, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 6: return tile_kernel<T, 6, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 5: return tile_kernel<T, 5, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 4: return tile_kernel<T, 4, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 3: return tile_kernel<T, 3, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
 #endif
-    case 2: return tile_kernel<T, 2, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
-    default: return tile_kernel<T, 1, P, kXMask, kHMask, kPerPanel>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 2: return tile_kernel<T, 2, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    default: return tile_kernel<T, 1, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
   }
 }
 
-template <typename T, int P, unsigned kXMask, unsigned kHMask>
+template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kSplitLast = false>
 void tile_any(int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx, int k1,
               bool accumulate, T* tile) {
-  if (per_panel) tile_rows<T, P, kXMask, kHMask, true>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
-  else tile_rows<T, P, kXMask, kHMask, false>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
+  if (per_panel) tile_rows<T, P, kXMask, kHMask, true, kSplitLast>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
+  else tile_rows<T, P, kXMask, kHMask, false, kSplitLast>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
 }
 
 }  // namespace
@@ -95,7 +109,8 @@ void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_p
                 int k1, bool accumulate, T* tile) {
   switch (kind) {
     case PanelKind::kAll: return tile_any<T, 4, 0xFu, 0xFu>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
-    case PanelKind::kGruAfter: return tile_any<T, 4, 0x7u, 0xBu>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruAfter:
+      return tile_any<T, 3, 0x7u, 0x7u, true>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
     case PanelKind::kGruBefore: return tile_any<T, 3, 0x7u, 0x3u>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
   }
 }

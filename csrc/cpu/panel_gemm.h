@@ -6,9 +6,12 @@
 // columns of units [u*L, u*L + L); for SimpleRNN four consecutive blocks of L units. A tile is
 // tile_rows() rows by one group, summed in registers over all of K and handed to a callback
 // while it is in L1 (the cells apply their gate math there). Where the layout leaves a panel
-// without a source in part of K (GRU: the candidate's input and recurrent terms are kept
-// apart), the kernel skips it rather than multiplying zeros. Single-step calls use W unpacked
-// (BLAS products, tiles assembled from them): packing would cost more than it saves.
+// without a source in part of K (GRU reset_before: the candidate's recurrent term comes later),
+// the kernel skips it rather than multiplying zeros. The GRU with reset_after needs its
+// candidate's input and recurrent terms apart: its candidate panel is one panel in the packed
+// weights whose sums over the two segments of K go to two slots of the tile (`split_last`).
+// Single-step calls use W unpacked (BLAS products, tiles assembled from them): packing would
+// cost more than it saves.
 //
 // K has two segments, [0, kx) and [kx, K): the step's input x and its state h. Each panel has
 // its own left operand when dropout gives every gate its own mask (`a[p]`); otherwise all
@@ -39,6 +42,8 @@ constexpr int kPanels = 4;        // most panels (vectors) per group
 
 // Rows per tile for groups of `panels` panels (6 or 8 with AVX-512).
 constexpr int tile_rows(int panels) { return kTileVectors / panels; }
+// Vectors of the largest tile: 3 panels and a split slot.
+constexpr int kTileBufferVectors = tile_rows(3) * 4;
 
 // K is walked in blocks whose panels (K-block x group) stay in L1 while every row tile of a
 // chunk of up to kChunkTiles tiles uses them.
@@ -54,7 +59,7 @@ constexpr int kLanes = kVectorBytes / static_cast<int>(sizeof(T));
 // compile-time variant of the tile kernel that matches which panels each segment feeds.
 enum class PanelKind : int {
   kAll = 0,        // every panel in both segments (LSTM, SimpleRNN, products over one segment)
-  kGruAfter = 1,   // z, r, x_h, h_h: x feeds panels 0-2, h feeds 0, 1, 3
+  kGruAfter = 1,   // z, r, h: both segments feed all three; h's two sums go to slots 2 and 3
   kGruBefore = 2,  // z, r, x_h: x feeds all three, h only z and r
 };
 
@@ -64,7 +69,24 @@ struct PanelPlan {
   int x_gate[kPanels];
   int h_gate[kPanels];
   int unit_block[kPanels];
+  // The last panel's sums over the x and h segments go to two tile slots (panels - 1 and panels).
+  bool split_last = false;
+
   int blocks() const { return *std::max_element(unit_block, unit_block + panels) + 1; }
+  int slots() const { return panels + (split_last ? 1 : 0); }  // vectors per row of a tile
+  // The tile's slots as panels of their own: the split panel becomes its x part and its h part.
+  PanelPlan slot_plan() const {
+    if (!split_last) return *this;
+    PanelPlan out = *this;
+    const int last = panels - 1;
+    out.panels = panels + 1;
+    out.split_last = false;
+    out.x_gate[panels] = -1;
+    out.h_gate[panels] = h_gate[last];
+    out.unit_block[panels] = unit_block[last];
+    out.h_gate[last] = -1;
+    return out;
+  }
 };
 
 // Four consecutive unit blocks of one gate: SimpleRNN, and products whose columns are units.
@@ -135,9 +157,10 @@ class PanelMatrix {
   }
 
   // For rows [0, m) of the left operands a[p] (leading dimension lda; a[0] for every panel
-  // unless per_panel) and the K rows [k0, k1): calls consume(r, u_begin, u_end, tile_row) for
-  // each row r and each group of units overlapping [unit_begin, unit_end) (a multiple of
-  // group_units() apart), where tile_row[p * L + l] is column (panel p, lane l) of the group.
+  // unless per_panel; one per slot of plan().slot_plan()) and the K rows [k0, k1): calls
+  // consume(r, u_begin, u_end, tile_row) for each row r and each group of units overlapping
+  // [unit_begin, unit_end) (a multiple of group_units() apart), where tile_row[s * L + l] is
+  // column (slot s, lane l) of the group.
   template <typename Consume>
   void multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin, int unit_end,
                 Consume&& consume) const {
@@ -161,8 +184,9 @@ class PanelMatrix {
   T* data_ = nullptr;
 };
 
-// The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][panels * L]
-// (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel], panels chosen per segment by `kind`;
+// The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][slots * L]
+// (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel], panels chosen per segment by `kind`
+// (kGruAfter: the candidate panel's x-segment sum to slot 2, its h-segment sum to slot 3);
 // with `accumulate` the sum adds to the tile's values, otherwise it replaces them.
 template <typename T>
 void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx,
@@ -172,11 +196,11 @@ template <typename T>
 template <typename Consume>
 void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1,
                                      int unit_begin, int unit_end, Consume&& consume) const {
-  const int width = group_units(), P = plan_.panels;
+  const int width = group_units(), P = plan_.panels, S = plan_.slots();
   const int kc = std::max(16, kBlockBytes / (P * L * static_cast<int>(sizeof(T))));
   // Rows in tiles of equal height (16 rows: 6 + 5 + 5, not 6 + 6 + 4).
   const int tiles = (m + tile_rows(P) - 1) / tile_rows(P);
-  alignas(64) T tile[kChunkTiles][kTileVectors * kLanes<T>];
+  alignas(64) T tile[kChunkTiles][kTileBufferVectors * kLanes<T>];
   int first_row[kChunkTiles + 1];
   const T* rows_a[kPanels];
   for (int u = unit_begin; u < unit_end; u += width) {
@@ -194,26 +218,27 @@ void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per
         }
       }
       for (int i = 0; i < chunk; ++i)
-        for (int r = first_row[i]; r < first_row[i + 1]; ++r) consume(r, u, u_end, tile[i] + (r - first_row[i]) * P * L);
+        for (int r = first_row[i]; r < first_row[i + 1]; ++r) consume(r, u, u_end, tile[i] + (r - first_row[i]) * S * L);
       r0 = first_row[chunk];
     }
   }
 }
 
-// The same product without packing: for each distinct (x gate, h gate) of the panels, one or
-// two BLAS GEMMs over the units [unit_begin, unit_end), then tile rows assembled from them.
+// The same product without packing: for each distinct (x gate, h gate) of the tile's slots, one
+// or two BLAS GEMMs over the units [unit_begin, unit_end), then tile rows assembled from them.
 template <typename T>
 template <typename Consume>
 void PanelMatrix<T>::multiply_direct(int m, const T* const* a, int lda, bool per_panel, int k0, int k1,
                                      int unit_begin, int unit_end, Consume&& consume) const {
-  const int P = plan_.panels, n = unit_end - unit_begin, width = group_units();
+  const PanelPlan plan = plan_.slot_plan();
+  const int P = plan.panels, n = unit_end - unit_begin, width = group_units();
   if (m <= 0 || n <= 0) return;
   int product_of[kPanels];
   std::vector<T> products;  // one (m, n) block per distinct (x gate, h gate) pair
   for (int p = 0; p < P; ++p) {
     product_of[p] = -1;
     for (int q = 0; q < p && product_of[p] < 0; ++q)
-      if (plan_.x_gate[q] == plan_.x_gate[p] && plan_.h_gate[q] == plan_.h_gate[p]) product_of[p] = product_of[q];
+      if (plan.x_gate[q] == plan.x_gate[p] && plan.h_gate[q] == plan.h_gate[p]) product_of[p] = product_of[q];
     if (product_of[p] >= 0) continue;
     product_of[p] = static_cast<int>(products.size() / (static_cast<size_t>(m) * n));
     products.resize(products.size() + static_cast<size_t>(m) * n);
@@ -222,7 +247,7 @@ void PanelMatrix<T>::multiply_direct(int m, const T* const* a, int lda, bool per
     T beta = T(0);
     const int segments[2][2] = {{k0, std::min(k1, kx_)}, {std::max(k0, kx_), k1}};
     for (int seg = 0; seg < 2; ++seg) {
-      const int gate = seg == 0 ? plan_.x_gate[p] : plan_.h_gate[p];
+      const int gate = seg == 0 ? plan.x_gate[p] : plan.h_gate[p];
       const int kb = segments[seg][0], ke = segments[seg][1];
       if (gate < 0 || ke <= kb) continue;
       const T* b = source_.column(kb, kx_, gate) + unit_begin * source_.unit_stride;
@@ -241,7 +266,7 @@ void PanelMatrix<T>::multiply_direct(int m, const T* const* a, int lda, bool per
     const int u_end = std::min(u + width, unit_end);
     for (int r = 0; r < m; ++r) {
       for (int p = 0; p < P; ++p) {
-        const int u0 = u + plan_.unit_block[p] * L, count = std::max(0, std::min(L, u_end - u0));
+        const int u0 = u + plan.unit_block[p] * L, count = std::max(0, std::min(L, u_end - u0));
         const T* c = products.data() + (static_cast<long>(product_of[p]) * m + r) * n + (u0 - unit_begin);
         std::copy(c, c + count, tile + p * L);
         std::fill(tile + p * L + count, tile + (p + 1) * L, T(0));

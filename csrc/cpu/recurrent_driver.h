@@ -66,7 +66,7 @@ struct ForwardStep {
   template <typename Finish>
   void product(const PanelMatrix<T>& w, Finish&& finish, const T* a = nullptr, int a_ld = 0) const {
     const T* left[kPanels];
-    const PanelPlan& plan = w.plan();
+    const PanelPlan plan = w.plan().slot_plan();  // a left operand per slot of the tile
     const int rows = share.rows.size();
     for (int p = 0; p < plan.panels; ++p) {
       const int gate = plan.x_gate[p] >= 0 ? plan.x_gate[p] : plan.h_gate[p];

@@ -1,0 +1,48 @@
+"""The per-step product walks K = I + H in blocks; the input rows end (at K row I) before, at,
+or after a block boundary.
+
+Blocks are 32 KB of packed weights: 128 rows of K for four panels and 170 for three (the GRU)
+with AVX-512, 256 and 341 with AVX2. The GRU with reset_after keeps its candidate's input and
+recurrent sums apart, switching accumulators where K crosses from x to h; these sizes put that
+switch inside a block, exactly on a boundary and just after one. Every op against the float64
+reference, forward and backward, T=3 (the packed path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _keras_oracle import VARIANTS, input_names, make_problem
+from fusedrnn import ops, reference
+
+BOUNDARIES = (128, 170, 256, 341)
+INPUT_SIZES = sorted({b + d for b in BOUNDARIES for d in (-1, 0, 1)} | {2 * 170, 2 * 170 + 1})
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _close(ours, theirs, what, rtol):
+    theirs = np.asarray(theirs, np.float64)
+    scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-30)
+    err = float(np.max(np.abs(np.asarray(ours, np.float64) - theirs), initial=0.0))
+    assert err <= rtol * scale, f"{what}: max error {err:.3g}, scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("I", INPUT_SIZES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_input_rows_ending_around_a_block_boundary(variant, I, dtype, rng, seed):
+    problem = make_problem(rng, variant, 3, 3, I, 5, dtype, mask="random" if rng.random() < 0.5 else None)
+    wide = make_problem(rng, variant, 3, 3, I, 5, np.float64)
+    wide.arrays = {k: None if v is None else v.astype(np.float64) for k, v in problem.arrays.items()}
+    wide.mask = problem.mask
+    incoming = problem.random_incoming(rng)
+    fwd, cache = problem.forward(ops)
+    ref, ref_cache = wide.forward(reference)
+    ctx = f"[seed={seed}] {problem.describe()}"
+    for name, a, b in zip(["outputs", "h_last", "c_last"], fwd, ref):
+        _close(a, b, f"{name} {ctx}", TOL[dtype])
+    grads = problem.backward(ops, cache, incoming)
+    ref_grads = wide.backward(reference, ref_cache, tuple(g.astype(np.float64) for g in incoming))
+    for name, a, b in zip(input_names(problem.cell), grads, ref_grads):
+        _close(a, b, f"d{name} {ctx}", TOL[dtype])
