@@ -2,13 +2,16 @@
 """CPU benchmark: fusedrnn against NumPy, TF/Keras and PyTorch, next to the machine's sgemm rate.
 
 Every implementation runs in this one process with the same number of threads. Timings are
-interleaved (fusedrnn, PyTorch, Keras, NumPy, fusedrnn, ...) so that a slow spell of the machine
-hits all of them alike, with a short busy pause before each timed run: thread pools spin for a
+interleaved (fusedrnn, PyTorch, Keras, NumPy, sgemm, fusedrnn, ...) so that a slow spell of the
+machine hits all of them alike, with a short busy pause before each timed run: thread pools spin for a
 while after their work (OpenBLAS's for up to ~0.1 s) and would otherwise slow down whichever
 library runs next. After the pause each implementation runs once untimed and then once timed,
 so that every library is measured with its own threads awake, as in a loop of calls (and as
 the sgemm roofline is measured). The table shows medians, each peer's time divided by fusedrnn's, and the
-achieved GFLOP/s. These layers are GEMM-bound, so the measured sgemm rate is the roofline.
+achieved GFLOP/s. These layers are GEMM-bound, so the sgemm rate is the roofline: NumPy's
+1024^3 float32 GEMM, timed as one more implementation inside every case's interleaving, so that
+each row's "% sgemm" compares two rates measured in the same spell (on a shared VM the sgemm
+rate alone moves by tens of percent over minutes).
 
     python benchmarks/bench_cpu.py                   # all cells and shapes, all peers found
     python benchmarks/bench_cpu.py --cells lstm --shapes imdb --repeats 30 --json out.json
@@ -34,7 +37,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import busy_wait, configure_threads, measure_sgemm  # noqa: E402
+from _common import busy_wait, configure_threads, sgemm_runner  # noqa: E402
 
 SHAPES = {  # (B, T, I, H) of the three reference tasks
     "imdb": (32, 80, 128, 128),
@@ -43,6 +46,8 @@ SHAPES = {  # (B, T, I, H) of the three reference tasks
 }
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 PEERS = ("fusedrnn", "pytorch", "keras", "numpy")
+SGEMM_N = 1024
+SGEMM_FLOPS = 2.0 * SGEMM_N**3
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -72,6 +77,11 @@ class Case:
     H: int
     mode: str  # "fwd" or "fwd+bwd" or "train+dropout"
     times: Dict[str, List[float]] = field(default_factory=dict)
+
+    @property
+    def sgemm_gflops(self) -> float:
+        """The roofline measured inside this case's interleaving (median)."""
+        return SGEMM_FLOPS / statistics.median(self.times["sgemm"]) / 1e9
 
     @property
     def flops(self) -> float:
@@ -198,8 +208,8 @@ RUNNERS = {"fusedrnn": fused_runner, "pytorch": torch_runner, "keras": keras_run
 def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int, settle: float) -> None:
     data = make_inputs(case.cell, case.B, case.T, case.I, case.H)
     runners = {}
-    for name in ["fusedrnn", *peers]:
-        r = RUNNERS[name](case.cell, case.mode, *data)
+    for name in ["fusedrnn", *peers, "sgemm"]:
+        r = sgemm_runner(SGEMM_N) if name == "sgemm" else RUNNERS[name](case.cell, case.mode, *data)
         if r is not None:
             runners[name] = r
             r()  # warm-up (tf.function tracing, allocations)
@@ -216,11 +226,14 @@ def time_case(case: Case, peers: List[str], repeats: int, numpy_repeats: int, se
             case.times[name].append(time.perf_counter() - t0)
 
 
-def print_table(cases: List[Case], peers: List[str], sgemm: float, threads: int) -> None:
+def print_table(cases: List[Case], peers: List[str], threads: int) -> None:
     cols = ["fusedrnn", *peers]
     header = f"{'cell':5} {'shape':9} {'(B,T,I,H)':18} {'mode':14} " + " ".join(f"{c + ' ms':>12}" for c in cols)
-    header += "  " + " ".join(f"{c + '/fused':>13}" for c in peers) + f"  {'fused GF/s':>10} {'% sgemm':>8}"
-    print(f"\nthreads={threads}  NumPy sgemm (1024^3, float32): {sgemm:.0f} GFLOP/s  (medians)")
+    header += "  " + " ".join(f"{c + '/fused':>13}" for c in peers)
+    header += f"  {'fused GF/s':>10} {'sgemm GF/s':>10} {'% sgemm':>8}"
+    rates = [c.sgemm_gflops for c in cases]
+    print(f"\nthreads={threads}  NumPy sgemm ({SGEMM_N}^3, float32), measured in every case: "
+          f"{min(rates):.0f}-{max(rates):.0f} GFLOP/s  (medians)")
     print(header)
     print("-" * len(header))
     for c in cases:
@@ -230,15 +243,15 @@ def print_table(cases: List[Case], peers: List[str], sgemm: float, threads: int)
         row += " ".join(f"{med[k]:12.2f}" if k in med else f"{'-':>12}" for k in cols)
         row += "  " + " ".join(f"{med[k] / fused:12.2f}x" if k in med else f"{'-':>13}" for k in peers)
         gf = c.flops / (fused / 1e3) / 1e9
-        row += f"  {gf:10.0f} {100 * gf / sgemm:7.0f}%"
+        row += f"  {gf:10.0f} {c.sgemm_gflops:10.0f} {100 * gf / c.sgemm_gflops:7.0f}%"
         print(row)
 
 
-def print_markdown(cases: List[Case], peers: List[str], sgemm: float) -> None:
+def print_markdown(cases: List[Case], peers: List[str]) -> None:
     cols = ["fusedrnn", *peers]
     print("\n| cell | shape (B,T,I,H) | mode | " + " | ".join(f"{c} ms" for c in cols) + " | "
-          + " | ".join(f"{c}/fused" for c in peers) + f" | fused GFLOP/s (% of {sgemm:.0f}) |")
-    print("|---" * (3 + len(cols) + len(peers) + 1) + "|")
+          + " | ".join(f"{c}/fused" for c in peers) + " | fused GFLOP/s | sgemm GFLOP/s | % of sgemm |")
+    print("|---" * (3 + len(cols) + len(peers) + 3) + "|")
     for c in cases:
         med = {k: statistics.median(v) * 1e3 for k, v in c.times.items() if v}
         fused = med["fusedrnn"]
@@ -246,14 +259,13 @@ def print_markdown(cases: List[Case], peers: List[str], sgemm: float) -> None:
         cells = [c.cell, f"{c.shape} {(c.B, c.T, c.I, c.H)}", c.mode]
         cells += [f"{med[k]:.2f}" if k in med else "–" for k in cols]
         cells += [f"{med[k] / fused:.2f}x" if k in med else "–" for k in peers]
-        cells.append(f"{gf:.0f} ({100 * gf / sgemm:.0f}%)")
+        cells += [f"{gf:.0f}", f"{c.sgemm_gflops:.0f}", f"{100 * gf / c.sgemm_gflops:.0f}%"]
         print("| " + " | ".join(cells) + " |")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     configure_threads(args.threads)
-    sgemm = measure_sgemm()
     cases: List[Case] = []
     for shape in args.shapes:
         B, T, I, H = SHAPES[shape]
@@ -269,20 +281,18 @@ def main(argv: Optional[List[str]] = None) -> int:
             return x
     for case in tqdm(cases, desc="benchmark", unit="case", file=sys.stderr):
         time_case(case, args.peers, args.repeats, args.numpy_repeats, args.settle)
-    # The roofline is measured before and after the cases; the higher of the two is used.
-    sgemm = max(sgemm, measure_sgemm())
-    print_table(cases, args.peers, sgemm, args.threads)
+    print_table(cases, args.peers, args.threads)
     if args.markdown:
-        print_markdown(cases, args.peers, sgemm)
+        print_markdown(cases, args.peers)
     if args.json:
         import platform
 
         payload = {
             "machine": platform.processor() or platform.machine(),
             "threads": args.threads,
-            "sgemm_gflops": sgemm,
             "cases": [{"cell": c.cell, "shape": c.shape, "BTIH": [c.B, c.T, c.I, c.H], "mode": c.mode,
-                       "flops": c.flops, "median_s": {k: statistics.median(v) for k, v in c.times.items() if v}}
+                       "flops": c.flops, "sgemm_gflops": c.sgemm_gflops,
+                       "median_s": {k: statistics.median(v) for k, v in c.times.items() if v}}
                       for c in cases],
         }
         tmp = args.json + ".tmp"
