@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -151,3 +152,21 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         write_arpa(lm, path)
     assert path.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["m.arpa"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_arpa_file_and_perplexity_plot_get_the_usual_permissions(tmp_path):
+    """Both go through fusedrnn.io_utils.atomic_write: readable as the umask allows, not mkstemp's 0600."""
+    from fusedrnn.ngram.evaluate import LmRow, plot_perplexity
+
+    lm = NgramModel(2, "word", "kneser-ney").fit(["a b", "b c"])
+    old = os.umask(0o022)
+    try:
+        write_arpa(lm, tmp_path / "m.arpa")
+        plot_perplexity([LmRow("2-gram", 2, 3.5, 1.8)], tmp_path / "p.png")
+    finally:
+        os.umask(old)
+    for name in ("m.arpa", "p.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert read_arpa(tmp_path / "m.arpa").order == 2
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

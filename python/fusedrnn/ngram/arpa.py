@@ -33,11 +33,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from fusedrnn.io_utils import atomic_write
 from fusedrnn.ngram.counts import Padding
 from fusedrnn.ngram.estimators import BackoffTables
 from fusedrnn.ngram.model import NgramModel
@@ -79,18 +78,9 @@ def _fmt(x: float) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` (UTF-8, ``\n`` line ends) to ``path`` atomically (:func:`fusedrnn.io_utils.atomic_write`)."""
+    with atomic_write(path, "wb") as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def _gram_ids(model: NgramModel, k: int) -> np.ndarray:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from fusedrnn.io_utils import atomic_write
 from fusedrnn.ngram.model import NgramModel
 
 DEFAULT_ESTIMATORS = ("mle", "add-k", "kneser-ney")
@@ -126,16 +125,8 @@ def plot_perplexity(rows: Sequence[LmRow], path: str | os.PathLike[str], title: 
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    directory = out.parent if str(out.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_write(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=120)
     finally:
         plt.close(fig)
