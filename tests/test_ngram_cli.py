@@ -111,7 +111,7 @@ def test_evaluate_lm_with_a_trained_textgen_checkpoint(tmp_path, capsys, monkeyp
     data.write_text(text, encoding="utf-8")
     cfg = textgen.TextgenConfig(epochs=1, steps_per_epoch=20, units=16, sample_length=1, seed=seed % 1000)
     textgen.train(cfg, data, tmp_path / "lstm.npz", None, progress=False, print_fn=lambda s: None)
-    rc = _run(["evaluate", "lm", "--data", str(data), "--orders", "1-2", "--quiet",
+    rc = _run(["evaluate", "lm", "--data", str(data), "--orders", "1-2", "--quiet", "--plot", str(tmp_path / "p.png"),
                "--lstm-checkpoint", str(tmp_path / "lstm.npz")])
     out = capsys.readouterr().out
     assert rc == 0
