@@ -100,6 +100,7 @@ struct RnnCell {
   math::Activation activation;
 
   bool separate_recurrent_grads() const { return false; }
+  bool claims_units() const { return true; }
 
   std::vector<PanelPlan> forward_plans() const { return {units_plan(0, 0)}; }
 
@@ -161,6 +162,7 @@ struct RnnCell {
 // LSTM. Saved gates: i, f, c~ (g), o after their activations; aux: the cell state.
 struct LstmCell {
   bool separate_recurrent_grads() const { return false; }
+  bool claims_units() const { return true; }
 
   // Cell state after the previous step (c0 at the first step) for row b.
   template <typename Step>
@@ -259,6 +261,8 @@ struct GruCell {
   bool reset_after;
 
   bool separate_recurrent_grads() const { return reset_after; }
+  // reset_before has a barrier inside its step (the second product needs r of every unit).
+  bool claims_units() const { return reset_after; }
 
   // Panel layouts: reset_after packs the candidate's input and recurrent weights in one panel
   // whose two sums arrive apart (tile slots 2 and 3); reset_before multiplies (r * h_prev) by U_h

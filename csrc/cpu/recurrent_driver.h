@@ -3,8 +3,10 @@
 // Forward: one parallel region; the weights [kernel; recurrent kernel] are packed once
 // (panel_gemm.h); then per step each thread runs the cell's step for its share (StepShare: its
 // batch rows and hidden units: one product [x_t | h_{t-1}] x weights for those gate columns,
-// fused with the gate math) and writes the new state and its outputs. When the threads split the batch, nothing is shared
-// inside the time loop; when they split the units, they meet at one barrier per step.
+// fused with the gate math) and writes the new state and its outputs. When the threads split
+// the batch, nothing is shared inside the time loop; when they split the units, they meet at
+// one barrier per step, and (cells without a barrier inside their step) claim the step's groups
+// of units one at a time rather than each taking a fixed half.
 //
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
 // gradients into its share of dh (a GEMM against its rows of the recurrent kernel) and runs the
@@ -17,10 +19,14 @@
 //   backward_step(BackwardStep&)          gate backward of one step for the thread's share
 //   parameter_grads(BackwardStep&, rows, cols, out)  the rows' share of columns cols of the weight gradients
 //   separate_recurrent_grads()            whether dG of the recurrent side differs from dgx
+//   claims_units()                        whether forward_step may run on any group of units
+//                                         (no barrier inside it), so threads can claim them
 // and calls step_barrier(st) where a step needs every unit of a row before it goes on.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <vector>
 
 #include "cpu/panel_gemm.h"
@@ -160,6 +166,11 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const std::vector<PanelPlan> plans = cell.forward_plans();
   std::vector<PanelMatrix<T>> weights;
   long weight_bytes = 0;
+  // Under a split of the units, the threads claim the groups of units of each step one at a time
+  // (counter `claimed[s]`) where the cell allows it (one product per step) and the weights are
+  // packed: a thread that the machine holds up then takes fewer groups, instead of making every
+  // other thread wait at the step's barrier. Every thread packs an even share of all groups.
+  const bool claims = cell.claims_units() && pack_weights(in) && plans.size() == 1;
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
     const long values = PanelMatrix<T>::values(plans[i], k, H);
@@ -167,13 +178,16 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
                          pack_weights(in) ? ws.take<T>(values) : nullptr);
     weight_bytes += values * static_cast<long>(sizeof(T));
   }
+  const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);
+  for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
 
 #pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
-    for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w);
+    const bool claim = claims && !share.by_batch;
+    for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w, claim);
     const int lda = weights[0].kx() + H;
     std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * rows.size() * lda);
     std::vector<T> scratch(static_cast<size_t>(rows.size()) * H);
@@ -201,12 +215,23 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         st.h_next = out.h_last;
         st.h_next_ld = H;
       }
-      cell.forward_step(st);
-      for (int b = rows.begin; b < rows.end; ++b) {
-        const bool seen = s >= first[b];
-        const T* hn = st.h_new(b);
-        T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
-        for (int j = own.begin; j < own.end; ++j) o[j] = seen ? hn[j] : T(0);
+      // The step for units `u`: the cell's product and gate math, then the outputs.
+      auto step_units = [&](Range u) {
+        st.share.units = u;
+        cell.forward_step(st);
+        for (int b = rows.begin; b < rows.end; ++b) {
+          const bool seen = s >= first[b];
+          const T* hn = st.h_new(b);
+          T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
+          for (int j = u.begin; j < u.end; ++j) o[j] = seen ? hn[j] : T(0);
+        }
+      };
+      if (claim) {
+        const int width = weights[0].group_units(), groups = weights[0].groups();
+        for (int g; (g = claimed[s].fetch_add(1, std::memory_order_relaxed)) < groups;)
+          step_units(Range{g * width, std::min(H, (g + 1) * width)});
+      } else {
+        step_units(own);
       }
       step_barrier(st);
     }

@@ -92,15 +92,17 @@ std::vector<int> first_active_steps(const SequenceInputs<T>& in) {
   return first;
 }
 
-// Packs this thread's part of w (nothing when w is used unpacked): with a split of the units,
-// the groups of its own units, the only ones it multiplies; with a split of the batch, an even
-// share of all groups, which every thread reads after a barrier.
+// Packs this thread's part of w (nothing when w is used unpacked): with a fixed split of the
+// units, the groups of its own units, the only ones it multiplies; otherwise (a split of the
+// batch, or units claimed step by step: `shared`) an even share of all groups, which every
+// thread reads after a barrier.
 template <typename T>
-void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w) {
+void pack_share(int tid, int nt, const StepShare& share, const PanelMatrix<T>& w, bool shared = false) {
   if (!w.packed()) return;
   const int width = w.group_units();
-  const Range groups = share.by_batch ? split_range(w.groups(), tid, nt, 1)
-                                      : Range{share.units.begin / width, (share.units.end + width - 1) / width};
+  const Range groups = share.by_batch || shared
+                           ? split_range(w.groups(), tid, nt, 1)
+                           : Range{share.units.begin / width, (share.units.end + width - 1) / width};
   w.fill(groups.begin, groups.end);
 }
 
