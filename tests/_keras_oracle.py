@@ -30,7 +30,7 @@ TensorFlow is imported lazily, once per session, on the first Keras call.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -158,6 +158,30 @@ class Problem:
         B, T, _, H = self.shape
         shapes = [(B, T, H), (B, H)] + ([(B, H)] if self.cell == "lstm" else [])
         return tuple(rng.standard_normal(s).astype(self.dtype) for s in shapes)
+
+
+def check_against_reference(problem, rng, close, ctx):
+    """Runs `problem` through fusedrnn.ops and a float64 copy of it through fusedrnn.reference,
+    forward and then backward with one random incoming gradient, and calls
+    close(ours, reference, what) on every output and gradient."""
+    from fusedrnn import ops, reference
+
+    def wide(a):
+        return None if a is None else a.astype(np.float64)
+
+    ref_problem = replace(problem, dtype=np.float64, arrays={k: wide(v) for k, v in problem.arrays.items()},
+                          dropout_mask=wide(problem.dropout_mask),
+                          recurrent_dropout_mask=wide(problem.recurrent_dropout_mask))
+    incoming = problem.random_incoming(rng)
+    fwd, cache = problem.forward(ops)
+    ref, ref_cache = ref_problem.forward(reference)
+    for name, a, b in zip(["outputs", "h_last", "c_last"], fwd, ref):
+        close(a, b, f"{name} {ctx}")
+    grads = problem.backward(ops, cache, incoming)
+    ref_grads = ref_problem.backward(reference, ref_cache, tuple(g.astype(np.float64) for g in incoming))
+    for name, a, b in zip(input_names(problem.cell), grads, ref_grads):
+        assert a.shape == b.shape, f"d{name} shape {a.shape} != {b.shape}. {ctx}"
+        close(a, b, f"d{name} {ctx}")
 
 
 def make_problem(rng, variant, B, T, I, H, dtype=np.float64, *, mask=None, go_backwards=False,

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _keras_oracle import VARIANTS, input_names, make_problem
-from fusedrnn import ops, reference
+from _keras_oracle import VARIANTS, check_against_reference, make_problem
 
 SHAPES = [(1, 1, 1, 1), (2, 1, 3, 1), (3, 1, 1, 4), (1, 1, 5, 2), (2, 3, 1, 1), (1, 3, 4, 1), (5, 3, 1, 1)]
 TOL = {np.float32: (1e-5, 1e-6), np.float64: (1e-12, 1e-14)}
@@ -36,17 +35,5 @@ def _close(ours, theirs, what, tol):
 def test_smallest_shapes_match_the_reference(variant, shape, go_backwards, dtype, rng, seed):
     problem = make_problem(rng, variant, *shape, dtype, go_backwards=go_backwards,
                            mask="random" if rng.random() < 0.5 else None)
-    wide = make_problem(rng, variant, *shape, np.float64)  # float64 copies of the same inputs
-    wide.arrays = {k: None if v is None else v.astype(np.float64) for k, v in problem.arrays.items()}
-    wide.mask, wide.go_backwards = problem.mask, problem.go_backwards
-    incoming = problem.random_incoming(rng)
-    fwd, cache = problem.forward(ops)
-    ref, ref_cache = wide.forward(reference)
-    ctx = f"[seed={seed}] {problem.describe()} go_backwards={go_backwards}"
-    for name, a, b in zip(["outputs", "h_last", "c_last"], fwd, ref):
-        _close(a, b, f"{name} {ctx}", TOL[dtype])
-    grads = problem.backward(ops, cache, incoming)
-    ref_grads = wide.backward(reference, ref_cache, tuple(g.astype(np.float64) for g in incoming))
-    for name, a, b in zip(input_names(problem.cell), grads, ref_grads):
-        assert a.shape == b.shape, f"d{name} shape {a.shape} != {b.shape}. {ctx}"
-        _close(a, b, f"d{name} {ctx}", TOL[dtype])
+    check_against_reference(problem, rng, lambda a, b, what: _close(a, b, what, TOL[dtype]),
+                            f"[seed={seed}] {problem.describe()}")

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _keras_oracle import VARIANTS, input_names, make_problem
-from fusedrnn import ops, reference
+from _keras_oracle import VARIANTS, check_against_reference, make_problem
 
 BOUNDARIES = (128, 170, 256, 341)
 INPUT_SIZES = sorted({b + d for b in BOUNDARIES for d in (-1, 0, 1)} | {2 * 170, 2 * 170 + 1})
@@ -33,16 +32,5 @@ def _close(ours, theirs, what, rtol):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_input_rows_ending_around_a_block_boundary(variant, I, dtype, rng, seed):
     problem = make_problem(rng, variant, 3, 3, I, 5, dtype, mask="random" if rng.random() < 0.5 else None)
-    wide = make_problem(rng, variant, 3, 3, I, 5, np.float64)
-    wide.arrays = {k: None if v is None else v.astype(np.float64) for k, v in problem.arrays.items()}
-    wide.mask = problem.mask
-    incoming = problem.random_incoming(rng)
-    fwd, cache = problem.forward(ops)
-    ref, ref_cache = wide.forward(reference)
-    ctx = f"[seed={seed}] {problem.describe()}"
-    for name, a, b in zip(["outputs", "h_last", "c_last"], fwd, ref):
-        _close(a, b, f"{name} {ctx}", TOL[dtype])
-    grads = problem.backward(ops, cache, incoming)
-    ref_grads = wide.backward(reference, ref_cache, tuple(g.astype(np.float64) for g in incoming))
-    for name, a, b in zip(input_names(problem.cell), grads, ref_grads):
-        _close(a, b, f"d{name} {ctx}", TOL[dtype])
+    check_against_reference(problem, rng, lambda a, b, what: _close(a, b, what, TOL[dtype]),
+                            f"[seed={seed}] {problem.describe()}")
