@@ -44,6 +44,7 @@ constexpr int kPanels = 4;        // most panels (vectors) per group
 constexpr int tile_rows(int panels) { return kTileVectors / panels; }
 // Vectors of the largest tile: 3 panels and a split slot.
 constexpr int kTileBufferVectors = tile_rows(3) * 4;
+static_assert(kTileBufferVectors >= tile_rows(4) * 4, "a tile buffer holds every tile shape");
 
 // K is walked in blocks whose panels (K-block x group) stay in L1 while every row tile of a
 // chunk of up to kChunkTiles tiles uses them.
