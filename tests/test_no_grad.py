@@ -49,6 +49,12 @@ def test_state_is_restored_after_an_error_and_nests():
             assert not fusedrnn.is_grad_enabled()
             raise KeyError("x")
     assert fusedrnn.is_grad_enabled()
+    same = no_grad()  # one instance entered twice
+    with same:
+        with same:
+            assert not fusedrnn.is_grad_enabled()
+        assert not fusedrnn.is_grad_enabled()
+    assert fusedrnn.is_grad_enabled()
 
 
 def test_decorator_and_other_threads(rng):

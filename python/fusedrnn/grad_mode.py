@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import threading
 from types import TracebackType
-from typing import Any, Callable, Optional, Type, TypeVar
+from typing import Any, Callable, List, Optional, Type, TypeVar
 
 _state = threading.local()
 
@@ -30,14 +30,17 @@ def is_grad_enabled() -> bool:
 class no_grad:  # noqa: N801 (a context manager named like the function it stands for, as in PyTorch)
     """Context manager (and decorator) under which layer calls keep no cache for backward."""
 
+    def __init__(self) -> None:
+        self._before: List[bool] = []  # one entry per active `with` (an instance may be re-entered)
+
     def __enter__(self) -> "no_grad":
-        self._before = is_grad_enabled()
+        self._before.append(is_grad_enabled())
         _state.enabled = False
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
-        _state.enabled = self._before
+        _state.enabled = self._before.pop()
 
     def __call__(self, fn: F) -> F:
         @functools.wraps(fn)
