@@ -59,6 +59,36 @@ void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, i
   }
 }
 
+// Where the gate math of a group puts its gates: straight into the saved gates g (gate k at
+// g[k * H]), or, to stream them past the caches (a whole group: L units), first into `local`
+// (gate k at local[k * L]) and then with stream_gates().
+template <typename T, bool kStream>
+struct GateStore {
+  static constexpr int L = kLanes<T>;
+  alignas(64) T local[kPanels * L];
+  T* g;
+  int H;
+
+  T* at(int gate) { return kStream ? local + gate * L : g + gate * H; }
+  void finish(int gates) {
+    if constexpr (kStream)
+      for (int k = 0; k < gates; ++k) stream_vector(g + k * H, local + k * L);
+  }
+};
+
+// Runs f(store) with a GateStore for the saved gates g of a group of n units: streamed when
+// `stream` and the group is whole.
+template <typename T, typename F>
+inline void with_gate_store(bool stream, int n, int H, T* g, F&& f) {
+  if (stream && n == kLanes<T>) {
+    GateStore<T, true> s{{}, g, H};
+    f(s);
+  } else {
+    GateStore<T, false> s{{}, g, H};
+    f(s);
+  }
+}
+
 // Copies the share's rows of a step's gate gradients, columns [c0, c1), from the (B, T, G*H)
 // buffer dg into the thread's compact operand (same columns), for the products with U^T.
 template <typename T>
@@ -175,23 +205,28 @@ struct LstmCell {
     return {{PanelKind::kAll, 4, {0, 1, 2, 3}, {0, 1, 2, 3}, {0, 0, 0, 0}}};
   }
 
-  // pre: the i, f, c, o pre-activations of n units, L apart; bias and g (saved gates) H apart
-  // per gate; every pointer at the first of the units.
-  template <typename T>
+  // pre: the i, f, c, o pre-activations of n units, L apart; bias H apart per gate; `gates`
+  // takes the activated gates (GateStore); every pointer at the first of the units.
+  template <typename T, typename Store>
   static void forward_units(int n, int H, const T* __restrict pre, const T* __restrict bias, const T* __restrict cp,
-                            T* __restrict g, T* __restrict c, T* __restrict hn) {
+                            Store& gates, T* __restrict c, T* __restrict hn) {
     constexpr int L = kLanes<T>;
+    T* __restrict gi = gates.at(0);
+    T* __restrict gf = gates.at(1);
+    T* __restrict gc = gates.at(2);
+    T* __restrict go = gates.at(3);
     for (int l = 0; l < n; ++l) {
       const math::LstmGates<T> a = math::lstm_activate(pre[l] + bias[l], pre[L + l] + bias[H + l],
                                                        pre[2 * L + l] + bias[2 * H + l], pre[3 * L + l] + bias[3 * H + l]);
-      g[l] = a.i;
-      g[H + l] = a.f;
-      g[2 * H + l] = a.g;
-      g[3 * H + l] = a.o;
+      gi[l] = a.i;
+      gf[l] = a.f;
+      gc[l] = a.g;
+      go[l] = a.o;
       const T cn = math::lstm_cell_state(a, cp[l]);
       c[l] = cn;
       hn[l] = math::lstm_hidden(a, cn);
     }
+    gates.finish(4);
   }
 
   template <typename T>
@@ -220,7 +255,9 @@ struct LstmCell {
       T* c = st.aux(b);
       if (st.in.active(b, st.t)) {
         add_one_hot_input(st, w.plan(), b, u0, u1, pre);
-        forward_units(u1 - u0, H, pre, st.in.bias + u0, cp + u0, st.gates(b) + u0, c + u0, st.h_new(b) + u0);
+        with_gate_store(st.stream_gates, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
+          forward_units(u1 - u0, H, pre, st.in.bias + u0, cp + u0, gates, c + u0, st.h_new(b) + u0);
+        });
       } else {
         rows::carry(u0, u1, H, 4, st.h_prev(b), st.gates(b), st.h_new(b));
         for (int j = u0; j < u1; ++j) c[j] = cp[j];
@@ -273,23 +310,28 @@ struct GruCell {
   }
 
   // reset_after=True: z, r, hh and h of n units from pre (z, r, x_h, h_h pre-activations, L
-  // apart, without biases); bi, br the input and recurrent biases; g and rh saved.
-  template <typename T>
+  // apart, without biases); bi, br the input and recurrent biases; `gates` (GateStore) and rh
+  // saved.
+  template <typename T, typename Store>
   static void forward_units_after(int n, int H, const T* __restrict pre, const T* __restrict bi,
-                                  const T* __restrict br, const T* __restrict hp, T* __restrict g, T* __restrict rh,
+                                  const T* __restrict br, const T* __restrict hp, Store& gates, T* __restrict rh,
                                   T* __restrict hn) {
     constexpr int L = kLanes<T>;
+    T* __restrict gz = gates.at(0);
+    T* __restrict gr = gates.at(1);
+    T* __restrict gh = gates.at(2);
     for (int l = 0; l < n; ++l) {
       const T z = math::sigmoid((pre[l] + bi[l]) + br[l]);
       const T r = math::sigmoid((pre[L + l] + bi[H + l]) + br[H + l]);
       const T rec = pre[3 * L + l] + br[2 * H + l];
       const T hh = math::tanh_((pre[2 * L + l] + bi[2 * H + l]) + r * rec);
       rh[l] = rec;
-      g[l] = z;
-      g[H + l] = r;
-      g[2 * H + l] = hh;
+      gz[l] = z;
+      gr[l] = r;
+      gh[l] = hh;
       hn[l] = math::gru_hidden(z, hh, hp[l]);
     }
+    gates.finish(3);
   }
 
   // reset_after=False, first product: z and r, the candidate's input term x_h + b_h (kept in
@@ -373,8 +415,10 @@ struct GruCell {
         T* rh = st.aux(b);
         if (st.in.active(b, st.t)) {
           add_one_hot_input(st, w.plan(), b, u0, u1, pre);
-          forward_units_after(u1 - u0, H, pre, st.in.bias + u0, st.in.recurrent_bias + u0, st.h_prev(b) + u0,
-                              st.gates(b) + u0, rh + u0, st.h_new(b) + u0);
+          with_gate_store(st.stream_gates, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
+            forward_units_after(u1 - u0, H, pre, st.in.bias + u0, st.in.recurrent_bias + u0, st.h_prev(b) + u0,
+                                gates, rh + u0, st.h_new(b) + u0);
+          });
         } else {
           rows::carry(u0, u1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));
           for (int j = u0; j < u1; ++j) rh[j] = T(0);

@@ -31,6 +31,7 @@
 
 #include "cpu/panel_gemm.h"
 #include "cpu/recurrent.h"
+#include "cpu/stream_store.h"
 #include "cpu/workspace.h"
 
 namespace fusedrnn {
@@ -53,6 +54,7 @@ struct ForwardStep {
   T* h_next = nullptr;            // where the new state goes: hprev row of the next step or h_last
   int h_next_ld = 0;
   T* scratch = nullptr;           // share.rows.size() * H values, private to the thread
+  bool stream_gates = false;      // store the saved gates past the caches (stream_store.h)
 
   long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) input row
   long saved_row(int b) const { return saved.row(b, t); }                        // (b, t) saved row
@@ -179,6 +181,9 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     weight_bytes += values * static_cast<long>(sizeof(T));
   }
   const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);
+  // A cache for the backward pass larger than the caches: its gates are streamed to memory.
+  const bool stream = saved.slots == S &&
+                      static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
   for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
 
 #pragma omp parallel num_threads(region_threads())
@@ -208,6 +213,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
       st.lda = lda;
       st.per_gate = per_gate;
       st.scratch = scratch.data();
+      st.stream_gates = stream;
       if (s + 1 < S) {
         st.h_next = saved.hprev + saved.row(0, in.time_of_step(s + 1)) * H;
         st.h_next_ld = saved.slots * H;
@@ -235,6 +241,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
       }
       step_barrier(st);
     }
+    if (stream) stream_fence();  // the saved gates are read by other threads later
   }
 }
 
