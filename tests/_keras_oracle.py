@@ -160,6 +160,14 @@ class Problem:
         return tuple(rng.standard_normal(s).astype(self.dtype) for s in shapes)
 
 
+def close_to_scale(ours, theirs, what, rtol):
+    """Asserts max |ours - theirs| <= rtol * max |theirs| (one scale for the whole array)."""
+    theirs = np.asarray(theirs, np.float64)
+    scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-30)
+    err = float(np.max(np.abs(np.asarray(ours, np.float64) - theirs), initial=0.0))
+    assert err <= rtol * scale, f"{what}: max error {err:.3g}, scale {scale:.3g}"
+
+
 def check_against_reference(problem, rng, close, ctx):
     """Runs `problem` through fusedrnn.ops and a float64 copy of it through fusedrnn.reference,
     forward and then backward with one random incoming gradient, and calls
