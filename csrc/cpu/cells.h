@@ -65,9 +65,11 @@ void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, i
 template <typename T, bool kStream>
 struct GateStore {
   static constexpr int L = kLanes<T>;
-  alignas(64) T local[kPanels * L];
+  GateStore(T* saved, int units) : g(saved), H(units) {}
+
   T* g;
   int H;
+  alignas(64) T local[kStream ? kPanels * L : 1];  // written by the gate math before it is read
 
   T* at(int gate) { return kStream ? local + gate * L : g + gate * H; }
   void finish(int gates) {
@@ -81,10 +83,10 @@ struct GateStore {
 template <typename T, typename F>
 inline void with_gate_store(bool stream, int n, int H, T* g, F&& f) {
   if (stream && n == kLanes<T>) {
-    GateStore<T, true> s{{}, g, H};
+    GateStore<T, true> s(g, H);
     f(s);
   } else {
-    GateStore<T, false> s{{}, g, H};
+    GateStore<T, false> s(g, H);
     f(s);
   }
 }

@@ -181,10 +181,10 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     weight_bytes += values * static_cast<long>(sizeof(T));
   }
   const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);
+  for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
   // A cache for the backward pass larger than the caches: its gates are streamed to memory.
   const bool stream = saved.slots == S &&
                       static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
-  for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
 
 #pragma omp parallel num_threads(region_threads())
   {

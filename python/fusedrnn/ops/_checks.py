@@ -35,6 +35,13 @@ def check_float(name: str, a: Any, dtype: Optional[np.dtype] = None) -> np.ndarr
     return a
 
 
+def check_flag(name: str, a: Any) -> bool:
+    """A True/False argument (Python or NumPy bool)."""
+    if not isinstance(a, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {a!r}")
+    return bool(a)
+
+
 def check_shape(name: str, a: np.ndarray, shape: Sequence[int], what: str = "") -> None:
     """Exact shape match; `what` explains the expected axes, e.g. '(batch, units)'."""
     if tuple(a.shape) != tuple(shape):

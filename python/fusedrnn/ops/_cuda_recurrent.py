@@ -20,6 +20,7 @@ import numpy as np
 
 from fusedrnn import _device
 from fusedrnn._device import DeviceArray
+from fusedrnn.ops._checks import check_flag
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -334,9 +335,7 @@ def _mask_3d(m: Optional[Tuple[DeviceArray, int]], batch: int) -> Any:
 
 def _kept(cache, keep_cache):
     """The cache, or None with keep_cache=False (the CUDA kernels still save every step)."""
-    if not isinstance(keep_cache, (bool, np.bool_)):
-        raise TypeError(f"keep_cache: expected True or False, got {keep_cache!r}")
-    return cache if keep_cache else None
+    return cache if check_flag("keep_cache", keep_cache) else None
 
 
 def rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, activation="tanh",

@@ -87,8 +87,7 @@ def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel:
              mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
              recurrent_dropout_mask: Any, keep_cache: bool
              ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[RecurrentCache]]:
-    if not isinstance(keep_cache, (bool, np.bool_)):
-        raise TypeError(f"keep_cache: expected True or False, got {keep_cache!r}")
+    keep_cache = chk.check_flag("keep_cache", keep_cache)
     if _device.any_cuda_array(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask):
         from fusedrnn.ops import _cuda_recurrent
 
@@ -141,7 +140,7 @@ def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel:
 
     outputs, h_last, c_last, saved_gates, hprev, aux = _C.recurrent_forward(
         cell, x, h0, c0, kernel, recurrent_kernel, bias, mask_u8, dmask, rmask, go_backwards, activation,
-        bool(reset_after), bool(keep_cache))
+        bool(reset_after), keep_cache)
     if not keep_cache:
         return outputs, h_last, c_last, None
     cache = RecurrentCache(cell, activation, bool(reset_after), go_backwards, x, h0, c0, kernel,
