@@ -20,6 +20,13 @@ void set_num_threads(int n);
 // it finds): the kernels call BLAS from each of their own threads.
 int region_threads();
 
+// Tells the core that the thread is spinning on a flag (frees resources for a sibling thread).
+inline void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // Half-open range [begin, end) of a split of `n` items between `parts` workers, with every
 // boundary but the last on a multiple of `align` (keeps vector loops and GEMM panels whole).
 struct Range {

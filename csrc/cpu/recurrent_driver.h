@@ -11,7 +11,9 @@
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
 // gradients into its share of dh (a GEMM against its rows of the recurrent kernel) and runs the
 // cell's fused gate backward (plus a barrier per step when the units are split); afterwards the
-// weight and input gradients of all steps are a few large split GEMMs.
+// weight and input gradients of all steps are a few large GEMMs: each thread computes its share
+// of the weight gradients, then the threads claim blocks of rows of dx one at a time, so that a
+// thread the machine holds up (a busy virtual CPU) takes fewer of them.
 //
 // A Cell policy provides:
 //   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's share
@@ -273,6 +275,10 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   T* partials = by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
   const long scratch_values = rows_bt * std::max(in.input_size, H);
   T* grad_scratch = ws.take<T>(static_cast<size_t>(threads) * scratch_values);
+  // dx in blocks of about 256 rows (a few per thread), claimed in order; a block may hold rows
+  // of another thread's sequences, so claims start once every thread has left the time loop.
+  const int dx_blocks = threads == 1 ? 1 : static_cast<int>(std::clamp<long>(rows_bt / 256, threads, 8L * threads));
+  std::atomic<int> dx_claimed{0}, loops_left{threads};
 
 #pragma omp parallel num_threads(threads)
   {
@@ -305,12 +311,18 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
         if (grads.dc0) grads.dc0[b * H + j] = dc[b * H + j];
       }
     }
-    // Weight gradients and dx (the gate gradients of every step are complete: the last step
-    // ended at its barrier, or each thread computed its own rows).
+    loops_left.fetch_sub(1, std::memory_order_release);
+    // The thread's share of the weight gradients (the gate gradients it needs are complete: the
+    // last step ended at its barrier, or it computed its own rows), then the claimed dx blocks.
+    auto input_gradient_blocks = [&] {
+      while (loops_left.load(std::memory_order_acquire) > 0) spin_pause();
+      for (int k; (k = dx_claimed.fetch_add(1, std::memory_order_relaxed)) < dx_blocks;)
+        input_gradient_rows(split_range(static_cast<int>(rows_bt), k, dx_blocks, 1), in, dgx, grads.dx,
+                            st.grad_scratch);
+    };
     const WeightGrads<T> outputs{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias};
     if (share.by_batch) {
       const Range r{rows.begin * S, rows.end * S};
-      input_gradient_rows(r, in, dgx, grads.dx, st.grad_scratch);
       T* part = tid == 0 ? nullptr : partials + (tid - 1) * partial_stride;
       const long recurrent_at = dense_kernel, bias_at = recurrent_at + static_cast<long>(H) * GH;
       const WeightGrads<T> mine =
@@ -318,6 +330,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
                    : WeightGrads<T>{in.ids ? nullptr : part, part + recurrent_at, part + bias_at,
                                     grads.drecurrent_bias ? part + bias_at + GH : nullptr};
       cell.parameter_grads(st, r, Range{0, GH}, mine);
+      input_gradient_blocks();
 #pragma omp barrier
       if (nt > 1) {
         sum_partials_share(tid, nt, grads.dkernel, partials, nt - 1, partial_stride, dense_kernel);
@@ -328,8 +341,8 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
           sum_partials_share(tid, nt, grads.drecurrent_bias, partials + bias_at + GH, nt - 1, partial_stride, GH);
       }
     } else {
-      input_gradient_rows(split_range(static_cast<int>(rows_bt), tid, nt, 1), in, dgx, grads.dx, st.grad_scratch);
       cell.parameter_grads(st, Range{0, static_cast<int>(rows_bt)}, split_range(GH, tid, nt), outputs);
+      input_gradient_blocks();
     }
     if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel);
   }
