@@ -2,7 +2,6 @@
 
 Testing only: 'device memory' is host memory, which the emulated runtime and cuBLAS read and
 write directly. Just what fusedrnn and tests/test_cuda_recurrent.py use."""
-import contextlib
 import types
 
 import numpy as np
