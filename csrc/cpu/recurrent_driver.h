@@ -4,9 +4,11 @@
 // (panel_gemm.h); then per step each thread runs the cell's step for its share (StepShare: its
 // batch rows and hidden units: one product [x_t | h_{t-1}] x weights for those gate columns,
 // fused with the gate math) and writes the new state and its outputs. When the threads split
-// the batch, nothing is shared inside the time loop; when they split the units, they meet at
-// one barrier per step, and (cells without a barrier inside their step) claim the step's groups
-// of units one at a time rather than each taking a fixed half.
+// the batch, nothing is shared inside the time loop (and with more blocks of 16 sequences than
+// threads, each thread runs the time loop on one claimed block at a time, so that a thread the
+// machine holds up does fewer); when they split the units, they meet at one barrier per step,
+// and (cells without a barrier inside their step) claim the step's groups of units one at a
+// time rather than each taking a fixed half.
 //
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
 // gradients into its share of dh (a GEMM against its rows of the recurrent kernel) and runs the
@@ -29,6 +31,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "cpu/panel_gemm.h"
@@ -188,60 +191,100 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const bool stream = saved.slots == S &&
                       static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
 
-#pragma omp parallel num_threads(region_threads())
+  // Under a batch split with more blocks of kForwardBlockRows sequences than threads, each
+  // thread runs the whole time loop on one block at a time: first the blocks of its own share of
+  // the batch (the rows the backward pass gives it), then, once they are done, those still left
+  // in the other threads' shares, so that a thread the machine holds up does fewer. The blocks
+  // of each share are claimed in order through its counter `next_block[share]`. (The outputs do
+  // not depend on which thread computes a row.)
+  const int threads = region_threads();
+  const int row_blocks = (B + kForwardBlockRows - 1) / kForwardBlockRows;
+  const bool claims_rows = threads > 1 && step_share(B, H, weight_bytes, 0, threads).by_batch && row_blocks > threads;
+  const std::unique_ptr<std::atomic<int>[]> next_block(claims_rows ? new std::atomic<int>[threads] : nullptr);
+  for (int i = 0; claims_rows && i < threads; ++i)
+    next_block[i].store(split_range(row_blocks, i, threads, 1).begin, std::memory_order_relaxed);
+
+#pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
-    const Range own = share.units, rows = share.rows;
+    const Range own = share.units;
     const bool claim = claims && !share.by_batch;
     for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w, claim);
     const int lda = weights[0].kx() + H;
-    std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * rows.size() * lda);
-    std::vector<T> scratch(static_cast<size_t>(rows.size()) * H);
-
+    const int most_rows = claims_rows ? kForwardBlockRows : share.rows.size();
+    std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * most_rows * lda);
+    std::vector<T> scratch(static_cast<size_t>(most_rows) * H);
     const int t0 = in.time_of_step(0);
-    for (int b = rows.begin; b < rows.end; ++b)
-      for (int j = own.begin; j < own.end; ++j)
-        saved.hprev[saved.row(b, t0) * H + j] = in.h0[b * H + j];
-#pragma omp barrier
+    auto start_rows = [&](Range rows) {  // h_0 into the saved state of the first step
+      for (int b = rows.begin; b < rows.end; ++b)
+        for (int j = own.begin; j < own.end; ++j) saved.hprev[saved.row(b, t0) * H + j] = in.h0[b * H + j];
+    };
+    if (!claims_rows) start_rows(share.rows);
+#pragma omp barrier  // the packed weights (and, under a unit split, every unit of h_0) are ready
 
-    for (int s = 0; s < S; ++s) {
-      ForwardStep<T> st{in, saved, out, weights.data()};
-      st.s = s;
-      st.t = in.time_of_step(s);
-      st.share = share;
-      build_operands(in, share, st.t, saved, per_gate, lda, operand.data());
-      st.operand = operand.data();
-      st.lda = lda;
-      st.per_gate = per_gate;
-      st.scratch = scratch.data();
-      st.stream_gates = stream;
-      if (s + 1 < S) {
-        st.h_next = saved.hprev + saved.row(0, in.time_of_step(s + 1)) * H;
-        st.h_next_ld = saved.slots * H;
-      } else {
-        st.h_next = out.h_last;
-        st.h_next_ld = H;
+    // The batch rows the time loop runs on next: the thread's share once, or the next block it
+    // claims (its own share's first, then the others').
+    const int first_share = claims_rows && claim_others_first() ? 1 : 0;  // a test hook
+    int share_i = 0;
+    bool share_done = false;
+    auto next_rows = [&](Range& rows) {
+      if (!claims_rows) {
+        rows = share.rows;
+        return !std::exchange(share_done, true);
       }
-      // The step for units `u`: the cell's product and gate math, then the outputs.
-      auto step_units = [&](Range u) {
-        st.share.units = u;
-        cell.forward_step(st);
-        for (int b = rows.begin; b < rows.end; ++b) {
-          const bool seen = s >= first[b];
-          const T* hn = st.h_new(b);
-          T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
-          for (int j = u.begin; j < u.end; ++j) o[j] = seen ? hn[j] : T(0);
+      for (; share_i < nt; ++share_i) {
+        const int owner = (tid + first_share + share_i) % nt;
+        const int k = next_block[owner].fetch_add(1, std::memory_order_relaxed);
+        if (k < split_range(row_blocks, owner, nt, 1).end) {
+          rows = Range{k * kForwardBlockRows, std::min(B, (k + 1) * kForwardBlockRows)};
+          start_rows(rows);
+          return true;
         }
-      };
-      if (claim) {
-        const int width = weights[0].group_units(), groups = weights[0].groups();
-        for (int g; (g = claimed[s].fetch_add(1, std::memory_order_relaxed)) < groups;)
-          step_units(Range{g * width, std::min(H, (g + 1) * width)});
-      } else {
-        step_units(own);
       }
-      step_barrier(st);
+      return false;
+    };
+    for (Range rows; next_rows(rows);) {
+      StepShare mine = share;
+      mine.rows = rows;
+      for (int s = 0; s < S; ++s) {
+        ForwardStep<T> st{in, saved, out, weights.data()};
+        st.s = s;
+        st.t = in.time_of_step(s);
+        st.share = mine;
+        build_operands(in, mine, st.t, saved, per_gate, lda, operand.data());
+        st.operand = operand.data();
+        st.lda = lda;
+        st.per_gate = per_gate;
+        st.scratch = scratch.data();
+        st.stream_gates = stream;
+        if (s + 1 < S) {
+          st.h_next = saved.hprev + saved.row(0, in.time_of_step(s + 1)) * H;
+          st.h_next_ld = saved.slots * H;
+        } else {
+          st.h_next = out.h_last;
+          st.h_next_ld = H;
+        }
+        // The step for units `u`: the cell's product and gate math, then the outputs.
+        auto step_units = [&](Range u) {
+          st.share.units = u;
+          cell.forward_step(st);
+          for (int b = rows.begin; b < rows.end; ++b) {
+            const bool seen = s >= first[b];
+            const T* hn = st.h_new(b);
+            T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
+            for (int j = u.begin; j < u.end; ++j) o[j] = seen ? hn[j] : T(0);
+          }
+        };
+        if (claim) {
+          const int width = weights[0].group_units(), groups = weights[0].groups();
+          for (int g; (g = claimed[s].fetch_add(1, std::memory_order_relaxed)) < groups;)
+            step_units(Range{g * width, std::min(H, (g + 1) * width)});
+        } else {
+          step_units(own);
+        }
+        step_barrier(st);
+      }
     }
     if (stream) stream_fence();  // the saved gates are read by other threads later
   }
