@@ -56,3 +56,32 @@ def test_kernels_keep_their_blas_single_threaded(rng):
         libs = ours()
         assert libs, "fusedrnn's OpenBLAS is not loaded"
         assert all(lib["num_threads"] == 1 for lib in libs)
+
+
+def test_a_region_given_fewer_threads_than_asked_still_covers_every_row():
+    """OMP_THREAD_LIMIT=1 gives every parallel region one thread although two are asked for:
+    the claimed blocks of the batch (forward) and of dx (backward) must all still be done by
+    the one thread, with the same results as one thread asked for, and nothing may wait for a
+    thread that never came (the subprocess has a timeout)."""
+    script = """
+import numpy as np, fusedrnn
+from fusedrnn import ops
+rng = np.random.default_rng(7)
+B, T, I, H = 40, 6, 5, 24
+x = rng.standard_normal((B, T, I)).astype(np.float32)
+k = rng.standard_normal((I, 4 * H)).astype(np.float32) * 0.3
+r = rng.standard_normal((H, 4 * H)).astype(np.float32) * 0.3
+b = rng.standard_normal(4 * H).astype(np.float32)
+dy = rng.standard_normal((B, T, H)).astype(np.float32)
+results = []
+for n in (2, 1):
+    fusedrnn.set_num_threads(n)
+    y, h, c, cache = ops.lstm_forward(x, None, None, k, r, b)
+    results.append([y, h, c, *ops.lstm_backward(cache, dy, None, None)])
+for a, b_ in zip(*results):
+    assert np.array_equal(a, b_) and np.isfinite(a).all()
+print("ok")
+"""
+    env = dict(os.environ, OMP_THREAD_LIMIT="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -17,9 +17,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_poison_outputs", &fusedrnn::cpu::set_poison_outputs, py::arg("on"),
         "Test hook: fill every array the kernels allocate with NaN before they write it.");
   m.def("get_poison_outputs", &fusedrnn::cpu::poison_outputs);
-  m.def("set_claim_others_first", &fusedrnn::cpu::set_claim_others_first, py::arg("on"),
-        "Test hook: in a forward pass that splits the batch into claimed blocks, each thread starts "
-        "with the blocks of the other threads' shares.");
+  m.def("set_claim_others_first", &fusedrnn::cpu::BlockClaims::set_claim_others_first, py::arg("on"),
+        "Test hook: where the threads claim blocks of the batch, each starts with the blocks of "
+        "the other threads' shares.");
 
   fusedrnn::bindings::register_recurrent(m);
   fusedrnn::bindings::register_attention(m);

@@ -11,7 +11,12 @@ std::atomic<int>& thread_setting() {
   static std::atomic<int> n{omp_get_max_threads()};
   return n;
 }
+
+std::atomic<bool> g_claim_others_first{false};
 }  // namespace
+
+bool BlockClaims::claim_others_first() { return g_claim_others_first.load(std::memory_order_relaxed); }
+void BlockClaims::set_claim_others_first(bool on) { g_claim_others_first.store(on); }
 
 int num_threads() { return thread_setting().load(); }
 

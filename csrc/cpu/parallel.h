@@ -5,6 +5,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 
 #include "cpu/blas.h"
 
@@ -43,6 +45,51 @@ inline Range split_range(int n, int part, int parts, int align = 16) {
   const int count = per + (part < extra ? 1 : 0);
   return {std::min(n, first * align), std::min(n, (first + count) * align)};
 }
+
+// Blocks of `block` items (batch rows) that the threads of a region claim one at a time: each
+// first the blocks of its own share (split_range of the blocks over `threads` shares), in order,
+// then, once they are done, whatever is left of the other shares. Threads the machine holds up thus do
+// fewer blocks, while a balanced run keeps each thread on its own share. Every thread keeps a
+// Cursor of its own.
+class BlockClaims {
+ public:
+  struct Cursor {
+    int tid;
+    int visited = 0;  // shares already emptied
+  };
+
+  BlockClaims(int items, int block, int threads)
+      : items_(items), block_(block), blocks_((items + block - 1) / block), threads_(threads),
+        next_(new std::atomic<int>[threads]) {
+    for (int i = 0; i < threads; ++i) next_[i].store(split_range(blocks_, i, threads, 1).begin, std::memory_order_relaxed);
+  }
+
+  int blocks() const { return blocks_; }
+
+  // The next block for the cursor's thread (false when none is left).
+  bool next(Cursor& c, Range& items) {
+    // Every share is visited, also where the region has fewer threads than were asked for.
+    const int first_share = claim_others_first() ? 1 : 0;
+    for (; c.visited < threads_; ++c.visited) {
+      const int owner = (c.tid + first_share + c.visited) % threads_;
+      const int k = next_[owner].fetch_add(1, std::memory_order_relaxed);
+      if (k < split_range(blocks_, owner, threads_, 1).end) {
+        items = Range{k * block_, std::min(items_, (k + 1) * block_)};
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Test hook: every thread starts with the next thread's share, so that every block goes down
+  // the path of a block taken from another thread.
+  static bool claim_others_first();
+  static void set_claim_others_first(bool on);
+
+ private:
+  int items_, block_, blocks_, threads_;
+  std::unique_ptr<std::atomic<int>[]> next_;
+};
 
 // Inside a parallel region: thread `tid` of `nt` computes its share of
 // C[M,N] = alpha * op(A) op(B) + beta * C, split along the longer of M and N.

@@ -162,6 +162,12 @@ void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, 
   }
 }
 
+// Whether the threads of a batch split claim blocks of kBlockRows sequences (BlockClaims): when
+// there are more blocks than threads.
+inline bool claims_row_blocks(int batch, bool by_batch, int threads) {
+  return threads > 1 && by_batch && (batch + kBlockRows - 1) / kBlockRows > threads;
+}
+
 template <typename Cell, typename T>
 void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                  const ForwardOutputs<T>& out) {
@@ -191,18 +197,12 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const bool stream = saved.slots == S &&
                       static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
 
-  // Under a batch split with more blocks of kForwardBlockRows sequences than threads, each
-  // thread runs the whole time loop on one block at a time: first the blocks of its own share of
-  // the batch (the rows the backward pass gives it), then, once they are done, those still left
-  // in the other threads' shares, so that a thread the machine holds up does fewer. The blocks
-  // of each share are claimed in order through its counter `next_block[share]`. (The outputs do
-  // not depend on which thread computes a row.)
+  // Under a batch split with more blocks of kBlockRows sequences than threads, each thread runs
+  // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
+  // on which thread computes a row.
   const int threads = region_threads();
-  const int row_blocks = (B + kForwardBlockRows - 1) / kForwardBlockRows;
-  const bool claims_rows = threads > 1 && step_share(B, H, weight_bytes, 0, threads).by_batch && row_blocks > threads;
-  const std::unique_ptr<std::atomic<int>[]> next_block(claims_rows ? new std::atomic<int>[threads] : nullptr);
-  for (int i = 0; claims_rows && i < threads; ++i)
-    next_block[i].store(split_range(row_blocks, i, threads, 1).begin, std::memory_order_relaxed);
+  const bool claims_rows = claims_row_blocks(B, step_share(B, H, weight_bytes, 0, threads).by_batch, threads);
+  BlockClaims row_blocks(B, kBlockRows, threads);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -212,7 +212,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     const bool claim = claims && !share.by_batch;
     for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w, claim);
     const int lda = weights[0].kx() + H;
-    const int most_rows = claims_rows ? kForwardBlockRows : share.rows.size();
+    const int most_rows = claims_rows ? kBlockRows : share.rows.size();
     std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * most_rows * lda);
     std::vector<T> scratch(static_cast<size_t>(most_rows) * H);
     const int t0 = in.time_of_step(0);
@@ -223,26 +223,17 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     if (!claims_rows) start_rows(share.rows);
 #pragma omp barrier  // the packed weights (and, under a unit split, every unit of h_0) are ready
 
-    // The batch rows the time loop runs on next: the thread's share once, or the next block it
-    // claims (its own share's first, then the others').
-    const int first_share = claims_rows && claim_others_first() ? 1 : 0;  // a test hook
-    int share_i = 0;
+    // The batch rows the time loop runs on next: the thread's share once, or claimed blocks.
+    BlockClaims::Cursor cursor{tid};
     bool share_done = false;
     auto next_rows = [&](Range& rows) {
       if (!claims_rows) {
         rows = share.rows;
         return !std::exchange(share_done, true);
       }
-      for (; share_i < nt; ++share_i) {
-        const int owner = (tid + first_share + share_i) % nt;
-        const int k = next_block[owner].fetch_add(1, std::memory_order_relaxed);
-        if (k < split_range(row_blocks, owner, nt, 1).end) {
-          rows = Range{k * kForwardBlockRows, std::min(B, (k + 1) * kForwardBlockRows)};
-          start_rows(rows);
-          return true;
-        }
-      }
-      return false;
+      if (!row_blocks.next(cursor, rows)) return false;
+      start_rows(rows);
+      return true;
     };
     for (Range rows; next_rows(rows);) {
       StepShare mine = share;
@@ -326,6 +317,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (tid == 0 && nt < threads) loops_left.fetch_sub(threads - nt);  // a region given fewer threads
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
     pack_share(tid, nt, share, weights_t);

@@ -8,7 +8,6 @@ namespace cpu {
 
 namespace {
 std::atomic<bool> g_poison{false};
-std::atomic<bool> g_others_first{false};
 
 // dst[row - r.begin, :] = src[b, t, :] * m[b, :] for the rows r = (b, t) of a (B*T, d) matrix.
 template <typename T>
@@ -34,8 +33,6 @@ void column_sums(Range r, const T* a, int cols, int lda, T* out) {
 
 bool poison_outputs() { return g_poison.load(); }
 void set_poison_outputs(bool on) { g_poison.store(on); }
-bool claim_others_first() { return g_others_first.load(); }
-void set_claim_others_first(bool on) { g_others_first.store(on); }
 
 namespace {
 // Calls f(g_begin, g_end, c_begin, c_end) for each run of consecutive gates in [g0, g1) that

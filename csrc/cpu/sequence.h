@@ -68,9 +68,9 @@ struct StepShare {
 // weights a step multiplies fit in a core's L2 cache: every thread then reads all of them each
 // step. Larger weights are split by units, so that each core streams only its own share.
 constexpr int kMinRowsPerThread = 4;
-// Rows per block of sequences that the threads of a batch-split forward pass claim (when there
-// are more blocks than threads): three row tiles of the panel kernel (6 + 5 + 5).
-constexpr int kForwardBlockRows = 16;
+// Sequences per block that the threads of a batch split claim (BlockClaims) when there are more
+// blocks than threads: three row tiles of the panel kernel (6 + 5 + 5).
+constexpr int kBlockRows = 16;
 constexpr long kBatchSplitWeightBytes = 1536 * 1024;
 // Unit splits fall on multiples of this: whole groups of every packed layout (panel_gemm.h).
 constexpr int kUnitAlign = 64;
@@ -176,10 +176,6 @@ void sum_partials_share(int tid, int nt, T* out, const T* parts, int n_parts, lo
 // Fills a buffer with NaN when output poisoning is on (a test hook, see bindings).
 bool poison_outputs();
 void set_poison_outputs(bool on);
-// Test hook: the threads of a forward pass that claim blocks of sequences start with the other
-// threads' shares, so that every block goes down the path a slow thread's blocks take.
-bool claim_others_first();
-void set_claim_others_first(bool on);
 
 }  // namespace cpu
 }  // namespace fusedrnn
