@@ -162,12 +162,6 @@ void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, 
   }
 }
 
-// Whether the threads of a batch split claim blocks of kBlockRows sequences (BlockClaims): when
-// there are more blocks than threads.
-inline bool claims_row_blocks(int batch, bool by_batch, int threads) {
-  return threads > 1 && by_batch && (batch + kBlockRows - 1) / kBlockRows > threads;
-}
-
 template <typename Cell, typename T>
 void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                  const ForwardOutputs<T>& out) {
@@ -201,8 +195,9 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
   // on which thread computes a row.
   const int threads = region_threads();
-  const bool claims_rows = claims_row_blocks(B, step_share(B, H, weight_bytes, 0, threads).by_batch, threads);
   BlockClaims row_blocks(B, kBlockRows, threads);
+  const bool claims_rows =
+      threads > 1 && step_share(B, H, weight_bytes, 0, threads).by_batch && row_blocks.blocks() > threads;
 
 #pragma omp parallel num_threads(threads)
   {
