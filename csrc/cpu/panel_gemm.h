@@ -135,25 +135,17 @@ class PanelMatrix {
   bool packed() const { return data_ != nullptr; }
 
   // Packs groups [g_begin, g_end) (zero where a panel has no gate or passes the last unit).
-  // Threads may fill disjoint groups at the same time.
+  // Threads may fill disjoint groups at the same time. A row-major source is read row by row
+  // (row k of every group, then row k + 1), a transposed one group by group (its units' rows of
+  // the source, each read along k): either way the reads run along the source's memory, which
+  // for weights larger than the caches is twice as fast as reading them across.
   void fill(int g_begin, int g_end) const {
-    const int width = group_units(), P = plan_.panels;
-    const long us = source_.unit_stride;
-    for (int g = g_begin; g < g_end; ++g) {
-      T* dst = group(g);
-      for (int kk = 0; kk < k_; ++kk) {
-        for (int p = 0; p < P; ++p) {
-          T* d = dst + (static_cast<long>(kk) * P + p) * L;
-          const int gate = kk < kx_ ? plan_.x_gate[p] : plan_.h_gate[p];
-          const int u0 = g * width + plan_.unit_block[p] * L;
-          const int n = gate < 0 ? 0 : std::max(0, std::min(L, units_ - u0));
-          const T* src = n > 0 ? source_.column(kk, kx_, gate) + u0 * us : nullptr;
-          if (us == 1) std::copy(src, src + n, d);
-          else
-            for (int l = 0; l < n; ++l) d[l] = src[l * us];
-          std::fill(d + n, d + L, T(0));
-        }
-      }
+    if (source_.unit_stride == 1) {
+      for (int kk = 0; kk < k_; ++kk)
+        for (int g = g_begin; g < g_end; ++g) fill_row(g, kk);
+    } else {
+      for (int g = g_begin; g < g_end; ++g)
+        for (int kk = 0; kk < k_; ++kk) fill_row(g, kk);
     }
   }
 
@@ -171,6 +163,24 @@ class PanelMatrix {
 
  private:
   T* group(int g) const { return data_ + static_cast<long>(g) * k_ * plan_.panels * L; }
+
+  // Row kk of group g: its panels' L values each.
+  void fill_row(int g, int kk) const {
+    const int P = plan_.panels;
+    const long us = source_.unit_stride;
+    for (int p = 0; p < P; ++p) {
+      T* d = group(g) + (static_cast<long>(kk) * P + p) * L;
+      const int gate = kk < kx_ ? plan_.x_gate[p] : plan_.h_gate[p];
+      const int u0 = g * group_units() + plan_.unit_block[p] * L;
+      const int n = gate < 0 ? 0 : std::max(0, std::min(L, units_ - u0));
+      const T* src = n > 0 ? source_.column(kk, kx_, gate) + u0 * us : nullptr;
+      if (us == 1 && n == L) std::memcpy(d, src, sizeof(T) * L);  // a fixed-size copy, inlined
+      else if (us == 1) std::copy(src, src + n, d);
+      else
+        for (int l = 0; l < n; ++l) d[l] = src[l * us];
+      std::fill(d + n, d + L, T(0));
+    }
+  }
 
   template <typename Consume>
   void multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
