@@ -38,8 +38,10 @@ FUSEDRNN_HD float exp_(float x) {
   // exp(x) = 2^n * exp(r), x = n*ln2 + r, |r| <= ln2/2; exp(r) by its Taylor series to r^7
   // (truncation error < 1e-8 relative on that interval).
   x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  // Round to nearest by the 1.5 * 2^23 trick: it vectorises where nearbyint may not.
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // Round to nearest by the 1.5 * 2^23 trick: it vectorises where nearbyint may not. The sum's
+  // low mantissa bits then hold n as an integer (0x4B400000 + n), which gives 2^n below.
+  const float shifted = x * 1.44269504088896341f + 12582912.0f;
+  const float n = shifted - 12582912.0f;
   const float r = std::fma(n, -0.693145751953125f, std::fma(n, -1.428606765330187e-06f, x));
   float p = 1.0f / 5040.0f;
   p = std::fma(p, r, 1.0f / 720.0f);
@@ -49,8 +51,10 @@ FUSEDRNN_HD float exp_(float x) {
   p = std::fma(p, r, 0.5f);
   p = std::fma(p, r, 1.0f);
   p = std::fma(p, r, 1.0f);
-  // Scale by 2^n through the exponent bits.
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // Scale by 2^n through the exponent bits: (n + 127) << 23.
+  int32_t shifted_bits;
+  __builtin_memcpy(&shifted_bits, &shifted, sizeof(shifted_bits));
+  const int32_t bits = (shifted_bits - (0x4B400000 - 127)) << 23;
   float scale;
   __builtin_memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
