@@ -60,33 +60,37 @@ void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, i
 }
 
 // Where the gate math of a group puts its gates: straight into the saved gates g (gate k at
-// g[k * H]), or, to stream them past the caches (a whole group: L units), first into `local`
-// (gate k at local[k * L]) and then with stream_gates().
-template <typename T, bool kStream>
+// g[k * H]); or, to stream them past the caches (a whole group: L units), first into `local`
+// (gate k at local[k * L]) and then with stream_vector(); or nowhere, when no backward pass
+// will read them (inference: the stores into `local` are dead and the compiler drops them).
+template <typename T, GateSink kSink>
 struct GateStore {
   static constexpr int L = kLanes<T>;
   GateStore(T* saved, int units) : g(saved), H(units) {}
 
   T* g;
   int H;
-  alignas(64) T local[kStream ? kPanels * L : 1];  // written by the gate math before it is read
+  alignas(64) T local[kSink == GateSink::kCache ? 1 : kPanels * L];  // written by the gate math before it is read
 
-  T* at(int gate) { return kStream ? local + gate * L : g + gate * H; }
+  T* at(int gate) { return kSink == GateSink::kCache ? g + gate * H : local + gate * L; }
   void finish(int gates) {
-    if constexpr (kStream)
+    if constexpr (kSink == GateSink::kStream)
       for (int k = 0; k < gates; ++k) stream_vector(g + k * H, local + k * L);
   }
 };
 
-// Runs f(store) with a GateStore for the saved gates g of a group of n units: streamed when
-// `stream` and the group is whole.
+// Runs f(store) with a GateStore for the saved gates g of a group of n units: streamed only
+// when the group is whole.
 template <typename T, typename F>
-inline void with_gate_store(bool stream, int n, int H, T* g, F&& f) {
-  if (stream && n == kLanes<T>) {
-    GateStore<T, true> s(g, H);
+inline void with_gate_store(GateSink sink, int n, int H, T* g, F&& f) {
+  if (sink == GateSink::kDiscard) {
+    GateStore<T, GateSink::kDiscard> s(g, H);
+    f(s);
+  } else if (sink == GateSink::kStream && n == kLanes<T>) {
+    GateStore<T, GateSink::kStream> s(g, H);
     f(s);
   } else {
-    GateStore<T, false> s(g, H);
+    GateStore<T, GateSink::kCache> s(g, H);
     f(s);
   }
 }
@@ -257,7 +261,7 @@ struct LstmCell {
       T* c = st.aux(b);
       if (st.in.active(b, st.t)) {
         add_one_hot_input(st, w.plan(), b, u0, u1, pre);
-        with_gate_store(st.stream_gates, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
+        with_gate_store(st.gate_sink, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
           forward_units(u1 - u0, H, pre, st.in.bias + u0, cp + u0, gates, c + u0, st.h_new(b) + u0);
         });
       } else {
@@ -417,7 +421,7 @@ struct GruCell {
         T* rh = st.aux(b);
         if (st.in.active(b, st.t)) {
           add_one_hot_input(st, w.plan(), b, u0, u1, pre);
-          with_gate_store(st.stream_gates, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
+          with_gate_store(st.gate_sink, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
             forward_units_after(u1 - u0, H, pre, st.in.bias + u0, st.in.recurrent_bias + u0, st.h_prev(b) + u0,
                                 gates, rh + u0, st.h_new(b) + u0);
           });

@@ -42,6 +42,13 @@
 namespace fusedrnn {
 namespace cpu {
 
+// Where the gate math puts the activated gates of a step.
+enum class GateSink {
+  kCache,    // the saved gates, through the caches
+  kStream,   // the saved gates, past the caches (a cache larger than the caches)
+  kDiscard,  // nowhere: no backward pass will read them
+};
+
 template <typename T>
 struct ForwardStep {
   const SequenceInputs<T>& in;
@@ -59,7 +66,7 @@ struct ForwardStep {
   T* h_next = nullptr;            // where the new state goes: hprev row of the next step or h_last
   int h_next_ld = 0;
   T* scratch = nullptr;           // share.rows.size() * H values, private to the thread
-  bool stream_gates = false;      // store the saved gates past the caches (stream_store.h)
+  GateSink gate_sink = GateSink::kCache;  // where the activated gates go (cells.h: GateStore)
 
   long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) input row
   long saved_row(int b) const { return saved.row(b, t); }                        // (b, t) saved row
@@ -190,6 +197,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   // A cache for the backward pass larger than the caches: its gates are streamed to memory.
   const bool stream = saved.slots == S &&
                       static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
+  // Without a cache for the backward pass (inference) the activated gates are not kept.
+  const GateSink gate_sink = saved.slots < S ? GateSink::kDiscard : (stream ? GateSink::kStream : GateSink::kCache);
 
   // Under a batch split with more blocks of kBlockRows sequences than threads, each thread runs
   // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
@@ -243,7 +252,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         st.lda = lda;
         st.per_gate = per_gate;
         st.scratch = scratch.data();
-        st.stream_gates = stream;
+        st.gate_sink = gate_sink;
         if (s + 1 < S) {
           st.h_next = saved.hprev + saved.row(0, in.time_of_step(s + 1)) * H;
           st.h_next_ld = saved.slots * H;
