@@ -137,8 +137,9 @@ class PanelMatrix {
   // Packs groups [g_begin, g_end) (zero where a panel has no gate or passes the last unit).
   // Threads may fill disjoint groups at the same time. A row-major source is read row by row
   // (row k of every group, then row k + 1), a transposed one group by group (its units' rows of
-  // the source, each read along k): either way the reads run along the source's memory, which
-  // for weights larger than the caches is twice as fast as reading them across.
+  // the source, each read along k): either way the reads run along the source's memory. (For
+  // the 21 MB of row-major LSTM weights at the translation shape, reading them row by row
+  // instead of group by group halved the packing time.)
   void fill(int g_begin, int g_end) const {
     if (source_.unit_stride == 1) {
       for (int kk = 0; kk < k_; ++kk)

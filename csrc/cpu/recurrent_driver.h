@@ -45,7 +45,7 @@ namespace cpu {
 // Where the gate math puts the activated gates of a step.
 enum class GateSink {
   kCache,    // the saved gates, through the caches
-  kStream,   // the saved gates, past the caches (a cache larger than the caches)
+  kStream,   // the saved gates, past the caches (saved gates too large for the CPU caches)
   kDiscard,  // nowhere: no backward pass will read them
 };
 
