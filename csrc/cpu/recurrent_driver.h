@@ -194,11 +194,11 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   }
   const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);
   for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
-  // A cache for the backward pass larger than the caches: its gates are streamed to memory.
-  const bool stream = saved.slots == S &&
-                      static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
-  // Without a cache for the backward pass (inference) the activated gates are not kept.
-  const GateSink gate_sink = saved.slots < S ? GateSink::kDiscard : (stream ? GateSink::kStream : GateSink::kCache);
+  // Without a cache for the backward pass (inference) the activated gates are not kept; a cache
+  // larger than the CPU caches gets its gates streamed to memory.
+  const bool streamed_size = static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
+  const GateSink gate_sink =
+      saved.slots < S ? GateSink::kDiscard : (streamed_size ? GateSink::kStream : GateSink::kCache);
 
   // Under a batch split with more blocks of kBlockRows sequences than threads, each thread runs
   // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
@@ -281,7 +281,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         step_barrier(st);
       }
     }
-    if (stream) stream_fence();  // the saved gates are read by other threads later
+    if (gate_sink == GateSink::kStream) stream_fence();  // the saved gates are read by other threads later
   }
 }
 
