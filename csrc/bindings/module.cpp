@@ -3,9 +3,32 @@
 
 #include "bindings/arrays.h"
 #include "cpu/blas.h"
+#include "cpu/finite.h"
 #include "cpu/parallel.h"
 
 namespace py = pybind11;
+
+namespace {
+
+// True when the float32/float64 array holds no NaN or inf. Takes any C-contiguous array of
+// either dtype (the ops check dtype and layout first, with errors naming the argument).
+bool all_finite(const py::array& a) {
+  if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: the array must be C-contiguous");
+  const long n = static_cast<long>(a.size());
+  if (py::isinstance<py::array_t<float>>(a)) {
+    const float* p = static_cast<const float*>(a.data());
+    py::gil_scoped_release unlocked;
+    return fusedrnn::cpu::all_finite(p, n);
+  }
+  if (py::isinstance<py::array_t<double>>(a)) {
+    const double* p = static_cast<const double*>(a.data());
+    py::gil_scoped_release unlocked;
+    return fusedrnn::cpu::all_finite(p, n);
+  }
+  throw py::type_error("all_finite: expected a float32 or float64 array");
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fusedrnn's compiled kernels (CPU backend). Use the typed wrappers in fusedrnn.ops.";
@@ -14,6 +37,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_num_threads", &fusedrnn::cpu::set_num_threads, py::arg("n"),
         "Number of threads the CPU kernels use (default: OMP_NUM_THREADS or the core count).");
   m.def("get_num_threads", &fusedrnn::cpu::num_threads);
+  m.def("all_finite", &all_finite, py::arg("a"),
+        "Whether a C-contiguous float32/float64 array holds no NaN or inf (one pass, on the kernels' threads).");
   m.def("set_poison_outputs", &fusedrnn::cpu::set_poison_outputs, py::arg("on"),
         "Test hook: fill every array the kernels allocate with NaN before they write it.");
   m.def("get_poison_outputs", &fusedrnn::cpu::poison_outputs);
