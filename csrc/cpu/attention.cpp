@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "cpu/finite.h"
 #include "cpu/parallel.h"
 #include "cpu/workspace.h"
 #include "fusedrnn/attention_math.h"
@@ -78,16 +79,6 @@ void additive_grad_unscaled(int n, T ds, const T* __restrict q, const T* __restr
   }
 }
 
-// True when every value is finite: x * 0 is 0 for finite x and NaN for NaN or inf (the compiler
-// may not fold it without -ffast-math), so the sum is 0 exactly when all are finite.
-template <typename T>
-bool all_finite(long n, const T* __restrict p) {
-  T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-  for (long k = 0; k < n; ++k) acc += p[k] * T(0);
-  return acc == T(0);
-}
-
 template <typename T>
 T dot(int n, const T* __restrict a, const T* __restrict b) {
   T acc = T(0);
@@ -141,10 +132,10 @@ void forward_rows(const AttentionProblem<T>& p, const AttentionOutputs<T>& out, 
   const BatchView<T> v = batch_view(p, b);
   if (p.nonfinite) {
     // The GEMMs below read the same rows right after: checking them costs little extra traffic.
-    if (!rows::all_finite(static_cast<long>(nr) * D, v.q + static_cast<long>(r0) * D)) flag(p.nonfinite, kQueryBad);
+    if (!values_finite(v.q + static_cast<long>(r0) * D, static_cast<long>(nr) * D)) flag(p.nonfinite, kQueryBad);
     if (r0 == 0) {
-      if (!p.key_is_value && !rows::all_finite(static_cast<long>(Tv) * D, v.k)) flag(p.nonfinite, kKeyBad);
-      if (!rows::all_finite(static_cast<long>(Tv) * Dv, v.v)) flag(p.nonfinite, kValueBad);
+      if (!p.key_is_value && !values_finite(v.k, static_cast<long>(Tv) * D)) flag(p.nonfinite, kKeyBad);
+      if (!values_finite(v.v, static_cast<long>(Tv) * Dv)) flag(p.nonfinite, kValueBad);
     }
   }
   const long row0 = static_cast<long>(b) * p.tq + r0;
@@ -209,9 +200,9 @@ void backward_rows(const BackwardState<T>& st, int tid, int b, int r0, int r1) {
   const T* w = st.weights + row0 * Tv;
   T* ds = st.ds + row0 * Tv;
   if (p.nonfinite) {
-    if (st.d_context && !rows::all_finite(static_cast<long>(nr) * Dv, st.d_context + row0 * Dv))
+    if (st.d_context && !values_finite(st.d_context + row0 * Dv, static_cast<long>(nr) * Dv))
       flag(p.nonfinite, kDContextBad);
-    if (st.d_weights && !rows::all_finite(static_cast<long>(nr) * Tv, st.d_weights + row0 * Tv))
+    if (st.d_weights && !values_finite(st.d_weights + row0 * Tv, static_cast<long>(nr) * Tv))
       flag(p.nonfinite, kDWeightsBad);
   }
   if (st.d_context)
