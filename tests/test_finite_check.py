@@ -53,6 +53,14 @@ def test_rejects_what_it_cannot_read(rng):
         _C.all_finite(rng.standard_normal((4, 6))[:, ::2])
 
 
+def test_op_check_takes_numpy_scalars_and_other_dtypes():
+    for finite in (np.float32(2.5), np.float64(-1e300), np.arange(4), np.array([True, False]), np.ones(3, np.float16)):
+        chk.check_finite("w", finite)
+    for bad in (np.float32(np.inf), np.float64(np.nan), np.array([1, np.nan], np.float16)):
+        with pytest.raises(ValueError, match="w: contains NaN or inf"):
+            chk.check_finite("w", bad)
+
+
 @pytest.mark.parametrize("make", [
     lambda a: a[:, ::2],             # not contiguous: NumPy's check
     lambda a: a.astype(np.float16),  # another dtype: NumPy's check

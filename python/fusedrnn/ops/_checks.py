@@ -60,7 +60,7 @@ def check_finite(name: str, a: np.ndarray) -> None:
     """ValueError naming `name` if `a` holds NaN or inf. A C-contiguous float32/float64 array is
     checked by the compiled kernels (one vectorised pass, on the kernels' threads when large);
     any other array through NumPy."""
-    if a.dtype in FLOAT_DTYPES and a.flags.c_contiguous:
+    if isinstance(a, np.ndarray) and a.dtype in FLOAT_DTYPES and a.flags.c_contiguous:
         finite = _C.all_finite(a)
     else:
         finite = bool(np.isfinite(a).all())
