@@ -5,6 +5,7 @@
 #include "cpu/blas.h"
 #include "cpu/finite.h"
 #include "cpu/parallel.h"
+#include "cpu/row_handover.h"
 
 namespace py = pybind11;
 
@@ -45,6 +46,12 @@ PYBIND11_MODULE(_C, m) {
   m.def("set_claim_others_first", &fusedrnn::cpu::BlockClaims::set_claim_others_first, py::arg("on"),
         "Test hook: where the threads claim blocks of the batch, each starts with the blocks of "
         "the other threads' shares.");
+
+  m.def("set_hold_first_thread_us", &fusedrnn::cpu::RowHandover::set_hold_first_thread_us, py::arg("us"),
+        "Test hook: under a split of the batch, thread 0 waits this long at the start of each of its time "
+        "loops, so that the other threads run out of rows first and take some of its rows (0: off).");
+  m.def("handovers_made", &fusedrnn::cpu::RowHandover::handovers_made,
+        "Test hook: how many times a forward pass's thread has handed rows to another (since import).");
 
   fusedrnn::bindings::register_recurrent(m);
   fusedrnn::bindings::register_attention(m);

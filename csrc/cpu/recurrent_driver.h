@@ -6,7 +6,8 @@
 // fused with the gate math) and writes the new state and its outputs. When the threads split
 // the batch, nothing is shared inside the time loop (and with more blocks of 16 sequences than
 // threads, each thread runs the time loop on one claimed block at a time, so that a thread the
-// machine holds up does fewer); when they split the units, they meet at one barrier per step,
+// machine holds up does fewer; a thread with no rows left takes the second half of the rows of
+// one still in its loop, row_handover.h); when they split the units, they meet at one barrier per step,
 // and (cells without a barrier inside their step) claim the step's groups of units one at a
 // time rather than each taking a fixed half.
 //
@@ -36,6 +37,7 @@
 
 #include "cpu/panel_gemm.h"
 #include "cpu/recurrent.h"
+#include "cpu/row_handover.h"
 #include "cpu/stream_store.h"
 #include "cpu/workspace.h"
 
@@ -207,6 +209,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   BlockClaims row_blocks(B, kBlockRows, threads);
   const bool claims_rows =
       threads > 1 && step_share(B, H, weight_bytes, 0, threads).by_batch && row_blocks.blocks() > threads;
+  // Then a thread with no rows of its own left takes half of the rows of one still in its loop.
+  RowHandover handover(threads);
 
 #pragma omp parallel num_threads(threads)
   {
@@ -227,22 +231,32 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     if (!claims_rows) start_rows(share.rows);
 #pragma omp barrier  // the packed weights (and, under a unit split, every unit of h_0) are ready
 
-    // The batch rows the time loop runs on next: the thread's share once, or claimed blocks.
+    // The batch rows the time loop runs on next, from step `from_step`: the thread's share once,
+    // or claimed blocks; then rows handed over by another thread.
+    const bool hand_over = share.by_batch && nt > 1;
     BlockClaims::Cursor cursor{tid};
     bool share_done = false;
+    int from_step = 0;
     auto next_rows = [&](Range& rows) {
-      if (!claims_rows) {
+      if (!claims_rows && !share_done) {
+        share_done = true;
         rows = share.rows;
-        return !std::exchange(share_done, true);
+        return true;
       }
-      if (!row_blocks.next(cursor, rows)) return false;
-      start_rows(rows);
-      return true;
+      if (claims_rows && row_blocks.next(cursor, rows)) {
+        start_rows(rows);
+        return true;
+      }
+      if (!hand_over) return false;
+      handover.leave(tid);  // nothing left to give away
+      return handover.take(tid, nt, rows, from_step);
     };
     for (Range rows; next_rows(rows);) {
+      if (hand_over) handover.enter(tid);
+      if (hand_over && tid == 0) RowHandover::hold_first_thread();  // test hook: off unless set
       StepShare mine = share;
-      mine.rows = rows;
-      for (int s = 0; s < S; ++s) {
+      for (int s = from_step; s < S; ++s) {
+        mine.rows = rows;  // the second half may have been handed over at the last step boundary
         ForwardStep<T> st{in, saved, out, weights.data()};
         st.s = s;
         st.t = in.time_of_step(s);
@@ -279,6 +293,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
           step_units(own);
         }
         step_barrier(st);
+        if (hand_over) handover.offer(tid, rows, s + 1, S - (s + 1));
       }
     }
     if (gate_sink == GateSink::kStream) stream_fence();  // the saved gates are read by other threads later
