@@ -362,3 +362,12 @@ def keras_run(problem, incoming, *, arrays=None):
     grads = tuple(np.zeros(s.shape, dtype) if g is None else np.asarray(g)
                   for g, s in zip(grads, sources))
     return tuple(np.asarray(r) for r in res), grads
+
+
+def random_variation(rng, variant, shape, dtype):
+    """make_problem with a random mask kind, dropout kinds and go_backwards; shape (B, T, I, H)."""
+    mask = MASK_KINDS[int(rng.integers(len(MASK_KINDS)))]
+    dropout = DROPOUT_KINDS[int(rng.integers(len(DROPOUT_KINDS)))]
+    recurrent_dropout = DROPOUT_KINDS[int(rng.integers(len(DROPOUT_KINDS)))]
+    return make_problem(rng, variant, *shape, dtype, mask=mask, go_backwards=bool(rng.random() < 0.5),
+                        dropout=dropout, recurrent_dropout=recurrent_dropout)
