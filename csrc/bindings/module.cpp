@@ -13,19 +13,18 @@ namespace {
 
 // True when the float32/float64 array holds no NaN or inf. Takes any C-contiguous array of
 // either dtype (the ops check dtype and layout first, with errors naming the argument).
+template <typename T>
+bool all_finite_of(const py::array& a) {
+  const T* p = static_cast<const T*>(a.data());
+  const long n = static_cast<long>(a.size());
+  py::gil_scoped_release unlocked;
+  return fusedrnn::cpu::all_finite(p, n);
+}
+
 bool all_finite(const py::array& a) {
   if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: the array must be C-contiguous");
-  const long n = static_cast<long>(a.size());
-  if (py::isinstance<py::array_t<float>>(a)) {
-    const float* p = static_cast<const float*>(a.data());
-    py::gil_scoped_release unlocked;
-    return fusedrnn::cpu::all_finite(p, n);
-  }
-  if (py::isinstance<py::array_t<double>>(a)) {
-    const double* p = static_cast<const double*>(a.data());
-    py::gil_scoped_release unlocked;
-    return fusedrnn::cpu::all_finite(p, n);
-  }
+  if (py::isinstance<py::array_t<float>>(a)) return all_finite_of<float>(a);
+  if (py::isinstance<py::array_t<double>>(a)) return all_finite_of<double>(a);
   throw py::type_error("all_finite: expected a float32 or float64 array");
 }
 

@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
-#include <utility>
 #include <vector>
 
 #include "cpu/panel_gemm.h"

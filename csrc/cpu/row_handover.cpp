@@ -29,32 +29,33 @@ void RowHandover::leave(int tid) {
   me.in_loop.store(0, std::memory_order_seq_cst);
   // A thread that asked before the store above waits for an answer: it gets a no.
   const int asker = me.asked_by.exchange(-1, std::memory_order_seq_cst);
-  if (asker >= 0) slots_[asker].reply.store(2, std::memory_order_release);
+  if (asker >= 0) slots_[asker].reply.store(kDeclined, std::memory_order_release);
 }
 
 void RowHandover::answer(int tid, Range* rows, int next_step, int steps_left) {
   const int asker = slots_[tid].asked_by.exchange(-1, std::memory_order_seq_cst);
   if (asker < 0) return;  // withdrawn
   Slot& to = slots_[asker];
-  const int half = rows->size() / 2;
-  if (rows->size() - half >= kMinRows && half >= kMinRows && steps_left >= kMinSteps) {
+  const int half = rows->size() / 2;  // the smaller half: the one it gives
+  if (half >= kMinRows && steps_left >= kMinSteps) {
     to.given = Range{rows->end - half, rows->end};
     to.from_step = next_step;
     rows->end -= half;
     g_handovers.fetch_add(1, std::memory_order_relaxed);
-    to.reply.store(1, std::memory_order_release);
+    to.reply.store(kGiven, std::memory_order_release);
   } else {
-    to.reply.store(2, std::memory_order_release);
+    to.reply.store(kDeclined, std::memory_order_release);
   }
 }
 
 bool RowHandover::take(int tid, int nt, Range& rows, int& from_step) {
   Slot& me = slots_[tid];
-  for (int k = 1; k < nt && nt <= threads_; ++k) {
+  if (nt > threads_) return false;
+  for (int k = 1; k < nt; ++k) {
     const int other = (tid + k) % nt;
     Slot& it = slots_[other];
     if (it.in_loop.load(std::memory_order_seq_cst) == 0) continue;
-    me.reply.store(0, std::memory_order_relaxed);
+    me.reply.store(kWaiting, std::memory_order_relaxed);
     int nobody = -1;
     if (!it.asked_by.compare_exchange_strong(nobody, tid, std::memory_order_seq_cst)) continue;  // asked by another
     // If it left its loop meanwhile, take the request back; if it was faster, its leave() answers.
@@ -63,8 +64,8 @@ bool RowHandover::take(int tid, int nt, Range& rows, int& from_step) {
       if (it.asked_by.compare_exchange_strong(mine, -1, std::memory_order_seq_cst)) continue;
     }
     int reply;
-    while ((reply = me.reply.load(std::memory_order_acquire)) == 0) spin_pause();
-    if (reply == 1) {
+    while ((reply = me.reply.load(std::memory_order_acquire)) == kWaiting) spin_pause();
+    if (reply == kGiven) {
       rows = me.given;
       from_step = me.from_step;
       return true;

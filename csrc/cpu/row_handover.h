@@ -47,10 +47,11 @@ class RowHandover {
   static long handovers_made();
 
  private:
+  enum Reply : int { kWaiting, kGiven, kDeclined };
   struct alignas(64) Slot {
     std::atomic<int> in_loop{0};
     std::atomic<int> asked_by{-1};  // the thread waiting on this one's answer
-    std::atomic<int> reply{0};      // for this thread as the asker: 0 waiting, 1 given, 2 declined
+    std::atomic<int> reply{kWaiting};  // for this thread as the asker
     Range given{0, 0};
     int from_step = 0;
   };
