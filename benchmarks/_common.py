@@ -38,6 +38,25 @@ def configure_threads(n: int) -> None:
         pass
 
 
+def blas_cores() -> str:
+    """Which OpenBLAS kernels fusedrnn's and NumPy's BLAS run (e.g. "SkylakeX" for AVX-512,
+    "Haswell" for AVX2): the sgemm roofline is only as fast as NumPy's, and fusedrnn's weight and
+    input gradients run on its own. OPENBLAS_CORETYPE in the environment decides both."""
+    import fusedrnn
+
+    numpy_core = "?"
+    try:
+        from threadpoolctl import threadpool_info
+
+        numpy_core = next((i.get("architecture") or "?" for i in threadpool_info()
+                           if i.get("internal_api") == "openblas" and "numpy" in i.get("filepath", "")), "?")
+    except ImportError:
+        pass
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    note = f" (OPENBLAS_CORETYPE={forced})" if forced else ""
+    return f"OpenBLAS cores: fusedrnn {fusedrnn.blas_core() or '?'}, NumPy {numpy_core}{note}"
+
+
 def sgemm_runner(n: int = 1024):
     """One n x n x n float32 GEMM through NumPy per call (2 n^3 FLOPs): the roofline timed as one
     more implementation inside a benchmark's interleaving."""

@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import busy_wait, configure_threads, sgemm_runner  # noqa: E402
+from _common import blas_cores, busy_wait, configure_threads, sgemm_runner  # noqa: E402
 
 SHAPES = {  # (B, T, I, H) of the three reference tasks
     "imdb": (32, 80, 128, 128),
@@ -234,6 +234,7 @@ def print_table(cases: List[Case], peers: List[str], threads: int) -> None:
     rates = [c.sgemm_gflops for c in cases]
     print(f"\nthreads={threads}  NumPy sgemm ({SGEMM_N}^3, float32), measured in every case: "
           f"{min(rates):.0f}-{max(rates):.0f} GFLOP/s  (medians)")
+    print(blas_cores())
     print(header)
     print("-" * len(header))
     for c in cases:
@@ -290,6 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         payload = {
             "machine": platform.processor() or platform.machine(),
             "threads": args.threads,
+            "blas": blas_cores(),
             "cases": [{"cell": c.cell, "shape": c.shape, "BTIH": [c.B, c.T, c.I, c.H], "mode": c.mode,
                        "flops": c.flops, "sgemm_gflops": c.sgemm_gflops,
                        "median_s": {k: statistics.median(v) for k, v in c.times.items() if v}}

@@ -1,8 +1,10 @@
-"""Thread-count controls: OMP_NUM_THREADS at start-up and fusedrnn.set_num_threads."""
+"""Thread-count controls (OMP_NUM_THREADS at start-up, fusedrnn.set_num_threads) and the BLAS
+the kernels call."""
 
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -56,6 +58,25 @@ def test_kernels_keep_their_blas_single_threaded(rng):
         libs = ours()
         assert libs, "fusedrnn's OpenBLAS is not loaded"
         assert all(lib["num_threads"] == 1 for lib in libs)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="OpenBLAS core names are x86-64's")
+def test_blas_core_reports_the_kernels_openblas_loaded():
+    """fusedrnn.blas_core() reads the core back from the library: with OPENBLAS_CORETYPE naming
+    Nehalem (SSE4.2, which every x86-64 CPU of the last 15 years has), that core, whatever the
+    CPU would have chosen."""
+    core = "Nehalem"
+    env = dict(os.environ, OPENBLAS_CORETYPE=core)
+    out = subprocess.run([sys.executable, "-c", "import fusedrnn; print(fusedrnn.blas_core())"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == core
+
+
+def test_blas_core_names_a_core_without_an_override():
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([sys.executable, "-c", "import fusedrnn; print(fusedrnn.blas_core())"],
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() and out.stdout.strip().isidentifier()
 
 
 def test_a_region_given_fewer_threads_than_asked_still_covers_every_row():

@@ -17,7 +17,7 @@ training toolkit (``Sequential``, ``fit``, checkpoints) in :mod:`fusedrnn.traini
 
 from __future__ import annotations
 
-from fusedrnn._blas import preload_openblas
+from fusedrnn._blas import blas_core, preload_openblas
 
 preload_openblas()
 
@@ -43,5 +43,5 @@ def get_num_threads() -> int:
 
 
 __all__ = ["AdditiveAttention", "Attention", "BahdanauAttention", "Bidirectional", "Dense", "Dropout", "Embedding",
-           "GRU", "LSTM", "SimpleRNN", "get_num_threads", "is_grad_enabled", "no_grad", "ops", "set_num_threads",
+           "GRU", "LSTM", "SimpleRNN", "blas_core", "get_num_threads", "is_grad_enabled", "no_grad", "ops", "set_num_threads",
            "__version__"]
