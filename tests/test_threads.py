@@ -14,12 +14,17 @@ import pytest
 import fusedrnn
 
 
+def fresh_process_prints(expression: str, env: dict) -> str:
+    """What `expression` (on fusedrnn, imported anew) prints in a new interpreter with `env`."""
+    out = subprocess.run([sys.executable, "-c", f"import fusedrnn; print({expression})"],
+                         env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 @pytest.mark.parametrize("n", [1, 3])
 def test_omp_num_threads_is_honoured(n):
     env = dict(os.environ, OMP_NUM_THREADS=str(n))
-    out = subprocess.run([sys.executable, "-c", "import fusedrnn; print(fusedrnn.get_num_threads())"],
-                         env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout.strip()) == n
+    assert int(fresh_process_prints("fusedrnn.get_num_threads()", env)) == n
 
 
 def test_more_threads_than_units_gives_the_same_result(rng, seed):
@@ -67,16 +72,13 @@ def test_blas_core_reports_the_kernels_openblas_loaded():
     CPU would have chosen."""
     core = "Nehalem"
     env = dict(os.environ, OPENBLAS_CORETYPE=core)
-    out = subprocess.run([sys.executable, "-c", "import fusedrnn; print(fusedrnn.blas_core())"],
-                         env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == core
+    assert fresh_process_prints("fusedrnn.blas_core()", env) == core
 
 
 def test_blas_core_names_a_core_without_an_override():
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    out = subprocess.run([sys.executable, "-c", "import fusedrnn; print(fusedrnn.blas_core())"],
-                         env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() and out.stdout.strip().isidentifier()
+    core = fresh_process_prints("fusedrnn.blas_core()", env)
+    assert core and core.isidentifier()
 
 
 def test_a_region_given_fewer_threads_than_asked_still_covers_every_row():
