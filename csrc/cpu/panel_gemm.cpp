@@ -1,5 +1,7 @@
 #include "cpu/panel_gemm.h"
 
+#include <type_traits>
+
 // Builds without AVX warn that passing 32/64-byte vectors by value changes the ABI; every such
 // function here is internal and inlined, so no ABI is crossed.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -29,8 +31,9 @@ inline void store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
-// acc[r][p] += A[r][k] * W[k][p] over k in [k_begin, k_end) for the panels in `mask`.
-template <typename T, int R, int P, unsigned kMask, bool kPerPanel>
+// acc[r][p] += A[r][k] * W[k][p] over k in [k_begin, k_end) for the panels in `mask`; A[r][k] is
+// a[r * lda + k], or a[k * lda + r] when kByColumns (A stored transposed).
+template <typename T, int R, int P, unsigned kMask, bool kPerPanel, bool kByColumns>
 inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][P], const T* const* a, int lda,
                                                       const T* w, int k_begin, int k_end) {
   constexpr int L = kLanes<T>;
@@ -44,7 +47,7 @@ inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][
         for (int p = 0; p < P; ++p)
           if (kMask & (1u << p)) acc[r][p] += a[p][static_cast<long>(r) * lda + k] * b[p];
       } else {
-        const T av = a[0][static_cast<long>(r) * lda + k];
+        const T av = kByColumns ? a[0][static_cast<long>(k) * lda + r] : a[0][static_cast<long>(r) * lda + k];
         for (int p = 0; p < P; ++p)
           if (kMask & (1u << p)) acc[r][p] += av * b[p];
       }
@@ -54,7 +57,8 @@ inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][
 
 // With kSplitLast the tile has P + 1 slots per row: the last panel accumulates its x-segment
 // sum in slot P - 1 and its h-segment sum in slot P (the K blocks cross kx once, in order).
-template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast>
+template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast,
+          bool kByColumns>
 void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   constexpr int L = kLanes<T>, S = P + (kSplitLast ? 1 : 0), last = P - 1;
   // Slot of panel p while the block is in the x segment (before kx) or after it.
@@ -66,7 +70,7 @@ void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1,
     for (int p = 0; p < P; ++p)
       acc[r][p] = accumulate && !(fresh_h && p == last) ? load(tile + (r * S + slot(p, k0 >= kx)) * L) : Vec<T>{};
   const int split = std::min(std::max(kx, k0), k1);
-  accumulate_products<T, R, P, kXMask, kPerPanel>(acc, a, lda, w, k0, split);
+  accumulate_products<T, R, P, kXMask, kPerPanel, kByColumns>(acc, a, lda, w, k0, split);
   if (kSplitLast && (split > k0 || !accumulate) && split < k1) {
     // Entering the h segment: the x sum is final (zero when there was none), the h sum starts.
     for (int r = 0; r < R; ++r) {
@@ -74,24 +78,28 @@ void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1,
       acc[r][last] = Vec<T>{};
     }
   }
-  accumulate_products<T, R, P, kHMask, kPerPanel>(acc, a, lda, w, split, k1);
+  accumulate_products<T, R, P, kHMask, kPerPanel, kByColumns>(acc, a, lda, w, split, k1);
   for (int r = 0; r < R; ++r)
     for (int p = 0; p < P; ++p) store(tile + (r * S + slot(p, k1 > kx)) * L, acc[r][p]);
 }
 
-template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast>
+template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast, bool kByColumns = false>
 void tile_rows(int rows, const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+  const auto kernel = [&](auto r) {
+    constexpr int R = decltype(r)::value;
+    tile_kernel<T, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, lda, w, k0, kx, k1, accumulate, tile);
+  };
   switch (rows) {
 #if defined(__AVX512F__)
-    case 8: return tile_kernel<T, 8, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 7: return tile_kernel<T, 7, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 6: return tile_kernel<T, 6, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 5: return tile_kernel<T, 5, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 4: return tile_kernel<T, 4, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
-    case 3: return tile_kernel<T, 3, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 8: return kernel(std::integral_constant<int, 8>{});
+    case 7: return kernel(std::integral_constant<int, 7>{});
+    case 6: return kernel(std::integral_constant<int, 6>{});
+    case 5: return kernel(std::integral_constant<int, 5>{});
+    case 4: return kernel(std::integral_constant<int, 4>{});
+    case 3: return kernel(std::integral_constant<int, 3>{});
 #endif
-    case 2: return tile_kernel<T, 2, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
-    default: return tile_kernel<T, 1, P, kXMask, kHMask, kPerPanel, kSplitLast>(a, lda, w, k0, kx, k1, accumulate, tile);
+    case 2: return kernel(std::integral_constant<int, 2>{});
+    default: return kernel(std::integral_constant<int, 1>{});
   }
 }
 
@@ -115,10 +123,17 @@ void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_p
   }
 }
 
+template <typename T>
+void panel_tile_by_columns(int rows, const T* a, int lda, const T* w, int k0, int k1, bool accumulate, T* tile) {
+  tile_rows<T, 4, 0xFu, 0xFu, false, false, true>(rows, &a, lda, w, k0, k1, k1, accumulate, tile);
+}
+
 template void panel_tile<float>(PanelKind, int, const float* const*, int, bool, const float*, int, int, int, bool,
                                 float*);
 template void panel_tile<double>(PanelKind, int, const double* const*, int, bool, const double*, int, int, int, bool,
                                  double*);
+template void panel_tile_by_columns<float>(int, const float*, int, const float*, int, int, bool, float*);
+template void panel_tile_by_columns<double>(int, const double*, int, const double*, int, int, bool, double*);
 
 }  // namespace cpu
 }  // namespace fusedrnn

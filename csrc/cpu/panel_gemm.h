@@ -11,7 +11,9 @@
 // candidate's input and recurrent terms apart: its candidate panel is one panel in the packed
 // weights whose sums over the two segments of K go to two slots of the tile (`split_last`).
 // Single-step calls use W unpacked (BLAS products, tiles assembled from them): packing would
-// cost more than it saves.
+// cost more than it saves. The backward's products over all steps use the same kernel: dx
+// against the packed transposed kernel, and the weight gradients X^T dG, whose left factor
+// is stored by columns (multiply_by_columns).
 //
 // K has two segments, [0, kx) and [kx, K): the step's input x and its state h. Each panel has
 // its own left operand when dropout gives every gate its own mask (`a[p]`); otherwise all
@@ -158,8 +160,17 @@ class PanelMatrix {
   template <typename Consume>
   void multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin, int unit_end,
                 Consume&& consume) const {
-    if (packed()) multiply_packed(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
+    if (packed()) multiply_packed<false>(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
     else multiply_direct(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
+  }
+
+  // The same with the left operand stored by columns: A[r][k] = a[k * lda + r] (a product
+  // whose left factor is a transposed row-major matrix, such as a weight gradient X^T dG).
+  // Packed matrices only; every panel shares `a`.
+  template <typename Consume>
+  void multiply_by_columns(int m, const T* a, int lda, int k0, int k1, int unit_begin, int unit_end,
+                           Consume&& consume) const {
+    multiply_packed<true>(m, &a, lda, false, k0, k1, unit_begin, unit_end, consume);
   }
 
  private:
@@ -183,7 +194,7 @@ class PanelMatrix {
     }
   }
 
-  template <typename Consume>
+  template <bool kByColumns, typename Consume>
   void multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
                        int unit_end, Consume&& consume) const;
   template <typename Consume>
@@ -203,9 +214,12 @@ class PanelMatrix {
 template <typename T>
 void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx,
                 int k1, bool accumulate, T* tile);
+// The kAll tile with A stored by columns (A[r][k] = a[k * lda + r]) and one segment.
+template <typename T>
+void panel_tile_by_columns(int rows, const T* a, int lda, const T* w, int k0, int k1, bool accumulate, T* tile);
 
 template <typename T>
-template <typename Consume>
+template <bool kByColumns, typename Consume>
 void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1,
                                      int unit_begin, int unit_end, Consume&& consume) const {
   const int width = group_units(), P = plan_.panels, S = plan_.slots();
@@ -224,9 +238,13 @@ void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per
       for (int i = 0; i < chunk; ++i) first_row[i + 1] = first_row[i] + (m - first_row[i]) / (tiles - t0 - i);
       for (int kb = k0; kb < k1; kb += kc) {
         for (int i = 0; i < chunk; ++i) {
-          for (int p = 0; p < (per_panel ? P : 1); ++p) rows_a[p] = a[p] + static_cast<long>(first_row[i]) * lda;
-          panel_tile(plan_.kind, first_row[i + 1] - first_row[i], rows_a, lda, per_panel, w, kb, kx_,
-                     std::min(kb + kc, k1), kb > k0, tile[i]);
+          const int rows = first_row[i + 1] - first_row[i];
+          if constexpr (kByColumns) {
+            panel_tile_by_columns(rows, a[0] + first_row[i], lda, w, kb, std::min(kb + kc, k1), kb > k0, tile[i]);
+          } else {
+            for (int p = 0; p < (per_panel ? P : 1); ++p) rows_a[p] = a[p] + static_cast<long>(first_row[i]) * lda;
+            panel_tile(plan_.kind, rows, rows_a, lda, per_panel, w, kb, kx_, std::min(kb + kc, k1), kb > k0, tile[i]);
+          }
         }
       }
       for (int i = 0; i < chunk; ++i)

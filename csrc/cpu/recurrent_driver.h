@@ -14,9 +14,10 @@
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
 // gradients into its share of dh (a GEMM against its rows of the recurrent kernel) and runs the
 // cell's fused gate backward (plus a barrier per step when the units are split); afterwards the
-// weight and input gradients of all steps are a few large GEMMs: each thread computes its share
-// of the weight gradients, then the threads claim blocks of rows of dx one at a time, so that a
-// thread the machine holds up (a busy virtual CPU) takes fewer of them.
+// weight and input gradients of all steps are a few large products on the panel kernel
+// (sequence.h): each thread computes its share of the weight gradients, then the threads claim
+// blocks of rows of dx (against the packed transposed kernel) one at a time, so that a thread
+// the machine holds up (a busy virtual CPU) takes fewer of them.
 //
 // A Cell policy provides:
 //   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's share
@@ -109,9 +110,9 @@ struct BackwardStep {
   T* dgrec;                   // (B, T, G*H): same for the recurrent side (may alias dgx)
   T* dh;                      // (B, H): gradient flowing into the state h_s
   T* dc;                      // (B, H): LSTM cell-state gradient
-  const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (backward_source)
+  const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (transposed_source)
   T* operand;                 // share.rows.size() * G*H: a step's gate gradients, private to the thread
-  T* grad_scratch;            // B*T*max(I, H), private: the dropout-masked operands of the weight gradients
+  GradientScratch<T> grad_scratch;  // for B*T rows, private: the weight gradients' operands
   const std::vector<int>& first_active;
   const T* zeros;             // (H,) zeros
   int s = 0, t = 0;
@@ -315,8 +316,13 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const PanelPlan plan_t = backward_plan();
   const long weight_values = PanelMatrix<T>::values(plan_t, GH, H);
   const long weight_bytes = weight_values * static_cast<long>(sizeof(T));
-  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, backward_source(in),
+  const PanelMatrix<T> weights_t(plan_t, GH, 0, H, transposed_source(in.recurrent, GH),
                                  pack_weights(in) ? ws.take<T>(weight_values) : nullptr);
+  // The kernel transposed, for dx (dense input only); every thread packs a share of it.
+  const int dense_inputs = in.ids != nullptr ? 0 : in.input_size;
+  const PanelMatrix<T> kernel_t(
+      plan_t, GH, 0, dense_inputs, transposed_source(in.kernel, GH),
+      pack_weights(in) && dense_inputs > 0 ? ws.take<T>(PanelMatrix<T>::values(plan_t, GH, dense_inputs)) : nullptr);
   const int threads = region_threads();
   // Weight gradients (see WeightGrads): under a batch split every thread but the first sums its
   // rows' share into its own buffers. Each thread has a block of scratch rows for the
@@ -325,8 +331,14 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const long dense_kernel = in.ids != nullptr ? 0 : static_cast<long>(in.input_size) * GH;
   const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
   T* partials = by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
-  const long scratch_values = rows_bt * std::max(in.input_size, H);
-  T* grad_scratch = ws.take<T>(static_cast<size_t>(threads) * scratch_values);
+  const long masked_values = GradientScratch<T>::masked_values(rows_bt, in.input_size, H);
+  const long packed_values = GradientScratch<T>::packed_values(static_cast<int>(rows_bt), in.input_size, H);
+  T* masked = ws.take<T>(static_cast<size_t>(threads) * masked_values);
+  T* packed = ws.take<T>(static_cast<size_t>(threads) * packed_values);
+  const long columns_values = GradientScratch<T>::columns_values(rows_bt);
+  T* columns = ws.take<T>(static_cast<size_t>(threads) * columns_values);
+  const long result_values = GradientScratch<T>::result_values(in.input_size, H);
+  T* result = ws.take<T>(static_cast<size_t>(threads) * result_values);
   // dx in blocks of about 256 rows (a few per thread), claimed in order; a block may hold rows
   // of another thread's sequences, so claims start once every thread has left the time loop.
   const int dx_blocks = threads == 1 ? 1 : static_cast<int>(std::clamp<long>(rows_bt / 256, threads, 8L * threads));
@@ -339,9 +351,12 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units, rows = share.rows;
     pack_share(tid, nt, share, weights_t);
+    pack_share(tid, nt, share, kernel_t, true);
     std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);
     BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(),
-                       grad_scratch + tid * scratch_values, first, zeros};
+                       {masked + tid * masked_values, packed + tid * packed_values, columns + tid * columns_values,
+                        columns_values, result + tid * result_values},
+                       first, zeros};
     st.share = share;
     for (int b = rows.begin; b < rows.end; ++b) {
       for (int j = own.begin; j < own.end; ++j) {
@@ -370,8 +385,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
     auto input_gradient_blocks = [&] {
       while (loops_left.load(std::memory_order_acquire) > 0) spin_pause();
       for (int k; (k = dx_claimed.fetch_add(1, std::memory_order_relaxed)) < dx_blocks;)
-        input_gradient_rows(split_range(static_cast<int>(rows_bt), k, dx_blocks, 1), in, dgx, grads.dx,
-                            st.grad_scratch);
+        input_gradient_rows(split_range(static_cast<int>(rows_bt), k, dx_blocks, 1), in, kernel_t, dgx, grads.dx);
     };
     const WeightGrads<T> outputs{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias};
     if (share.by_batch) {

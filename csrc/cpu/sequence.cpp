@@ -50,37 +50,61 @@ void for_each_mask_run(int g0, int g1, int H, Range c, Masks&& masks, F&& f) {
 }  // namespace
 
 template <typename T>
-void input_gradient_rows(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* scratch) {
+void input_gradient_rows(Range r, const SequenceInputs<T>& in, const PanelMatrix<T>& kernel_t, const T* dgx, T* dx) {
   if (in.ids != nullptr || r.size() <= 0) return;
   const int I = in.input_size, H = in.units, GH = in.width();
-  T* dxr = dx + static_cast<long>(r.begin) * I;
   const T* dgr = dgx + static_cast<long>(r.begin) * GH;
   // dx = sum_g (dgx_g kernel_g^T) * dropout_g, one product per run of gates sharing a mask.
   bool first = true;
   for_each_mask_run(0, in.gates, H, Range{0, GH}, [&](int g) { return in.dropout_of_gate(g); },
                     [&](int g, int, int lo, int hi) {
                       const T* m = in.dropout_of_gate(g);
-                      T* out = m == nullptr ? dxr : scratch;
-                      gemm(false, true, r.size(), I, hi - lo, T(1), dgr + lo, GH, in.kernel + lo, GH,
-                           first || m != nullptr ? T(0) : T(1), out, I);
-                      if (m != nullptr) {
-                        for (int row = r.begin; row < r.end; ++row) {
-                          const T* mb = m + static_cast<long>(row / in.steps) * I;
-                          const T* p = scratch + static_cast<long>(row - r.begin) * I;
-                          T* o = dx + static_cast<long>(row) * I;
-                          if (first)
-                            for (int k = 0; k < I; ++k) o[k] = p[k] * mb[k];
-                          else
-                            for (int k = 0; k < I; ++k) o[k] += p[k] * mb[k];
-                        }
-                      }
+                      kernel_t.multiply(r.size(), &dgr, GH, false, lo, hi, 0, I,
+                                        [&](int i, int u0, int u1, const T* tile) {
+                                          const long row = r.begin + i;
+                                          T* o = dx + row * I;
+                                          const T* mb = m == nullptr ? nullptr : m + row / in.steps * I;
+                                          for (int k = u0; k < u1; ++k) {
+                                            const T v = mb == nullptr ? tile[k - u0] : tile[k - u0] * mb[k];
+                                            o[k] = first ? v : o[k] + v;
+                                          }
+                                        });
                       first = false;
                     });
 }
 
+namespace {
+// out[:, lo:hi] = left^T dg[:, lo:hi] for K rows of left (K, n) and dg (K, GH) (both row-major,
+// pointing at their first row), out (n, GH). left is packed once; dg is taken in blocks of
+// columns, each copied into contiguous memory that stays in L2 while every group of left's
+// columns multiplies it (read in place, its columns would be a stride of G*H apart). A block's
+// product comes out transposed (a row per column of dg) and is written to out in tiles.
+template <typename T>
+void transposed_product(int K, const T* left, int n, const T* dg, int GH, int lo, int hi, T* out,
+                        const GradientScratch<T>& scratch) {
+  const PanelMatrix<T> right(units_plan(0, 0), K, K, n, PanelSource<T>{left, left, n, 0, 1}, scratch.packed);
+  right.fill(0, right.groups());
+  const int width = scratch.block_columns(K), ld = GradientScratch<T>::result_stride(n);
+  for (int c0 = lo; c0 < hi; c0 += width) {
+    const int m = std::min(width, hi - c0);
+    for (long k = 0; k < K; ++k) std::copy(dg + k * GH + c0, dg + k * GH + c0 + m, scratch.columns + k * m);
+    right.multiply_by_columns(m, scratch.columns, m, 0, K, 0, n, [&](int c, int u0, int u1, const T* tile) {
+      std::copy(tile, tile + (u1 - u0), scratch.result + static_cast<long>(c) * ld + u0);
+    });
+    constexpr int kTile = 16;
+    for (int i0 = 0; i0 < n; i0 += kTile)
+      for (int j0 = 0; j0 < m; j0 += kTile)
+        for (int i = i0; i < std::min(n, i0 + kTile); ++i) {
+          T* o = out + static_cast<long>(i) * GH + c0;
+          for (int j = j0; j < std::min(m, j0 + kTile); ++j) o[j] = scratch.result[static_cast<long>(j) * ld + i];
+        }
+  }
+}
+}  // namespace
+
 template <typename T>
 void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dgx, T* dkernel, T* dbias,
-                      T* scratch) {
+                      const GradientScratch<T>& scratch) {
   const int I = in.input_size, H = in.units, GH = in.width();
   if (c.size() <= 0) return;
   if (dbias != nullptr) column_sums(r, dgx + c.begin, c.size(), GH, dbias + c.begin);
@@ -90,17 +114,16 @@ void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dg
     return;
   }
   // d_kernel = (x * dropout_g)^T dgx, one product per run of gates sharing a mask.
-  const long r0 = r.begin;
   for_each_mask_run(0, in.gates, H, c, [&](int g) { return in.dropout_of_gate(g); },
                     [&](int g, int, int lo, int hi) {
                       const T* m = in.dropout_of_gate(g);
-                      const T* left = in.x + r0 * I;
+                      const T* left = in.x + static_cast<long>(r.begin) * I;
                       if (m != nullptr) {
-                        masked_rows(r, in.x, m, in.steps, I, scratch);
-                        left = scratch;
+                        masked_rows(r, in.x, m, in.steps, I, scratch.masked);
+                        left = scratch.masked;
                       }
-                      gemm(true, false, I, hi - lo, r.size(), T(1), left, I, dgx + r0 * GH + lo, GH, T(0),
-                           dkernel + lo, GH);
+                      transposed_product(r.size(), left, I, dgx + static_cast<long>(r.begin) * GH, GH, lo, hi, dkernel,
+                                         scratch);
                     });
 }
 
@@ -129,7 +152,8 @@ void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, co
 
 template <typename T>
 void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
-                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch) {
+                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
+                         const GradientScratch<T>& scratch) {
   const int H = in.units, GH = in.width();
   const Range cols{std::max(c.begin, g_begin * H), std::min(c.end, g_end * H)};
   if (cols.size() <= 0) return;
@@ -139,16 +163,16 @@ void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T*
     for (long k = 0; k < H; ++k) std::fill(drecurrent + k * GH + cols.begin, drecurrent + k * GH + cols.end, T(0));
     return;
   }
-  const long r0 = r.begin;
   auto mask_of = [&](int g) { return apply_dropout ? in.recurrent_dropout_of_gate(g) : nullptr; };
   for_each_mask_run(g_begin, g_end, H, cols, mask_of, [&](int g, int, int lo, int hi) {
     const T* m = mask_of(g);
-    const T* l = left + r0 * H;
+    const T* l = left + static_cast<long>(r.begin) * H;
     if (m != nullptr) {
-      masked_rows(r, left, m, in.steps, H, scratch);
-      l = scratch;
+      masked_rows(r, left, m, in.steps, H, scratch.masked);
+      l = scratch.masked;
     }
-    gemm(true, false, H, hi - lo, r.size(), T(1), l, H, dgrec + r0 * GH + lo, GH, T(0), drecurrent + lo, GH);
+    transposed_product(r.size(), l, H, dgrec + static_cast<long>(r.begin) * GH, GH, lo, hi, drecurrent,
+                       scratch);
   });
 }
 
@@ -162,11 +186,12 @@ void sum_partials_share(int tid, int nt, T* out, const T* parts, int n_parts, lo
 }
 
 #define FUSEDRNN_INSTANTIATE(T)                                                                              \
-  template void input_gradient_rows<T>(Range, const SequenceInputs<T>&, const T*, T*, T*);                   \
-  template void kernel_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, T*, T*, T*);           \
+  template void input_gradient_rows<T>(Range, const SequenceInputs<T>&, const PanelMatrix<T>&, const T*, T*);  \
+  template void kernel_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, T*, T*,                \
+                                    const GradientScratch<T>&);                                               \
   template void one_hot_kernel_grads_share<T>(int, int, const SequenceInputs<T>&, const T*, T*);             \
   template void recurrent_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, bool, const T*, int,  \
-                                       int, T*, T*, T*);                                                      \
+                                       int, T*, T*, const GradientScratch<T>&);                               \
   template void sum_partials_share<T>(int, int, T*, const T*, int, long, long);
 FUSEDRNN_INSTANTIATE(float)
 FUSEDRNN_INSTANTIATE(double)

@@ -15,6 +15,7 @@
 // of every row, and one barrier per step publishes the new state.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -116,11 +117,12 @@ PanelSource<T> forward_source(const SequenceInputs<T>& in) {
   return {in.kernel, in.recurrent, in.width(), in.units, 1};
 }
 
-// Backward weights: the recurrent kernel transposed, (G*H, H): a step's gate gradients times it
-// give the gradient of the state entering the step.
+// Backward weights: a weight matrix (n, G*H) transposed, (G*H, n), with backward_plan(): gate
+// gradients times the recurrent kernel's give the gradient of the state entering a step, times
+// the kernel's the gradient of the input.
 template <typename T>
-PanelSource<T> backward_source(const SequenceInputs<T>& in) {
-  return {in.recurrent, in.recurrent, 1, 0, in.width()};
+PanelSource<T> transposed_source(const T* weights, int gate_width) {
+  return {weights, weights, 1, 0, gate_width};
 }
 
 inline PanelPlan backward_plan() { return units_plan(-1, 0); }
@@ -144,17 +146,53 @@ struct WeightGrads {
   T* drecurrent_bias;  // (G*H,), GRU reset_after only
 };
 
-// dx of the rows r (of the B*T rows) from their gx-gradients dgx (B*T, G*H); nothing with one-hot
-// input. `scratch` holds r.size() * I values.
+// One thread's work memory for the weight gradients of up to `rows` rows of the B*T: the
+// dropout-masked left operands (rows * max(I, H) values), their packed copy, a block of columns
+// of the gate gradients (columns_values(rows) values), and that block's product.
 template <typename T>
-void input_gradient_rows(Range r, const SequenceInputs<T>& in, const T* dgx, T* dx, T* scratch);
+struct GradientScratch {
+  // A block of columns takes about 512 KiB, and 48 to 240 columns.
+  static constexpr long kBlockValues = 512L * 1024 / static_cast<long>(sizeof(T));
+  static constexpr int kFewestBlockColumns = 48, kMostBlockColumns = 240;
+
+  T* masked;
+  T* packed;
+  T* columns;
+  long columns_capacity;  // values in `columns`
+  T* result;
+
+  // Columns per block of the gate gradients over K rows (K up to `rows`): the multiples of 16
+  // that fit in `columns`, which holds at least kFewestBlockColumns of them.
+  int block_columns(long K) const {
+    const long fit = columns_capacity / std::max(1L, K) / 16 * 16;
+    return static_cast<int>(std::min<long>(fit, kMostBlockColumns));
+  }
+
+  static long masked_values(long rows, int input_size, int units) { return rows * std::max(input_size, units); }
+  static long packed_values(int rows, int input_size, int units) {
+    return PanelMatrix<T>::values(units_plan(0, 0), rows, std::max(input_size, units));
+  }
+  static long columns_values(long rows) { return std::max(kBlockValues, rows * kFewestBlockColumns); }
+  // Row stride of a block's product: n values and a cache line, so that its rows do not all map
+  // to the same cache sets when n is a power of two.
+  static int result_stride(int n) { return (n + 15) / 16 * 16 + 64 / static_cast<int>(sizeof(T)); }
+  static long result_values(int input_size, int units) {
+    return static_cast<long>(kMostBlockColumns) * result_stride(std::max(input_size, units));
+  }
+};
+
+// dx of the rows r (of the B*T rows) from their gx-gradients dgx (B*T, G*H) and the kernel
+// transposed (transposed_source(in.kernel), backward_plan(), K = G*H, I units); nothing with
+// one-hot input.
+template <typename T>
+void input_gradient_rows(Range r, const SequenceInputs<T>& in, const PanelMatrix<T>& kernel_t, const T* dgx, T* dx);
 
 // The rows r's share of d_kernel[:, c] and d_bias[c] (d_bias may be null), c a block of the G*H
 // columns. With one-hot input only d_bias: the kernel's gradient is one_hot_kernel_grads_share's.
-// `scratch` holds r.size() * I values.
+// `scratch` holds r.size() rows.
 template <typename T>
 void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dgx, T* dkernel, T* dbias,
-                      T* scratch);
+                      const GradientScratch<T>& scratch);
 
 // One-hot input: d_kernel[id, :] = sum of the dgx rows with that id (times dropout), over all
 // rows; each thread computes a block of columns.
@@ -164,10 +202,11 @@ void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, co
 // The rows r's share of the columns c of d_recurrent[:, gates g_begin..g_end) =
 // (left * recurrent_dropout_g)^T dgrec, left (B, T, H); with apply_dropout false the masks are
 // not applied (left already holds them). d_recurrent_bias (may be null) gets the column sums of
-// dgrec. `scratch` holds r.size() * H values.
+// dgrec. `scratch` holds r.size() rows.
 template <typename T>
 void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
-                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias, T* scratch);
+                         const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
+                         const GradientScratch<T>& scratch);
 
 // out[k] += sum over p < n_parts of parts[p * part_stride + k], for this thread's block of k < n.
 template <typename T>

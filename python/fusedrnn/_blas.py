@@ -37,9 +37,9 @@ def blas_core() -> str:
     AVX2) that fusedrnn's OpenBLAS chose when it loaded, from the CPU or from the
     ``OPENBLAS_CORETYPE`` environment variable; ``""`` if the library does not say.
 
-    The backward pass's weight and input gradients, single-step calls and the dense layers and
-    projections run on these kernels; the recurrent products over whole sequences run on
-    fusedrnn's own kernel whatever this says."""
+    Single-step recurrent calls and the dense layers and projections run on these kernels;
+    every product of a recurrent op over a whole sequence (forward, backward, weight and input
+    gradients) runs on fusedrnn's own kernel whatever this says."""
     if _library is None:
         return ""
     try:
