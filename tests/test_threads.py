@@ -67,18 +67,14 @@ def test_kernels_keep_their_blas_single_threaded(rng):
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="OpenBLAS core names are x86-64's")
 def test_blas_core_reports_the_kernels_openblas_loaded():
-    """fusedrnn.blas_core() reads the core back from the library: with OPENBLAS_CORETYPE naming
-    Nehalem (SSE4.2, which every x86-64 CPU of the last 15 years has), that core, whatever the
-    CPU would have chosen."""
-    core = "Nehalem"
-    env = dict(os.environ, OPENBLAS_CORETYPE=core)
-    assert fresh_process_prints("fusedrnn.blas_core()", env) == core
-
-
-def test_blas_core_names_a_core_without_an_override():
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-    core = fresh_process_prints("fusedrnn.blas_core()", env)
-    assert core and core.isidentifier()
+    """fusedrnn.blas_core() reads back the core OpenBLAS loaded: a core's name, and where the
+    environment sets OPENBLAS_CORETYPE, that core. The test leaves the variable as it finds it
+    (some machines set it because older OpenBLAS builds fail on their CPU without it)."""
+    core = fusedrnn.blas_core()
+    assert core and core.isidentifier(), repr(core)
+    wanted = os.environ.get("OPENBLAS_CORETYPE")
+    if wanted:
+        assert core.lower() == wanted.lower()
 
 
 def test_a_region_given_fewer_threads_than_asked_still_covers_every_row():
