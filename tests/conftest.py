@@ -4,6 +4,7 @@
   with a newly drawn seed (so inputs differ from run to run).  The seed is
   printed (shown in the report of a failing test) and should be included in
   assertion messages.  Reproduce a failure with ``FUSEDRNN_TEST_SEED=<seed>``.
+* ``one_or_two_threads``: runs a test on one thread and on two.
 * Output poisoning: if the compiled extension is importable, every test runs
   with ``fusedrnn._C.set_poison_outputs(True)`` so that an element a kernel
   forgets to write shows up as NaN.
@@ -39,6 +40,18 @@ def seed() -> int:
 @pytest.fixture
 def rng(seed) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
+def one_or_two_threads(request) -> int:
+    """The test runs once on one thread and once on two (fusedrnn.set_num_threads); the thread
+    count is put back afterwards."""
+    import fusedrnn
+
+    before = fusedrnn.get_num_threads()
+    fusedrnn.set_num_threads(request.param)
+    yield request.param
+    fusedrnn.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)

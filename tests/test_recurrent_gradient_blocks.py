@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fusedrnn
 from _keras_oracle import VARIANTS, check_against_reference, close_to_scale, make_problem
 
 # (B, T, I, H): few rows, wide gates (units split on two threads); a batch split with rows over
@@ -32,21 +31,13 @@ SHAPES = [(3, 100, 67, 90), (8, 40, 130, 70), (4, 700, 20, 17), (16, 140, 20, 10
 TOL = {np.float32: 1e-4, np.float64: 1e-11}
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    before = fusedrnn.get_num_threads()
-    fusedrnn.set_num_threads(request.param)
-    yield request.param
-    fusedrnn.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("dropout", [None, "shared", "per_gate"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_gradients_across_blocks(variant, shape, dropout, dtype, threads, rng, seed):
+def test_gradients_across_blocks(variant, shape, dropout, dtype, one_or_two_threads, rng, seed):
     B, T, I, H = shape
     problem = make_problem(rng, variant, B, T, I, H, dtype, mask="random" if rng.random() < 0.5 else None,
                            dropout=dropout, recurrent_dropout=dropout)
     check_against_reference(problem, rng, lambda a, b, what: close_to_scale(a, b, what, TOL[dtype]),
-                            f"[seed={seed}, threads={threads}] {problem.describe()}")
+                            f"[seed={seed}, threads={one_or_two_threads}] {problem.describe()}")

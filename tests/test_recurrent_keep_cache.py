@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fusedrnn
 from _keras_oracle import DROPOUT_KINDS, MASK_KINDS, VARIANTS, make_problem
 from fusedrnn import ops
 
@@ -24,25 +23,17 @@ from fusedrnn import ops
 SHAPES = [(2, 1, 3, 4), (3, 2, 5, 7), (16, 9, 6, 20), (3, 11, 4, 70), (9, 5, 16, 320)]
 
 
-@pytest.fixture(params=[1, 2], ids=["threads1", "threads2"])
-def threads(request):
-    before = fusedrnn.get_num_threads()
-    fusedrnn.set_num_threads(request.param)
-    yield request.param
-    fusedrnn.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_forward_without_cache_gives_the_same_outputs(variant, shape, dtype, threads, rng, seed):
+def test_forward_without_cache_gives_the_same_outputs(variant, shape, dtype, one_or_two_threads, rng, seed):
     mask = MASK_KINDS[int(rng.integers(len(MASK_KINDS)))]
     dropout = DROPOUT_KINDS[int(rng.integers(len(DROPOUT_KINDS)))]
     problem = make_problem(rng, variant, *shape, dtype, mask=mask, go_backwards=bool(rng.integers(2)),
                            dropout=dropout, recurrent_dropout=dropout)
     trained, cache = problem.forward(ops)
     inferred, none = problem.forward(ops, keep_cache=False)
-    ctx = f"[seed={seed}] {problem.describe()} mask={mask} dropout={dropout} threads={threads}"
+    ctx = f"[seed={seed}] {problem.describe()} mask={mask} dropout={dropout} threads={one_or_two_threads}"
     assert cache is not None and none is None, ctx
     for name, a, b in zip(["outputs", "h_last", "c_last"], trained, inferred):
         assert np.all(np.isfinite(b)), f"{name} has unwritten (NaN) elements. {ctx}"
