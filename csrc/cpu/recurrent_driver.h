@@ -112,7 +112,7 @@ struct BackwardStep {
   T* dc;                      // (B, H): LSTM cell-state gradient
   const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (transposed_source)
   T* operand;                 // share.rows.size() * G*H: a step's gate gradients, private to the thread
-  GradientScratch<T> grad_scratch;  // for B*T rows, private: the weight gradients' operands
+  GradientScratch<T> grad_scratch;  // for the thread's rows, private: the weight gradients' operands
   const std::vector<int>& first_active;
   const T* zeros;             // (H,) zeros
   int s = 0, t = 0;
@@ -325,16 +325,21 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       pack_weights(in) && dense_inputs > 0 ? ws.take<T>(PanelMatrix<T>::values(plan_t, GH, dense_inputs)) : nullptr);
   const int threads = region_threads();
   // Weight gradients (see WeightGrads): under a batch split every thread but the first sums its
-  // rows' share into its own buffers. Each thread has a block of scratch rows for the
-  // dropout-masked operands.
+  // rows' share into its own buffers. Their work memory (GradientScratch): the rows of the
+  // threads of a batch split are disjoint, so their operands share one buffer of B*T rows, each
+  // thread's starting at its first row; under a split of the units each thread takes all rows
+  // and has a buffer of its own. (A region given fewer threads than asked for splits the batch
+  // only where the full count would have: fewer threads, same or larger disjoint shares.)
   const bool by_batch = step_share(B, H, weight_bytes, 0, threads).by_batch;
   const long dense_kernel = in.ids != nullptr ? 0 : static_cast<long>(in.input_size) * GH;
   const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
   T* partials = by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
-  const long masked_values = GradientScratch<T>::masked_values(rows_bt, in.input_size, H);
-  const long packed_values = GradientScratch<T>::packed_values(static_cast<int>(rows_bt), in.input_size, H);
-  T* masked = ws.take<T>(static_cast<size_t>(threads) * masked_values);
-  T* packed = ws.take<T>(static_cast<size_t>(threads) * packed_values);
+  const long operand_rows = (by_batch ? 1 : threads) * rows_bt;
+  const bool masks = in.dropout != nullptr || in.recurrent_dropout != nullptr;
+  const long masked_row = GradientScratch<T>::operand_row_values(in.input_size, H);
+  const long packed_row = GradientScratch<T>::packed_row_values(in.input_size, H);
+  T* masked = masks ? ws.take<T>(static_cast<size_t>(operand_rows * masked_row)) : nullptr;
+  T* packed = ws.take<T>(static_cast<size_t>(operand_rows * packed_row));
   const long columns_values = GradientScratch<T>::columns_values(rows_bt);
   T* columns = ws.take<T>(static_cast<size_t>(threads) * columns_values);
   const long result_values = GradientScratch<T>::result_values(in.input_size, H);
@@ -353,9 +358,10 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
     pack_share(tid, nt, share, weights_t);
     pack_share(tid, nt, share, kernel_t, true);
     std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);
-    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(),
-                       {masked + tid * masked_values, packed + tid * packed_values, columns + tid * columns_values,
-                        columns_values, result + tid * result_values},
+    const long first_row = share.by_batch ? static_cast<long>(rows.begin) * S : tid * rows_bt;
+    const GradientScratch<T> scratch{masks ? masked + first_row * masked_row : nullptr, packed + first_row * packed_row,
+                                     columns + tid * columns_values, columns_values, result + tid * result_values};
+    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(), scratch,
                        first, zeros};
     st.share = share;
     for (int b = rows.begin; b < rows.end; ++b) {

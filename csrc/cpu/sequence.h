@@ -146,9 +146,10 @@ struct WeightGrads {
   T* drecurrent_bias;  // (G*H,), GRU reset_after only
 };
 
-// One thread's work memory for the weight gradients of up to `rows` rows of the B*T: the
-// dropout-masked left operands (rows * max(I, H) values), their packed copy, a block of columns
-// of the gate gradients (columns_values(rows) values), and that block's product.
+// One thread's work memory for the weight gradients of its K rows of the B*T: the
+// dropout-masked left operands (K * operand_row_values; null without dropout), their packed
+// copy (K * packed_row_values), a block of columns of the gate gradients (columns_values(K)
+// values at least), and that block's product (result_values).
 template <typename T>
 struct GradientScratch {
   // A block of columns takes about 512 KiB, and 48 to 240 columns.
@@ -168,9 +169,10 @@ struct GradientScratch {
     return static_cast<int>(std::min<long>(fit, kMostBlockColumns));
   }
 
-  static long masked_values(long rows, int input_size, int units) { return rows * std::max(input_size, units); }
-  static long packed_values(int rows, int input_size, int units) {
-    return PanelMatrix<T>::values(units_plan(0, 0), rows, std::max(input_size, units));
+  // Per row: the left operand is x (I values) or h (H values), packed in whole groups of columns.
+  static long operand_row_values(int input_size, int units) { return std::max(input_size, units); }
+  static long packed_row_values(int input_size, int units) {
+    return PanelMatrix<T>::values(units_plan(0, 0), 1, std::max(input_size, units));
   }
   static long columns_values(long rows) { return std::max(kBlockValues, rows * kFewestBlockColumns); }
   // Row stride of a block's product: n values and a cache line, so that its rows do not all map
