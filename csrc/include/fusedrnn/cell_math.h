@@ -26,9 +26,9 @@ namespace fusedrnn {
 namespace math {
 
 // ---------------------------------------------------------------------------------------------
-// Elementary functions. On the host, float exp and tanh are branch-free polynomials so that the
-// compiler vectorises the pointwise loops (libm calls do not vectorise); they are accurate to a
-// few ulp. Doubles and device code use the standard library.
+// Elementary functions. On the host, float exp and tanh are branch-free polynomial and rational
+// forms so that the compiler vectorises the pointwise loops (libm calls do not vectorise); they
+// are accurate to a few ulp. Doubles and device code use the standard library.
 // ---------------------------------------------------------------------------------------------
 
 FUSEDRNN_HD float exp_(float x) {
@@ -67,19 +67,26 @@ FUSEDRNN_HD float tanh_(float x) {
 #if defined(__CUDA_ARCH__)
   return tanhf(x);
 #else
-  // Small |x|: odd Taylor series to x^11 (error < 1e-9 relative for |x| < 0.3). Otherwise
-  // 1 - 2 / (exp(2|x|) + 1), whose cancellation error stays below 5e-7 relative there.
-  const float ax = std::fabs(x);
-  const float x2 = x * x;
-  float p = -1382.0f / 155925.0f;
-  p = std::fma(p, x2, 62.0f / 2835.0f);
-  p = std::fma(p, x2, -17.0f / 315.0f);
-  p = std::fma(p, x2, 2.0f / 15.0f);
-  p = std::fma(p, x2, -1.0f / 3.0f);
-  const float small = std::fma(p * x2, x, x);
-  const float big = 1.0f - 2.0f / (exp_(2.0f * ax) + 1.0f);
-  const float large = std::copysign(big, x);
-  return ax < 0.3f ? small : large;
+  // tanh(x) = x P(x^2) / Q(x^2), degrees 5 and 3, a rational function fitted to tanh in relative
+  // error on [-9, 9] (beyond it tanh rounds to +-1 in float). Evaluated in float it stays within
+  // 6 ulp of tanh, under 1 ulp on average; no exp and one division, a third of the instructions of
+  // 1 - 2 / (exp(2x) + 1) with a series for small x. The clamp keeps a NaN (both compare false).
+  x = x > 9.0f ? 9.0f : x;
+  x = x < -9.0f ? -9.0f : x;
+  const float t = x * x;
+  float p = 1.840723233559327e-11f;
+  p = std::fma(p, t, -1.2854070696732833e-08f);
+  p = std::fma(p, t, 9.295974450651556e-06f);
+  p = std::fma(p, t, 0.002924148226156831f);
+  p = std::fma(p, t, 0.1292244791984558f);
+  p = std::fma(p, t, 0.9999999403953552f);
+  float q = 0.00022855409770272672f;
+  q = std::fma(q, t, 0.023777255788445473f);
+  q = std::fma(q, t, 0.4625573456287384f);
+  q = std::fma(q, t, 1.0f);
+  // Near +-9 the rounding can end a few ulp past +-1; tanh stays within [-1, 1].
+  const float y = x * p / q;
+  return y > 1.0f ? 1.0f : (y < -1.0f ? -1.0f : y);
 #endif
 }
 
