@@ -85,8 +85,9 @@ FUSEDRNN_HD float tanh_(float x) {
   q = std::fma(q, t, 0.4625573456287384f);
   q = std::fma(q, t, 1.0f);
   // Near +-9 the rounding can end a few ulp past +-1; tanh stays within [-1, 1].
-  const float y = x * p / q;
-  return y > 1.0f ? 1.0f : (y < -1.0f ? -1.0f : y);
+  float y = x * p / q;
+  y = y > 1.0f ? 1.0f : y;
+  return y < -1.0f ? -1.0f : y;
 #endif
 }
 
