@@ -40,8 +40,8 @@ def configure_threads(n: int) -> None:
 
 def blas_cores() -> str:
     """Which OpenBLAS kernels fusedrnn's and NumPy's BLAS run (e.g. "SkylakeX" for AVX-512,
-    "Haswell" for AVX2): the sgemm roofline is only as fast as NumPy's, and fusedrnn's weight and
-    input gradients run on its own. OPENBLAS_CORETYPE in the environment decides both."""
+    "Haswell" for AVX2): the sgemm roofline is only as fast as NumPy's, and fusedrnn's single-step
+    calls and dense layers run on its own. OPENBLAS_CORETYPE in the environment decides both."""
     import fusedrnn
 
     numpy_core = "?"

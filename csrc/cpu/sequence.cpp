@@ -9,15 +9,18 @@ namespace cpu {
 namespace {
 std::atomic<bool> g_poison{false};
 
-// dst[row - r.begin, :] = src[b, t, :] * m[b, :] for the rows r = (b, t) of a (B*T, d) matrix.
+// The rows r = (b, t) of a (B*T, d) matrix src, times the mask m[b, :] of their sequence when m
+// is set: src's own rows, or their masked copy written to dst (r.size() rows).
 template <typename T>
-void masked_rows(Range r, const T* src, const T* m, int steps, int d, T* dst) {
+const T* rows_times_mask(Range r, const T* src, const T* m, int steps, int d, T* dst) {
+  if (m == nullptr) return src + static_cast<long>(r.begin) * d;
   for (int row = r.begin; row < r.end; ++row) {
     const T* mb = m + static_cast<long>(row / steps) * d;
     const T* s = src + static_cast<long>(row) * d;
     T* o = dst + static_cast<long>(row - r.begin) * d;
     for (int k = 0; k < d; ++k) o[k] = s[k] * mb[k];
   }
+  return dst;
 }
 
 // out[c] = sum over rows r of a[row, c] (a row-major with leading dimension lda).
@@ -116,12 +119,7 @@ void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dg
   // d_kernel = (x * dropout_g)^T dgx, one product per run of gates sharing a mask.
   for_each_mask_run(0, in.gates, H, c, [&](int g) { return in.dropout_of_gate(g); },
                     [&](int g, int, int lo, int hi) {
-                      const T* m = in.dropout_of_gate(g);
-                      const T* left = in.x + static_cast<long>(r.begin) * I;
-                      if (m != nullptr) {
-                        masked_rows(r, in.x, m, in.steps, I, scratch.masked);
-                        left = scratch.masked;
-                      }
+                      const T* left = rows_times_mask(r, in.x, in.dropout_of_gate(g), in.steps, I, scratch.masked);
                       transposed_product(r.size(), left, I, dgx + static_cast<long>(r.begin) * GH, GH, lo, hi, dkernel,
                                          scratch);
                     });
@@ -165,12 +163,7 @@ void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T*
   }
   auto mask_of = [&](int g) { return apply_dropout ? in.recurrent_dropout_of_gate(g) : nullptr; };
   for_each_mask_run(g_begin, g_end, H, cols, mask_of, [&](int g, int, int lo, int hi) {
-    const T* m = mask_of(g);
-    const T* l = left + static_cast<long>(r.begin) * H;
-    if (m != nullptr) {
-      masked_rows(r, left, m, in.steps, H, scratch.masked);
-      l = scratch.masked;
-    }
+    const T* l = rows_times_mask(r, left, mask_of(g), in.steps, H, scratch.masked);
     transposed_product(r.size(), l, H, dgrec + static_cast<long>(r.begin) * GH, GH, lo, hi, drecurrent,
                        scratch);
   });
