@@ -201,6 +201,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const bool streamed_size = static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
   const GateSink gate_sink =
       saved.slots < S ? GateSink::kDiscard : (streamed_size ? GateSink::kStream : GateSink::kCache);
+  // The outputs are written once and not read again here: as large, they are streamed too.
+  const bool stream_outputs = static_cast<long>(B) * S * H * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
 
   // Under a batch split with more blocks of kBlockRows sequences than threads, each thread runs
   // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
@@ -279,10 +281,9 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
           st.share.units = u;
           cell.forward_step(st);
           for (int b = rows.begin; b < rows.end; ++b) {
-            const bool seen = s >= first[b];
-            const T* hn = st.h_new(b);
             T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
-            for (int j = u.begin; j < u.end; ++j) o[j] = seen ? hn[j] : T(0);
+            if (s >= first[b]) copy_maybe_streamed(o + u.begin, st.h_new(b) + u.begin, u.size(), stream_outputs);
+            else std::fill(o + u.begin, o + u.end, T(0));  // before the row's first unmasked step
           }
         };
         if (claim) {
@@ -296,7 +297,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         if (hand_over) handover.offer(tid, rows, s + 1, S - (s + 1));
       }
     }
-    if (gate_sink == GateSink::kStream) stream_fence();  // the saved gates are read by other threads later
+    // The saved gates and outputs are read by other threads later.
+    if (gate_sink == GateSink::kStream || stream_outputs) stream_fence();
   }
 }
 

@@ -16,8 +16,8 @@
 namespace fusedrnn {
 namespace cpu {
 
-// Saved gates at least this large are streamed (about a core's L2 cache: smaller ones are
-// still in cache when the backward pass reads them).
+// Saved gates and layer outputs at least this large are streamed (about a core's L2 cache:
+// smaller ones are still in cache when the backward pass or the next layer reads them).
 constexpr long kStreamGateBytes = 2L * 1024 * 1024;
 
 // dst[0, kLanes<T>) = src[0, kLanes<T>), bypassing the caches where dst is aligned to a vector
@@ -37,6 +37,15 @@ inline void stream_vector(T* dst, const T* src) {
   }
 #endif
   std::copy(src, src + kLanes<T>, dst);
+}
+
+// dst[0, n) = src[0, n): streamed by whole vectors when `stream` (a plain copy for the rest).
+template <typename T>
+inline void copy_maybe_streamed(T* dst, const T* src, int n, bool stream) {
+  int j = 0;
+  if (stream)
+    for (; j + kLanes<T> <= n; j += kLanes<T>) stream_vector(dst + j, src + j);
+  std::copy(src + j, src + n, dst + j);
 }
 
 // Streaming stores are weakly ordered: a thread fences them before other threads read its data.
