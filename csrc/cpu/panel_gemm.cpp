@@ -32,22 +32,24 @@ inline void store(T* p, Vec<T> v) {
 }
 
 // acc[r][p] += A[r][k] * W[k][p] over k in [k_begin, k_end) for the panels in `mask`; A[r][k] is
-// a[r * lda + k], or a[k * lda + r] when kByColumns (A stored transposed).
+// a[r * lda + k - k_first] (a's columns start at K row k_first), or a[k * lda + r] when
+// kByColumns (A stored transposed).
 template <typename T, int R, int P, unsigned kMask, bool kPerPanel, bool kByColumns>
 inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][P], const T* const* a, int lda,
-                                                      const T* w, int k_begin, int k_end) {
+                                                      int k_first, const T* w, int k_begin, int k_end) {
   constexpr int L = kLanes<T>;
   for (int k = k_begin; k < k_end; ++k) {
     Vec<T> b[P];
     const T* wk = w + static_cast<long>(k) * P * L;
+    const int ka = k - k_first;
     for (int p = 0; p < P; ++p)
       if (kMask & (1u << p)) b[p] = load(wk + p * L);
     for (int r = 0; r < R; ++r) {
       if constexpr (kPerPanel) {
         for (int p = 0; p < P; ++p)
-          if (kMask & (1u << p)) acc[r][p] += a[p][static_cast<long>(r) * lda + k] * b[p];
+          if (kMask & (1u << p)) acc[r][p] += a[p][static_cast<long>(r) * lda + ka] * b[p];
       } else {
-        const T av = kByColumns ? a[0][static_cast<long>(k) * lda + r] : a[0][static_cast<long>(r) * lda + k];
+        const T av = kByColumns ? a[0][static_cast<long>(k) * lda + r] : a[0][static_cast<long>(r) * lda + ka];
         for (int p = 0; p < P; ++p)
           if (kMask & (1u << p)) acc[r][p] += av * b[p];
       }
@@ -59,7 +61,7 @@ inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][
 // sum in slot P - 1 and its h-segment sum in slot P (the K blocks cross kx once, in order).
 template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast,
           bool kByColumns>
-void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+void tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   constexpr int L = kLanes<T>, S = P + (kSplitLast ? 1 : 0), last = P - 1;
   // Slot of panel p while the block is in the x segment (before kx) or after it.
   auto slot = [](int p, bool in_h) { return kSplitLast && p == last && in_h ? P : p; };
@@ -70,7 +72,7 @@ void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1,
     for (int p = 0; p < P; ++p)
       acc[r][p] = accumulate && !(fresh_h && p == last) ? load(tile + (r * S + slot(p, k0 >= kx)) * L) : Vec<T>{};
   const int split = std::min(std::max(kx, k0), k1);
-  accumulate_products<T, R, P, kXMask, kPerPanel, kByColumns>(acc, a, lda, w, k0, split);
+  accumulate_products<T, R, P, kXMask, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, k0, split);
   if (kSplitLast && (split > k0 || !accumulate) && split < k1) {
     // Entering the h segment: the x sum is final (zero when there was none), the h sum starts.
     for (int r = 0; r < R; ++r) {
@@ -78,16 +80,16 @@ void tile_kernel(const T* const* a, int lda, const T* w, int k0, int kx, int k1,
       acc[r][last] = Vec<T>{};
     }
   }
-  accumulate_products<T, R, P, kHMask, kPerPanel, kByColumns>(acc, a, lda, w, split, k1);
+  accumulate_products<T, R, P, kHMask, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, split, k1);
   for (int r = 0; r < R; ++r)
     for (int p = 0; p < P; ++p) store(tile + (r * S + slot(p, k1 > kx)) * L, acc[r][p]);
 }
 
 template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast, bool kByColumns = false>
-void tile_rows(int rows, const T* const* a, int lda, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+void tile_rows(int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   const auto kernel = [&](auto r) {
     constexpr int R = decltype(r)::value;
-    tile_kernel<T, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, lda, w, k0, kx, k1, accumulate, tile);
+    tile_kernel<T, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
   };
   switch (rows) {
 #if defined(__AVX512F__)
@@ -104,33 +106,31 @@ void tile_rows(int rows, const T* const* a, int lda, const T* w, int k0, int kx,
 }
 
 template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kSplitLast = false>
-void tile_any(int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx, int k1,
-              bool accumulate, T* tile) {
-  if (per_panel) tile_rows<T, P, kXMask, kHMask, true, kSplitLast>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
-  else tile_rows<T, P, kXMask, kHMask, false, kSplitLast>(rows, a, lda, w, k0, kx, k1, accumulate, tile);
+void tile_any(int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+  if (a.per_panel) tile_rows<T, P, kXMask, kHMask, true, kSplitLast>(rows, a, w, k0, kx, k1, accumulate, tile);
+  else tile_rows<T, P, kXMask, kHMask, false, kSplitLast>(rows, a, w, k0, kx, k1, accumulate, tile);
 }
 
 }  // namespace
 
 template <typename T>
-void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx,
-                int k1, bool accumulate, T* tile) {
+void panel_tile(PanelKind kind, int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate,
+                T* tile) {
   switch (kind) {
-    case PanelKind::kAll: return tile_any<T, 4, 0xFu, 0xFu>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
-    case PanelKind::kGruAfter:
-      return tile_any<T, 3, 0x7u, 0x7u, true>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
-    case PanelKind::kGruBefore: return tile_any<T, 3, 0x7u, 0x3u>(rows, a, lda, per_panel, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kAll: return tile_any<T, 4, 0xFu, 0xFu>(rows, a, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruAfter: return tile_any<T, 3, 0x7u, 0x7u, true>(rows, a, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruBefore: return tile_any<T, 3, 0x7u, 0x3u>(rows, a, w, k0, kx, k1, accumulate, tile);
   }
 }
 
 template <typename T>
 void panel_tile_by_columns(int rows, const T* a, int lda, const T* w, int k0, int k1, bool accumulate, T* tile) {
-  tile_rows<T, 4, 0xFu, 0xFu, false, false, true>(rows, &a, lda, w, k0, k1, k1, accumulate, tile);
+  const Operands<T> columns = Operands<T>::contiguous(&a, lda, false, 0);  // one segment: K ends at kx = k1
+  tile_rows<T, 4, 0xFu, 0xFu, false, false, true>(rows, columns, w, k0, k1, k1, accumulate, tile);
 }
 
-template void panel_tile<float>(PanelKind, int, const float* const*, int, bool, const float*, int, int, int, bool,
-                                float*);
-template void panel_tile<double>(PanelKind, int, const double* const*, int, bool, const double*, int, int, int, bool,
+template void panel_tile<float>(PanelKind, int, const Operands<float>&, const float*, int, int, int, bool, float*);
+template void panel_tile<double>(PanelKind, int, const Operands<double>&, const double*, int, int, int, bool,
                                  double*);
 template void panel_tile_by_columns<float>(int, const float*, int, const float*, int, int, bool, float*);
 template void panel_tile_by_columns<double>(int, const double*, int, const double*, int, int, bool, double*);

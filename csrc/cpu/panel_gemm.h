@@ -15,9 +15,10 @@
 // against the packed transposed kernel, and the weight gradients X^T dG, whose left factor
 // is stored by columns (multiply_by_columns).
 //
-// K has two segments, [0, kx) and [kx, K): the step's input x and its state h. Each panel has
-// its own left operand when dropout gives every gate its own mask (`a[p]`); otherwise all
-// panels share a[0].
+// K has two segments, [0, kx) and [kx, K): the step's input x and its state h. The left
+// operand's two segments may lie apart, each with its own row stride (Operands: a step without
+// dropout reads x_t and h_{t-1} where they are). Each panel has its own left operand when
+// dropout gives every gate its own mask; otherwise all panels share one.
 //
 // Vectors are GCC/Clang vector extensions of kVectorBytes, so one source serves float and
 // double, AVX-512 (one zmm per vector), AVX2 and SSE builds.
@@ -92,6 +93,38 @@ struct PanelPlan {
   }
 };
 
+// The left factor A of a product, in the two segments of K of the packed matrix: columns
+// [0, kx) (the step's input) are x[p][r * ldx + k], columns [kx, K) (the state) are
+// h[p][r * ldh + k - kx]. One pointer per panel when per_panel (a dropout mask per gate), else
+// x[0] and h[0] serve every panel. A contiguous matrix [x | h] is both, with h = x + kx; a step
+// without dropout reads its input and state rows where they are, each with its own stride.
+template <typename T>
+struct Operands {
+  const T* x[kPanels];
+  const T* h[kPanels];
+  int ldx, ldh;
+  bool per_panel;
+
+  // a[p] (a[0] unless per_panel): rows of K values, [x | h] with the state from column kx.
+  static Operands contiguous(const T* const* a, int lda, bool per_panel, int kx) {
+    Operands o{{}, {}, lda, lda, per_panel};
+    for (int p = 0; p < (per_panel ? kPanels : 1); ++p) {
+      o.x[p] = a[p];
+      o.h[p] = a[p] + kx;
+    }
+    return o;
+  }
+  // The same operands from row r on.
+  Operands from_row(int r) const {
+    Operands o = *this;
+    for (int p = 0; p < (per_panel ? kPanels : 1); ++p) {
+      o.x[p] = x[p] == nullptr ? nullptr : x[p] + static_cast<long>(r) * ldx;
+      o.h[p] = h[p] == nullptr ? nullptr : h[p] + static_cast<long>(r) * ldh;
+    }
+    return o;
+  }
+};
+
 // Four consecutive unit blocks of one gate: SimpleRNN, and products whose columns are units.
 inline PanelPlan units_plan(int x_gate, int h_gate) {
   return {PanelKind::kAll, 4, {x_gate, x_gate, x_gate, x_gate}, {h_gate, h_gate, h_gate, h_gate}, {0, 1, 2, 3}};
@@ -160,8 +193,15 @@ class PanelMatrix {
   template <typename Consume>
   void multiply(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin, int unit_end,
                 Consume&& consume) const {
-    if (packed()) multiply_packed<false>(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
+    const Operands<T> operands = Operands<T>::contiguous(a, lda, per_panel, kx_);
+    if (packed()) multiply_packed<false>(m, operands, k0, k1, unit_begin, unit_end, consume);
     else multiply_direct(m, a, lda, per_panel, k0, k1, unit_begin, unit_end, consume);
+  }
+
+  // The same with the left factor in two segments (Operands); packed matrices only.
+  template <typename Consume>
+  void multiply(int m, const Operands<T>& a, int k0, int k1, int unit_begin, int unit_end, Consume&& consume) const {
+    multiply_packed<false>(m, a, k0, k1, unit_begin, unit_end, consume);
   }
 
   // The same with the left operand stored by columns: A[r][k] = a[k * lda + r] (a product
@@ -170,7 +210,7 @@ class PanelMatrix {
   template <typename Consume>
   void multiply_by_columns(int m, const T* a, int lda, int k0, int k1, int unit_begin, int unit_end,
                            Consume&& consume) const {
-    multiply_packed<true>(m, &a, lda, false, k0, k1, unit_begin, unit_end, consume);
+    multiply_packed<true>(m, Operands<T>::contiguous(&a, lda, false, 0), k0, k1, unit_begin, unit_end, consume);
   }
 
  private:
@@ -195,8 +235,8 @@ class PanelMatrix {
   }
 
   template <bool kByColumns, typename Consume>
-  void multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
-                       int unit_end, Consume&& consume) const;
+  void multiply_packed(int m, const Operands<T>& a, int k0, int k1, int unit_begin, int unit_end,
+                       Consume&& consume) const;
   template <typename Consume>
   void multiply_direct(int m, const T* const* a, int lda, bool per_panel, int k0, int k1, int unit_begin,
                        int unit_end, Consume&& consume) const;
@@ -208,27 +248,27 @@ class PanelMatrix {
 };
 
 // The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][slots * L]
-// (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel], panels chosen per segment by `kind`
-// (kGruAfter: the candidate panel's x-segment sum to slot 2, its h-segment sum to slot 3);
-// with `accumulate` the sum adds to the tile's values, otherwise it replaces them.
+// (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel] (A: the operands' rows [0, R)), panels
+// chosen per segment by `kind` (kGruAfter: the candidate panel's x-segment sum to slot 2, its
+// h-segment sum to slot 3); with `accumulate` the sum adds to the tile's values, otherwise it
+// replaces them.
 template <typename T>
-void panel_tile(PanelKind kind, int rows, const T* const* a, int lda, bool per_panel, const T* w, int k0, int kx,
-                int k1, bool accumulate, T* tile);
+void panel_tile(PanelKind kind, int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate,
+                T* tile);
 // The kAll tile with A stored by columns (A[r][k] = a[k * lda + r]) and one segment.
 template <typename T>
 void panel_tile_by_columns(int rows, const T* a, int lda, const T* w, int k0, int k1, bool accumulate, T* tile);
 
 template <typename T>
 template <bool kByColumns, typename Consume>
-void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per_panel, int k0, int k1,
-                                     int unit_begin, int unit_end, Consume&& consume) const {
+void PanelMatrix<T>::multiply_packed(int m, const Operands<T>& a, int k0, int k1, int unit_begin, int unit_end,
+                                     Consume&& consume) const {
   const int width = group_units(), P = plan_.panels, S = plan_.slots();
   const int kc = std::max(16, kBlockBytes / (P * L * static_cast<int>(sizeof(T))));
   // Rows in tiles of equal height (16 rows: 6 + 5 + 5, not 6 + 6 + 4).
   const int tiles = (m + tile_rows(P) - 1) / tile_rows(P);
   alignas(64) T tile[kChunkTiles][kTileBufferVectors * kLanes<T>];
   int first_row[kChunkTiles + 1];
-  const T* rows_a[kPanels];
   for (int u = unit_begin; u < unit_end; u += width) {
     const T* w = group(u / width);
     const int u_end = std::min(u + width, unit_end);
@@ -239,12 +279,10 @@ void PanelMatrix<T>::multiply_packed(int m, const T* const* a, int lda, bool per
       for (int kb = k0; kb < k1; kb += kc) {
         for (int i = 0; i < chunk; ++i) {
           const int rows = first_row[i + 1] - first_row[i];
-          if constexpr (kByColumns) {
-            panel_tile_by_columns(rows, a[0] + first_row[i], lda, w, kb, std::min(kb + kc, k1), kb > k0, tile[i]);
-          } else {
-            for (int p = 0; p < (per_panel ? P : 1); ++p) rows_a[p] = a[p] + static_cast<long>(first_row[i]) * lda;
-            panel_tile(plan_.kind, rows, rows_a, lda, per_panel, w, kb, kx_, std::min(kb + kc, k1), kb > k0, tile[i]);
-          }
+          if constexpr (kByColumns)
+            panel_tile_by_columns(rows, a.x[0] + first_row[i], a.ldx, w, kb, std::min(kb + kc, k1), kb > k0, tile[i]);
+          else
+            panel_tile(plan_.kind, rows, a.from_row(first_row[i]), w, kb, kx_, std::min(kb + kc, k1), kb > k0, tile[i]);
         }
       }
       for (int i = 0; i < chunk; ++i)

@@ -61,10 +61,12 @@ struct ForwardStep {
   StepShare share{};              // this thread's batch rows and hidden units
   // The step's left operands, one row per row of the share: [x_t * dropout_g | h_{s-1} *
   // recurrent_dropout_g], one buffer per gate g when a dropout mask differs per gate (`per_gate`),
-  // else one.
+  // else one. Without dropout (`in_place`) nothing is built: the products read the rows of x_t
+  // and of the saved h_{s-1} where they are.
   const T* operand = nullptr;
   int lda = 0;
   bool per_gate = false;
+  bool in_place = false;
   T* h_next = nullptr;            // where the new state goes: hprev row of the next step or h_last
   int h_next_ld = 0;
   T* scratch = nullptr;           // share.rows.size() * H values, private to the thread
@@ -76,8 +78,9 @@ struct ForwardStep {
   T* gates(int b) const { return saved.gates + saved_row(b) * in.width(); }     // (G*H,)
   T* aux(int b) const { return saved.aux + saved_row(b) * in.units; }            // (H,)
   T* h_new(int b) const { return h_next + static_cast<long>(b) * h_next_ld; }    // (H,)
-  // h_{s-1} of row b as it enters gate g's matmul (after recurrent dropout), from the operands.
+  // h_{s-1} of row b as it enters gate g's matmul (after recurrent dropout).
   const T* h_in(int gate, int b) const {
+    if (in_place) return h_prev(b);
     const int rows = share.rows.size();
     return operand + (static_cast<long>(per_gate ? gate : 0) * rows + (b - share.rows.begin)) * lda + (lda - in.units);
   }
@@ -87,16 +90,24 @@ struct ForwardStep {
   // row's pre-activations for a group of units (see PanelMatrix::multiply).
   template <typename Finish>
   void product(const PanelMatrix<T>& w, Finish&& finish, const T* a = nullptr, int a_ld = 0) const {
-    const T* left[kPanels];
-    const PanelPlan plan = w.plan().slot_plan();  // a left operand per slot of the tile
-    const int rows = share.rows.size();
-    for (int p = 0; p < plan.panels; ++p) {
-      const int gate = plan.x_gate[p] >= 0 ? plan.x_gate[p] : plan.h_gate[p];
-      left[p] = a != nullptr ? a : operand + static_cast<long>(per_gate ? gate : 0) * rows * lda;
+    const int rows = share.rows.size(), b0 = share.rows.begin, kx = w.kx();
+    auto to_finish = [&](int r, int u0, int u1, T* pre) { finish(b0 + r, u0, u1, pre); };
+    if (a != nullptr || !in_place) {
+      const T* left[kPanels];
+      const PanelPlan plan = w.plan().slot_plan();  // a left operand per slot of the tile
+      for (int p = 0; p < plan.panels; ++p) {
+        const int gate = plan.x_gate[p] >= 0 ? plan.x_gate[p] : plan.h_gate[p];
+        left[p] = a != nullptr ? a : operand + static_cast<long>(per_gate ? gate : 0) * rows * lda;
+      }
+      const int k = a != nullptr ? a_ld : lda;  // the operand rows are exactly K long
+      w.multiply(rows, left, k, per_gate && a == nullptr, 0, k, share.units.begin, share.units.end, to_finish);
+      return;
     }
-    const int k = a != nullptr ? a_ld : lda;  // the operand rows are exactly K long
-    w.multiply(rows, left, k, per_gate && a == nullptr, 0, k, share.units.begin, share.units.end,
-               [&](int r, int u0, int u1, T* pre) { finish(share.rows.begin + r, u0, u1, pre); });
+    // In place (packed weights, no dropout): x_t rows S * I apart, h_{s-1} rows slots * H apart.
+    Operands<T> rows_of{{}, {}, in.steps * in.input_size, saved.slots * in.units, false};
+    rows_of.h[0] = h_prev(b0);
+    rows_of.x[0] = kx > 0 ? in.x + row(b0) * in.input_size : rows_of.h[0];
+    w.multiply(rows, rows_of, 0, kx + in.units, share.units.begin, share.units.end, to_finish);
   }
 };
 
@@ -178,6 +189,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const int kx = in.ids != nullptr ? 0 : in.input_size;  // one-hot input is added in the gate math
   const std::vector<int> first = first_active_steps(in);
   const bool per_gate = in.n_dropout > 1 || in.n_recurrent_dropout > 1;
+  // Without dropout the products read x_t and h_{s-1} where they are (ForwardStep::in_place).
+  const bool in_place = in.dropout == nullptr && in.recurrent_dropout == nullptr && pack_weights(in);
   Workspace ws;
   const std::vector<PanelPlan> plans = cell.forward_plans();
   std::vector<PanelMatrix<T>> weights;
@@ -263,10 +276,11 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         st.s = s;
         st.t = in.time_of_step(s);
         st.share = mine;
-        build_operands(in, mine, st.t, saved, per_gate, lda, operand.data());
+        if (!in_place) build_operands(in, mine, st.t, saved, per_gate, lda, operand.data());
         st.operand = operand.data();
         st.lda = lda;
         st.per_gate = per_gate;
+        st.in_place = in_place;
         st.scratch = scratch.data();
         st.gate_sink = gate_sink;
         if (s + 1 < S) {
