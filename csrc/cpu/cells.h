@@ -42,9 +42,8 @@ void pass_through(int j0, int j1, int H, int gates, const T* __restrict dout, T*
 // One-hot input (ids): adds kernel[id, gate, unit] * dropout_gate[b, id], the input projection
 // of x = e_id, to the pre-activations of the panels fed by x, for units [u0, u1) of a group.
 template <typename T>
-void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, int u0, int u1, T* pre) {
+void add_one_hot_projection(const ForwardStep<T>& st, const PanelPlan& plan, int b, int u0, int u1, T* pre) {
   const SequenceInputs<T>& in = st.in;
-  if (in.ids == nullptr) return;
   constexpr int L = kLanes<T>;
   const long id = in.ids[st.row(b)];
   for (int p = 0; p < plan.panels; ++p) {
@@ -57,6 +56,12 @@ void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, i
     T* out = pre + p * L;
     for (int l = 0; l < std::min(L, u1 - base); ++l) out[l] += w[l] * scale;
   }
+}
+
+// The same where the input is one-hot; nothing (and no call) for a dense input.
+template <typename T>
+inline void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, int u0, int u1, T* pre) {
+  if (st.in.ids != nullptr) add_one_hot_projection(st, plan, b, u0, u1, pre);
 }
 
 // Where the gate math of a group puts its gates: straight into the saved gates g (gate k at
