@@ -105,12 +105,13 @@ struct Operands {
   int ldx, ldh;
   bool per_panel;
 
-  // a[p] (a[0] unless per_panel): rows of K values, [x | h] with the state from column kx.
+  // a[p] (a[0] unless per_panel; all kPanels entries, null where a plan has fewer panels):
+  // rows of K values, [x | h] with the state from column kx.
   static Operands contiguous(const T* const* a, int lda, bool per_panel, int kx) {
     Operands o{{}, {}, lda, lda, per_panel};
     for (int p = 0; p < (per_panel ? kPanels : 1); ++p) {
       o.x[p] = a[p];
-      o.h[p] = a[p] + kx;
+      o.h[p] = a[p] == nullptr ? nullptr : a[p] + kx;
     }
     return o;
   }

@@ -93,7 +93,7 @@ struct ForwardStep {
     const int rows = share.rows.size(), b0 = share.rows.begin, kx = w.kx();
     auto to_finish = [&](int r, int u0, int u1, T* pre) { finish(b0 + r, u0, u1, pre); };
     if (a != nullptr || !in_place) {
-      const T* left[kPanels];
+      const T* left[kPanels] = {};
       const PanelPlan plan = w.plan().slot_plan();  // a left operand per slot of the tile
       for (int p = 0; p < plan.panels; ++p) {
         const int gate = plan.x_gate[p] >= 0 ? plan.x_gate[p] : plan.h_gate[p];
