@@ -100,30 +100,28 @@ inline void with_gate_store(GateSink sink, int n, int H, T* g, F&& f) {
   }
 }
 
-// Copies the share's rows of a step's gate gradients, columns [c0, c1), from the (B, T, G*H)
-// buffer dg into the thread's compact operand (same columns), for the products with U^T.
+// The share's first row of a step's gate gradients in the (B, T, G*H) buffer dg: the left
+// operand of the products with U^T, read in place (its rows are T * G*H apart, gate_grad_ld).
 template <typename T>
-const T* gather_gate_grads(const BackwardStep<T>& st, const T* dg, int t, int c0, int c1) {
-  const int GH = st.in.width(), b0 = st.share.rows.begin;
-  for (int b = b0; b < st.share.rows.end; ++b) {
-    const T* src = dg + (static_cast<long>(b) * st.in.steps + t) * GH;
-    std::copy(src + c0, src + c1, st.operand + static_cast<long>(b - b0) * GH + c0);
-  }
-  return st.operand;
+const T* gate_grad_rows(const BackwardStep<T>& st, const T* dg, int t) {
+  return dg + (static_cast<long>(st.share.rows.begin) * st.in.steps + t) * st.in.width();
 }
+template <typename T>
+int gate_grad_ld(const BackwardStep<T>& st) { return st.in.steps * st.in.width(); }
 
 // Back-propagates the recurrent gradients of the step at time t_next, gates [g0, g1), into the
 // thread's share of dh (the state entering that step): dh += sum_g (dG_g U_g^T) * mask_g, the
 // mask being the recurrent dropout of gate g (if any).
 template <typename T>
 void backprop_gates(BackwardStep<T>& st, const T* dg, int t_next, int g0, int g1) {
-  const int H = st.in.units, GH = st.in.width(), b0 = st.share.rows.begin;
-  const T* a = gather_gate_grads(st, dg, t_next, g0 * H, g1 * H);
+  const int H = st.in.units, b0 = st.share.rows.begin;
+  const T* a = gate_grad_rows(st, dg, t_next);
   const bool per_gate = st.in.recurrent_dropout != nullptr;
   for (int g = g0; g < (per_gate ? g1 : g0 + 1); ++g) {
     const T* m = st.in.recurrent_dropout_of_gate(g);
     const int k0 = per_gate ? g * H : g0 * H, k1 = per_gate ? k0 + H : g1 * H;
-    st.weights_t->multiply(st.share.rows.size(), &a, GH, false, k0, k1, st.share.units.begin, st.share.units.end,
+    st.weights_t->multiply(st.share.rows.size(), &a, gate_grad_ld(st), false, k0, k1, st.share.units.begin,
+                           st.share.units.end,
                            [&](int r, int u0, int u1, const T* tile) {
                              const long b = b0 + r;
                              T* dh = st.dh + b * H;
@@ -476,7 +474,7 @@ struct GruCell {
 
   template <typename T>
   void backward_step(BackwardStep<T>& st) const {
-    const int H = st.in.units, GH = st.in.width();
+    const int H = st.in.units;
     const int j0 = st.share.units.begin, j1 = st.share.units.end, b0 = st.share.rows.begin;
     for (int b = st.share.rows.begin; b < st.share.rows.end; ++b) {
       T* dh = st.dh + b * H;
@@ -494,9 +492,9 @@ struct GruCell {
     if (reset_after) return;
     // d(r * h_prev) = dhh_pre U_h^T needs every unit's dhh_pre.
     step_barrier(st);
-    const T* a = gather_gate_grads(st, st.dgx, st.t, 2 * H, 3 * H);
+    const T* a = gate_grad_rows(st, st.dgx, st.t);
     const T* rm = st.in.recurrent_dropout_of_gate(2);
-    st.weights_t->multiply(st.share.rows.size(), &a, GH, false, 2 * H, 3 * H, j0, j1,
+    st.weights_t->multiply(st.share.rows.size(), &a, gate_grad_ld(st), false, 2 * H, 3 * H, j0, j1,
                            [&](int r, int u0, int u1, const T* d_rh) {
                              const int b = b0 + r;
                              if (!st.in.active(b, st.t)) return;

@@ -122,7 +122,6 @@ struct BackwardStep {
   T* dh;                      // (B, H): gradient flowing into the state h_s
   T* dc;                      // (B, H): LSTM cell-state gradient
   const PanelMatrix<T>* weights_t;  // the recurrent kernel transposed (transposed_source)
-  T* operand;                 // share.rows.size() * G*H: a step's gate gradients, private to the thread
   GradientScratch<T> grad_scratch;  // for the thread's rows, private: the weight gradients' operands
   const std::vector<int>& first_active;
   const T* zeros;             // (H,) zeros
@@ -373,11 +372,10 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
     const Range own = share.units, rows = share.rows;
     pack_share(tid, nt, share, weights_t);
     pack_share(tid, nt, share, kernel_t, true);
-    std::vector<T> operand(static_cast<size_t>(rows.size()) * GH);
     const long first_row = share.by_batch ? static_cast<long>(rows.begin) * S : tid * rows_bt;
     const GradientScratch<T> scratch{masks ? masked + first_row * masked_row : nullptr, packed + first_row * packed_row,
                                      columns + tid * columns_values, columns_values, result + tid * result_values};
-    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, operand.data(), scratch,
+    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, scratch,
                        first, zeros};
     st.share = share;
     for (int b = rows.begin; b < rows.end; ++b) {
