@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import fusedrnn
 from _keras_oracle import check_against_reference, close_to_scale, make_problem
 
 # (B, T, I, H): gates of 2.4-3.1 MB in float32 (twice that in float64).
@@ -19,16 +18,10 @@ SHAPES = [(32, 48, 8, 128), (32, 48, 8, 120), (4, 64, 8, 640)]
 TOL = {np.float32: 1e-4, np.float64: 1e-11}
 
 
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}T{}I{}H{}".format(*s))
 @pytest.mark.parametrize("variant", ["lstm", "gru_reset_after"])
-def test_streamed_gates_reach_the_backward_pass(variant, shape, dtype, threads, rng, seed):
-    before = fusedrnn.get_num_threads()
-    fusedrnn.set_num_threads(threads)
-    try:
-        problem = make_problem(rng, variant, *shape, dtype, mask="random" if rng.random() < 0.5 else None)
-        check_against_reference(problem, rng, lambda a, b, what: close_to_scale(a, b, what, TOL[dtype]),
-                                f"[seed={seed}] {problem.describe()} threads={threads}")
-    finally:
-        fusedrnn.set_num_threads(before)
+def test_streamed_gates_reach_the_backward_pass(variant, shape, dtype, one_or_two_threads, rng, seed):
+    problem = make_problem(rng, variant, *shape, dtype, mask="random" if rng.random() < 0.5 else None)
+    check_against_reference(problem, rng, lambda a, b, what: close_to_scale(a, b, what, TOL[dtype]),
+                            f"[seed={seed}] {problem.describe()} threads={one_or_two_threads}")

@@ -210,11 +210,11 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
   // Without a cache for the backward pass (inference) the activated gates are not kept; a cache
   // larger than the CPU caches gets its gates streamed to memory.
-  const bool streamed_size = static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
+  const bool streamed_size = static_cast<long>(B) * S * in.width() * static_cast<long>(sizeof(T)) >= kStreamBytes;
   const GateSink gate_sink =
       saved.slots < S ? GateSink::kDiscard : (streamed_size ? GateSink::kStream : GateSink::kCache);
   // The outputs are written once and not read again here: as large, they are streamed too.
-  const bool stream_outputs = static_cast<long>(B) * S * H * static_cast<long>(sizeof(T)) >= kStreamGateBytes;
+  const bool stream_outputs = static_cast<long>(B) * S * H * static_cast<long>(sizeof(T)) >= kStreamBytes;
 
   // Under a batch split with more blocks of kBlockRows sequences than threads, each thread runs
   // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
@@ -235,7 +235,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w, claim);
     const int lda = weights[0].kx() + H;
     const int most_rows = claims_rows ? kBlockRows : share.rows.size();
-    std::vector<T> operand(static_cast<size_t>(per_gate ? in.gates : 1) * most_rows * lda);
+    std::vector<T> operand(in_place ? 0 : static_cast<size_t>(per_gate ? in.gates : 1) * most_rows * lda);
     std::vector<T> scratch(static_cast<size_t>(most_rows) * H);
     const int t0 = in.time_of_step(0);
     auto start_rows = [&](Range rows) {  // h_0 into the saved state of the first step

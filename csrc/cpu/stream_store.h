@@ -18,7 +18,7 @@ namespace cpu {
 
 // Saved gates and layer outputs at least this large are streamed (about a core's L2 cache:
 // smaller ones are still in cache when the backward pass or the next layer reads them).
-constexpr long kStreamGateBytes = 2L * 1024 * 1024;
+constexpr long kStreamBytes = 2L * 1024 * 1024;
 
 // dst[0, kLanes<T>) = src[0, kLanes<T>), bypassing the caches where dst is aligned to a vector
 // (a plain copy otherwise, and in builds without AVX).
