@@ -47,8 +47,9 @@ PYBIND11_MODULE(_C, m) {
         "the other threads' shares.");
 
   m.def("set_hold_first_thread_us", &fusedrnn::cpu::RowHandover::set_hold_first_thread_us, py::arg("us"),
-        "Test hook: under a split of the batch, thread 0 waits this long at the start of each of its time "
-        "loops, so that the other threads run out of rows first and take some of its rows (0: off).");
+        "Test hook: under a split of the batch, thread 0 waits at the start of each of its time loops until "
+        "another thread asks it for rows, or at most this long, so that the other threads run out of rows "
+        "first and take some of its rows; they wait as long at most for thread 0 to start (0: off).");
   m.def("handovers_made", &fusedrnn::cpu::RowHandover::handovers_made,
         "Test hook: how many times a forward pass's thread has handed rows to another (since import).");
 

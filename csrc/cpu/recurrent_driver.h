@@ -265,9 +265,10 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
       handover.leave(tid);  // nothing left to give away
       return handover.take(tid, nt, rows, from_step);
     };
+    if (hand_over && tid != 0) handover.wait_for_first_thread();  // test hook: off unless set
     for (Range rows; next_rows(rows);) {
       if (hand_over) handover.enter(tid);
-      if (hand_over && tid == 0) RowHandover::hold_first_thread();  // test hook: off unless set
+      if (hand_over && tid == 0) handover.hold_first_thread(tid);  // test hook: off unless set
       StepShare mine = share;
       for (int s = from_step; s < S; ++s) {
         mine.rows = rows;  // the second half may have been handed over at the last step boundary

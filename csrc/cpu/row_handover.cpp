@@ -13,16 +13,26 @@ void RowHandover::set_hold_first_thread_us(int us) { g_hold_first_thread_us.stor
 
 long RowHandover::handovers_made() { return g_handovers.load(std::memory_order_relaxed); }
 
-void RowHandover::hold_first_thread() {
+void RowHandover::hold_first_thread(int tid) const {
   const int us = hold_first_thread_us();
   if (us <= 0) return;
   const double until = omp_get_wtime() + 1e-6 * us;
-  while (omp_get_wtime() < until) spin_pause();
+  while (slots_[tid].asked_by.load(std::memory_order_acquire) < 0 && omp_get_wtime() < until) spin_pause();
+}
+
+void RowHandover::wait_for_first_thread() const {
+  const int us = hold_first_thread_us();
+  if (us <= 0) return;
+  const double until = omp_get_wtime() + 1e-6 * us;
+  while (slots_[0].entered.load(std::memory_order_acquire) == 0 && omp_get_wtime() < until) spin_pause();
 }
 
 RowHandover::RowHandover(int threads) : threads_(threads), slots_(new Slot[threads]) {}
 
-void RowHandover::enter(int tid) { slots_[tid].in_loop.store(1, std::memory_order_seq_cst); }
+void RowHandover::enter(int tid) {
+  slots_[tid].entered.store(1, std::memory_order_release);
+  slots_[tid].in_loop.store(1, std::memory_order_seq_cst);
+}
 
 void RowHandover::leave(int tid) {
   Slot& me = slots_[tid];

@@ -38,11 +38,15 @@ class RowHandover {
   // and the step to start from when one gives them, false when none does.
   bool take(int tid, int nt, Range& rows, int& from_step);
 
-  // Test hook: thread 0 waits this many microseconds at the start of each of its time loops, so
-  // that the other threads run out of rows first and ask it for some.
+  // Test hook: thread 0 waits at the start of each of its time loops until another thread has
+  // asked it for rows, or at most this many microseconds, so that the others run out of rows
+  // first and ask it for some. The others wait as long at most, before they take any rows, for
+  // thread 0 to enter its first loop (on a busy machine they could otherwise take all the rows
+  // before it starts).
   static int hold_first_thread_us();
   static void set_hold_first_thread_us(int us);
-  static void hold_first_thread();  // the wait itself
+  void hold_first_thread(int tid) const;  // thread 0's wait
+  void wait_for_first_thread() const;     // the others' wait
   // Test hook: handovers made since the process started.
   static long handovers_made();
 
@@ -50,6 +54,7 @@ class RowHandover {
   enum Reply : int { kWaiting, kGiven, kDeclined };
   struct alignas(64) Slot {
     std::atomic<int> in_loop{0};
+    std::atomic<int> entered{0};  // has entered a loop (test hook)
     std::atomic<int> asked_by{-1};  // the thread waiting on this one's answer
     std::atomic<int> reply{kWaiting};  // for this thread as the asker
     Range given{0, 0};
