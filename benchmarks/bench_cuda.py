@@ -149,14 +149,10 @@ def measure_gemm_rate(torch, n: int, dtype, timer: Timer, repeats: int = 10) -> 
 
 
 def fusedrnn_ops():
-    """fusedrnn.ops when it dispatches CUDA arrays, else the CUDA ops module itself."""
+    """fusedrnn.ops (it dispatches CUDA arrays to the CUDA backend)."""
     import fusedrnn.ops
-    from fusedrnn.ops import recurrent
 
-    if hasattr(recurrent, "_device"):
-        return fusedrnn.ops
-    from fusedrnn.ops import _cuda_recurrent
-    return _cuda_recurrent
+    return fusedrnn.ops
 
 
 class Case:

@@ -20,9 +20,7 @@ import numpy as np
 
 from fusedrnn import _device
 from fusedrnn._device import DeviceArray
-from fusedrnn.ops._checks import check_flag
-
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 _check_finite = True
@@ -181,10 +179,9 @@ def _ptr(info: Optional[DeviceArray]) -> int:
 def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
             mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
             recurrent_dropout_mask: Any) -> Tuple[Any, Any, Optional[Any], Any]:
-    """The CUDA counterpart of ``fusedrnn.ops.recurrent._forward``: (outputs, h_last, c_last, cache)."""
-    from fusedrnn.ops.recurrent import RecurrentCache
-
-    gates = _GATES[cell]
+    """The CUDA counterpart of ``_cpu_recurrent.forward``: (outputs, h_last, c_last, cache); the CUDA
+    kernels save every step, so the caller drops the cache for ``keep_cache=False``."""
+    gates = GATES[cell]
     others = [("h0", h0), ("c0", c0), ("kernel", kernel), ("recurrent_kernel", recurrent_kernel), ("bias", bias),
               ("mask", mask), ("dropout_mask", dropout_mask), ("recurrent_dropout_mask", recurrent_dropout_mask)]
     call = _Call("x", x, others)
@@ -245,17 +242,11 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
 
 
 def backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
-    """The CUDA counterpart of ``fusedrnn.ops.recurrent._backward``:
-    (dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)."""
-    from fusedrnn.ops.recurrent import RecurrentCache
-
-    if not isinstance(cache, RecurrentCache):
-        raise TypeError(f"cache: expected the cache returned by {cell}_forward, got {type(cache).__name__}")
-    if cache.cell != cell:
-        raise ValueError(f"cache: comes from {cache.cell}_forward, not {cell}_forward")
+    """The CUDA counterpart of ``_cpu_recurrent.backward``: (dx, dh0, dc0, d_kernel, d_recurrent_kernel,
+    d_bias). The caller (``fusedrnn.ops.recurrent``) has checked that `cache` is a RecurrentCache of `cell`."""
     others = [("d_outputs", d_outputs), ("d_h_last", d_h_last), ("d_c_last", d_c_last)]
     call = _Call("cache.x", cache.x, others)
-    gates = _GATES[cell]
+    gates = GATES[cell]
     xi = call.float_array("cache.x", cache.x)
     B, T, I = xi.shape
     H = int(cache.h0.shape[1])
@@ -327,50 +318,3 @@ def _mask_3d(m: Optional[Tuple[DeviceArray, int]], batch: int) -> Any:
     if info.ndim == 3:
         return info.obj
     return _device.reshape(info, (1,) + tuple(info.shape))
-
-
-# ---------------------------------------------------------------------------------------------
-# The public signatures, for direct use and for the tests (fusedrnn.ops dispatches here)
-# ---------------------------------------------------------------------------------------------
-
-def _kept(cache, keep_cache):
-    """The cache, or None with keep_cache=False (the CUDA kernels still save every step)."""
-    return cache if check_flag("keep_cache", keep_cache) else None
-
-
-def rnn_forward(x, h0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, activation="tanh",
-                dropout_mask=None, recurrent_dropout_mask=None, keep_cache=True):
-    outputs, h_last, _, cache = forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
-                                        go_backwards=go_backwards, activation=activation, reset_after=True,
-                                        dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
-    return outputs, h_last, _kept(cache, keep_cache)
-
-
-def rnn_backward(cache, d_outputs, d_h_last):
-    dx, dh0, _, dk, drk, db = backward("rnn", cache, d_outputs, d_h_last, None)
-    return dx, dh0, dk, drk, db
-
-
-def lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, dropout_mask=None,
-                 recurrent_dropout_mask=None, keep_cache=True):
-    outputs, h_last, c_last, cache = forward(
-        "lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards, activation="tanh",
-        reset_after=True, dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
-    return outputs, h_last, c_last, _kept(cache, keep_cache)
-
-
-def lstm_backward(cache, d_outputs, d_h_last, d_c_last):
-    return tuple(backward("lstm", cache, d_outputs, d_h_last, d_c_last))
-
-
-def gru_forward(x, h0, kernel, recurrent_kernel, bias, *, mask=None, go_backwards=False, reset_after=True,
-                dropout_mask=None, recurrent_dropout_mask=None, keep_cache=True):
-    outputs, h_last, _, cache = forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
-                                        go_backwards=go_backwards, activation="tanh", reset_after=reset_after,
-                                        dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
-    return outputs, h_last, _kept(cache, keep_cache)
-
-
-def gru_backward(cache, d_outputs, d_h_last):
-    dx, dh0, _, dk, drk, db = backward("gru", cache, d_outputs, d_h_last, None)
-    return dx, dh0, dk, drk, db

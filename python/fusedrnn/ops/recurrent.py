@@ -33,119 +33,30 @@ outputs are the same numbers, bit for bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from fusedrnn import _C, _device
+from fusedrnn import _device
 from fusedrnn.ops import _checks as chk
+from fusedrnn.ops import _cpu_recurrent, _cuda_recurrent
+from fusedrnn.ops._recurrent_cache import RecurrentCache
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-@dataclass(frozen=True)
-class RecurrentCache:
-    """What a forward op keeps for its backward op (treat as opaque).
-
-    ``x`` is the input (B, T, I) or the one-hot ids (B, T) as int32. ``gates`` (B, T, G*H) holds
-    the activated gate values, ``hprev`` (B, T, H) the state entering every step and ``aux``
-    (B, T, H) the cell state (LSTM) or the GRU's candidate term; all in input-time order.
-    """
-
-    cell: str
-    activation: str
-    reset_after: bool
-    go_backwards: bool
-    x: np.ndarray
-    h0: np.ndarray
-    c0: Optional[np.ndarray]
-    kernel: np.ndarray
-    recurrent_kernel: np.ndarray
-    bias: np.ndarray
-    mask: Optional[np.ndarray]
-    dropout_mask: Optional[np.ndarray]
-    recurrent_dropout_mask: Optional[np.ndarray]
-    gates: np.ndarray
-    hprev: np.ndarray
-    aux: Optional[np.ndarray]
-
-    @property
-    def batch(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def steps(self) -> int:
-        return int(self.x.shape[1])
-
-    @property
-    def units(self) -> int:
-        return int(self.h0.shape[1])
-
+__all__ = ["RecurrentCache", "gru_backward", "gru_forward", "lstm_backward", "lstm_forward", "rnn_backward",
+           "rnn_forward"]
 
 def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
              mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
              recurrent_dropout_mask: Any, keep_cache: bool
-             ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[RecurrentCache]]:
+             ) -> Tuple[Any, Any, Optional[Any], Optional[RecurrentCache]]:
     keep_cache = chk.check_flag("keep_cache", keep_cache)
+    args = (cell, x, h0, c0, kernel, recurrent_kernel, bias)
+    options = dict(mask=mask, go_backwards=go_backwards, activation=activation, reset_after=reset_after,
+                   dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
     if _device.any_cuda_array(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask):
-        from fusedrnn.ops import _cuda_recurrent
-
-        outputs, h_last, c_last, cache = _cuda_recurrent.forward(
-            cell, x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards,
-            activation=activation, reset_after=reset_after, dropout_mask=dropout_mask,
-            recurrent_dropout_mask=recurrent_dropout_mask)
+        outputs, h_last, c_last, cache = _cuda_recurrent.forward(*args, **options)
         return outputs, h_last, c_last, cache if keep_cache else None
-    gates = _GATES[cell]
-    x = chk.as_array("x", x)
-    if np.issubdtype(x.dtype, np.integer):
-        kernel = chk.check_float("kernel", kernel)
-        if kernel.ndim != 2:
-            raise ValueError(f"kernel: expected a 2-D array (vocabulary, gates*units), got shape {kernel.shape}")
-        x = chk.token_ids("x", x, int(kernel.shape[0]))
-        (B, T), I = (int(d) for d in x.shape), int(kernel.shape[0])
-        dtype = kernel.dtype
-    else:
-        x = chk.check_float("x", x)
-        if x.ndim != 3:
-            raise ValueError(f"x: expected a 3-D array (batch, time, features) or integer ids (batch, time), "
-                             f"got shape {x.shape}")
-        B, T, I = (int(d) for d in x.shape)
-        dtype = x.dtype
-        chk.check_contiguous("x", x)
-        chk.check_finite("x", x)
-    if B == 0 or T == 0 or I == 0:
-        raise ValueError(f"x: batch, time and feature sizes must be at least 1, got shape {x.shape}")
-    kernel = chk.check_float("kernel", kernel, dtype)
-    if kernel.ndim != 2 or kernel.shape[0] != I or kernel.shape[1] % gates != 0 or kernel.shape[1] == 0:
-        raise ValueError(f"kernel: expected shape ({I}, {gates}*units) (features, gates*units), got {kernel.shape}")
-    H = kernel.shape[1] // gates
-    kernel = chk.float_input("kernel", kernel, dtype, (I, gates * H))
-    recurrent_kernel = chk.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H), "(units, gates*units)")
-    if cell == "gru" and reset_after:
-        bias = chk.float_input("bias", bias, dtype, (2, 3 * H),
-                               "(2, 3*units): input and recurrent bias, as Keras's GRU with reset_after=True")
-    else:
-        note = " (GRU with reset_after=False)" if cell == "gru" else ""
-        bias = chk.float_input("bias", bias, dtype, (gates * H,), f"(gates*units,){note}")
-    h0 = np.zeros((B, H), dtype) if h0 is None else chk.float_input("h0", h0, dtype, (B, H), "(batch, units)")
-    if cell == "lstm":
-        c0 = np.zeros((B, H), dtype) if c0 is None else chk.float_input("c0", c0, dtype, (B, H), "(batch, units)")
-    mask_u8 = chk.bool_mask("mask", mask, (B, T))
-    dmask = chk.dropout_mask("dropout_mask", dropout_mask, dtype, gates, B, I, "features")
-    rmask = chk.dropout_mask("recurrent_dropout_mask", recurrent_dropout_mask, dtype, gates, B, H, "units")
-    if activation not in ("tanh", "relu"):
-        raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
-    go_backwards = bool(go_backwards)
-
-    outputs, h_last, c_last, saved_gates, hprev, aux = _C.recurrent_forward(
-        cell, x, h0, c0, kernel, recurrent_kernel, bias, mask_u8, dmask, rmask, go_backwards, activation,
-        bool(reset_after), keep_cache)
-    if not keep_cache:
-        return outputs, h_last, c_last, None
-    cache = RecurrentCache(cell, activation, bool(reset_after), go_backwards, x, h0, c0, kernel,
-                           recurrent_kernel, bias, mask_u8, dmask, rmask, saved_gates, hprev, aux)
-    return outputs, h_last, c_last, cache
+    return _cpu_recurrent.forward(*args, **options, keep_cache=keep_cache)
 
 
 def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
@@ -157,18 +68,8 @@ def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: An
     if cache.cell != cell:
         raise ValueError(f"cache: comes from {cache.cell}_forward, not {cell}_forward")
     if _device.any_cuda_array(cache.x, d_outputs, d_h_last, d_c_last):
-        from fusedrnn.ops import _cuda_recurrent
-
         return _cuda_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last)
-    B, T, H, dtype = cache.batch, cache.steps, cache.units, cache.kernel.dtype
-    d_outputs = chk.optional_float_input("d_outputs", d_outputs, dtype, (B, T, H), "(batch, time, units)")
-    d_h_last = chk.optional_float_input("d_h_last", d_h_last, dtype, (B, H), "(batch, units)")
-    if cell == "lstm":
-        d_c_last = chk.optional_float_input("d_c_last", d_c_last, dtype, (B, H), "(batch, units)")
-    return _C.recurrent_backward(
-        cell, cache.x, cache.h0, cache.c0, cache.kernel, cache.recurrent_kernel, cache.bias, cache.mask,
-        cache.dropout_mask, cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
-        cache.reset_after, cache.gates, cache.hprev, cache.aux, d_outputs, d_h_last, d_c_last)
+    return _cpu_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last)
 
 
 # --------------------------------------------------------------------------------------------

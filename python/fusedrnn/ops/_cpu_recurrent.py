@@ -1,0 +1,86 @@
+"""The CPU path of the recurrent ops: argument checks and the calls into ``fusedrnn._C``.
+
+:mod:`fusedrnn.ops.recurrent` documents the shapes, dtypes and semantics and dispatches here for
+NumPy (host) arrays; :mod:`fusedrnn.ops._cuda_recurrent` is the same for CUDA arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from fusedrnn import _C
+from fusedrnn.ops import _checks as chk
+from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache
+
+
+def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
+            mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
+            recurrent_dropout_mask: Any, keep_cache: bool
+            ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[RecurrentCache]]:
+    """(outputs, h_last, c_last or None, cache or None) of one cell over a sequence of host arrays."""
+    gates = GATES[cell]
+    x = chk.as_array("x", x)
+    if np.issubdtype(x.dtype, np.integer):
+        kernel = chk.check_float("kernel", kernel)
+        if kernel.ndim != 2:
+            raise ValueError(f"kernel: expected a 2-D array (vocabulary, gates*units), got shape {kernel.shape}")
+        x = chk.token_ids("x", x, int(kernel.shape[0]))
+        (B, T), I = (int(d) for d in x.shape), int(kernel.shape[0])
+        dtype = kernel.dtype
+    else:
+        x = chk.check_float("x", x)
+        if x.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array (batch, time, features) or integer ids (batch, time), "
+                             f"got shape {x.shape}")
+        B, T, I = (int(d) for d in x.shape)
+        dtype = x.dtype
+        chk.check_contiguous("x", x)
+        chk.check_finite("x", x)
+    if B == 0 or T == 0 or I == 0:
+        raise ValueError(f"x: batch, time and feature sizes must be at least 1, got shape {x.shape}")
+    kernel = chk.check_float("kernel", kernel, dtype)
+    if kernel.ndim != 2 or kernel.shape[0] != I or kernel.shape[1] % gates != 0 or kernel.shape[1] == 0:
+        raise ValueError(f"kernel: expected shape ({I}, {gates}*units) (features, gates*units), got {kernel.shape}")
+    H = kernel.shape[1] // gates
+    kernel = chk.float_input("kernel", kernel, dtype, (I, gates * H))
+    recurrent_kernel = chk.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H), "(units, gates*units)")
+    if cell == "gru" and reset_after:
+        bias = chk.float_input("bias", bias, dtype, (2, 3 * H),
+                               "(2, 3*units): input and recurrent bias, as Keras's GRU with reset_after=True")
+    else:
+        note = " (GRU with reset_after=False)" if cell == "gru" else ""
+        bias = chk.float_input("bias", bias, dtype, (gates * H,), f"(gates*units,){note}")
+    h0 = np.zeros((B, H), dtype) if h0 is None else chk.float_input("h0", h0, dtype, (B, H), "(batch, units)")
+    if cell == "lstm":
+        c0 = np.zeros((B, H), dtype) if c0 is None else chk.float_input("c0", c0, dtype, (B, H), "(batch, units)")
+    mask_u8 = chk.bool_mask("mask", mask, (B, T))
+    dmask = chk.dropout_mask("dropout_mask", dropout_mask, dtype, gates, B, I, "features")
+    rmask = chk.dropout_mask("recurrent_dropout_mask", recurrent_dropout_mask, dtype, gates, B, H, "units")
+    if activation not in ("tanh", "relu"):
+        raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
+    go_backwards = bool(go_backwards)
+
+    outputs, h_last, c_last, saved_gates, hprev, aux = _C.recurrent_forward(
+        cell, x, h0, c0, kernel, recurrent_kernel, bias, mask_u8, dmask, rmask, go_backwards, activation,
+        bool(reset_after), keep_cache)
+    if not keep_cache:
+        return outputs, h_last, c_last, None
+    cache = RecurrentCache(cell, activation, bool(reset_after), go_backwards, x, h0, c0, kernel,
+                           recurrent_kernel, bias, mask_u8, dmask, rmask, saved_gates, hprev, aux)
+    return outputs, h_last, c_last, cache
+
+
+
+def backward(cell: str, cache: RecurrentCache, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
+    """(dx, dh0, dc0 or None, d_kernel, d_recurrent_kernel, d_bias) for a cache of host arrays."""
+    B, T, H, dtype = cache.batch, cache.steps, cache.units, cache.kernel.dtype
+    d_outputs = chk.optional_float_input("d_outputs", d_outputs, dtype, (B, T, H), "(batch, time, units)")
+    d_h_last = chk.optional_float_input("d_h_last", d_h_last, dtype, (B, H), "(batch, units)")
+    if cell == "lstm":
+        d_c_last = chk.optional_float_input("d_c_last", d_c_last, dtype, (B, H), "(batch, units)")
+    return _C.recurrent_backward(
+        cell, cache.x, cache.h0, cache.c0, cache.kernel, cache.recurrent_kernel, cache.bias, cache.mask,
+        cache.dropout_mask, cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
+        cache.reset_after, cache.gates, cache.hprev, cache.aux, d_outputs, d_h_last, d_c_last)
