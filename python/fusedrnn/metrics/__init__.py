@@ -1,5 +1,5 @@
-"""Evaluation metrics for the reference tasks (corpus BLEU for translation)."""
+"""Evaluation metrics for the reference tasks (corpus BLEU for translation, through sacrebleu)."""
 
-from fusedrnn.metrics.bleu import BleuScore, corpus_bleu, sacrebleu_available
+from fusedrnn.metrics.bleu import BleuScore, corpus_bleu
 
-__all__ = ["BleuScore", "corpus_bleu", "sacrebleu_available"]
+__all__ = ["BleuScore", "corpus_bleu"]

@@ -3,19 +3,12 @@
 :func:`corpus_bleu` scores a list of hypotheses against their references. The text is taken
 as already tokenized: a string is split on whitespace, a list or tuple of strings is used as
 the tokens. No lower-casing, no detokenization, no re-tokenization happens here, so two runs
-on the same token lists give the same number whichever backend computes it.
+on the same token lists give the same number.
 
-Two backends compute the same statistic:
-
-* ``"sacrebleu"``: the `sacrebleu <https://pypi.org/project/sacrebleu/>`_ package (optional)
-  with ``tokenize="none"``, the reference implementation people cite;
-* ``"builtin"``: the small implementation in this module, used when sacrebleu is not
-  installed.
-
-``backend="auto"`` (the default) uses sacrebleu when it can be imported. The tests check
-that both agree to 1e-9 on random corpora.
-
-The statistic (for the default ``max_order=4``)::
+The number comes from `sacrebleu <https://pypi.org/project/sacrebleu/>`_ (a dependency of
+fusedrnn), the implementation people cite, called with ``tokenize="none"``: this module only
+checks the arguments, hands sacrebleu the tokens joined by single spaces, and returns the
+statistics in a small dataclass. The formula, for reference (``max_order=4``)::
 
     p_n  = sum over sentences of clipped matching n-grams / sum of hypothesis n-grams
     BP   = 1                    if c >= r
@@ -32,8 +25,6 @@ is not the mean of sentence BLEU). Without smoothing, any ``p_n == 0`` makes the
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -43,7 +34,6 @@ Reference = Union[str, Sequence[str], Sequence[Sequence[str]]]
 SMOOTH_METHODS = ("none", "floor", "add-k", "exp")
 # Default smoothing values, as in sacrebleu: epsilon for "floor", k for "add-k".
 _SMOOTH_DEFAULTS = {"none": None, "floor": 0.1, "add-k": 1.0, "exp": None}
-BACKENDS = ("auto", "sacrebleu", "builtin")
 
 
 @dataclass(frozen=True)
@@ -58,7 +48,6 @@ class BleuScore:
         ref_len: total effective reference length ``r``.
         counts: clipped matching n-gram counts per order (before any add-k smoothing).
         totals: hypothesis n-gram counts per order (before any add-k smoothing).
-        backend: ``"sacrebleu"`` or ``"builtin"``, whichever computed it.
     """
 
     score: float
@@ -68,7 +57,6 @@ class BleuScore:
     ref_len: int
     counts: Tuple[int, ...]
     totals: Tuple[int, ...]
-    backend: str
 
     def __float__(self) -> float:
         return float(self.score)
@@ -77,15 +65,6 @@ class BleuScore:
         precs = "/".join(f"{p:.1f}" for p in self.precisions)
         return (f"BLEU = {self.score:.2f} {precs} (BP = {self.brevity_penalty:.3f} "
                 f"ratio = {self.hyp_len / max(self.ref_len, 1):.3f} hyp_len = {self.hyp_len} ref_len = {self.ref_len})")
-
-
-def sacrebleu_available() -> bool:
-    """Whether the optional sacrebleu package can be imported."""
-    try:
-        import sacrebleu  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _as_tokens(x: object, what: str) -> List[str]:
@@ -118,87 +97,8 @@ def _as_references(x: object, what: str) -> List[List[str]]:
     raise TypeError(f"{what}: expected a string, a list of tokens or a list of token lists, got {type(x).__name__}")
 
 
-def _ngram_counts(tokens: Sequence[str], max_order: int) -> Counter:
-    c: Counter = Counter()
-    for n in range(1, max_order + 1):
-        for i in range(len(tokens) - n + 1):
-            c[tuple(tokens[i:i + n])] += 1
-    return c
-
-
-def _closest_ref_len(hyp_len: int, ref_lens: Sequence[int]) -> int:
-    # the reference length nearest to the hypothesis length; the shorter one on a tie
-    return min(ref_lens, key=lambda r: (abs(r - hyp_len), r))
-
-
-def _statistics(hyps: List[List[str]], refs: List[List[List[str]]], max_order: int):
-    """Corpus totals: hypothesis length, effective reference length, clipped matches and
-    hypothesis n-gram counts per order."""
-    c_len = r_len = 0
-    correct = [0] * max_order
-    total = [0] * max_order
-    for hyp, rs in zip(hyps, refs):
-        max_ref: Counter = Counter()
-        for r in rs:
-            for g, k in _ngram_counts(r, max_order).items():
-                if k > max_ref[g]:
-                    max_ref[g] = k
-        c_len += len(hyp)
-        r_len += _closest_ref_len(len(hyp), [len(r) for r in rs])
-        for g, k in _ngram_counts(hyp, max_order).items():
-            n = len(g) - 1
-            total[n] += k
-            correct[n] += min(k, max_ref.get(g, 0))
-    return c_len, r_len, correct, total
-
-
-def _score_from_statistics(c_len: int, r_len: int, correct: Sequence[int], total: Sequence[int],
-                           smooth: str, smooth_value: Optional[float]) -> Tuple[float, List[float], float]:
-    """(BLEU in percent, precisions in percent, brevity penalty) from the corpus totals."""
-    max_order = len(correct)
-    if c_len >= r_len:
-        bp = 1.0
-    elif c_len > 0:
-        bp = math.exp(1.0 - r_len / c_len)
-    else:
-        bp = 0.0
-    precisions = [0.0] * max_order
-    if not any(correct):  # nothing matched: 0 whatever the smoothing
-        return 0.0, precisions, bp
-    halving = 1.0  # the "exp" method halves the pseudo-count at each further order with no match
-    for i in range(max_order):
-        m, t = float(correct[i]), float(total[i])
-        if smooth == "add-k" and i > 0:
-            m += smooth_value
-            t += smooth_value
-        if t == 0:
-            break  # no n-grams of this order or above: their precisions stay 0
-        if m > 0:
-            precisions[i] = 100.0 * m / t
-        elif smooth == "exp":
-            halving *= 2.0
-            precisions[i] = 100.0 / (halving * t)
-        elif smooth == "floor":
-            precisions[i] = 100.0 * smooth_value / t
-    if min(precisions) <= 0.0 or bp == 0.0:
-        return 0.0, precisions, bp
-    score = bp * math.exp(sum(math.log(p) for p in precisions) / max_order)
-    return score, precisions, bp
-
-
-def _builtin(hyps, refs, max_order, smooth, smooth_value):
-    c_len, r_len, correct, total = _statistics(hyps, refs, max_order)
-    score, precisions, bp = _score_from_statistics(c_len, r_len, correct, total, smooth, smooth_value)
-    return BleuScore(score=score, precisions=tuple(precisions), brevity_penalty=bp, hyp_len=c_len, ref_len=r_len,
-                     counts=tuple(correct), totals=tuple(total), backend="builtin")
-
-
 def _sacrebleu(hyps, refs, max_order, smooth, smooth_value):
-    try:
-        import sacrebleu  # noqa: F401  (checked first: its submodules may be cached in sys.modules)
-        from sacrebleu.metrics import BLEU
-    except ImportError as err:
-        raise ImportError(f"backend='sacrebleu' needs the sacrebleu package (pip install sacrebleu): {err}") from None
+    from sacrebleu.metrics import BLEU
 
     n_streams = max(len(rs) for rs in refs)
     # sacrebleu takes reference *streams* (one per reference slot, parallel to the hypotheses);
@@ -213,12 +113,11 @@ def _sacrebleu(hyps, refs, max_order, smooth, smooth_value):
     total = [t - (k if i > 0 else 0.0) for i, t in enumerate(res.totals)]
     return BleuScore(score=float(res.score), precisions=tuple(float(p) for p in res.precisions),
                      brevity_penalty=float(res.bp), hyp_len=int(res.sys_len), ref_len=int(res.ref_len),
-                     counts=tuple(int(round(c)) for c in correct), totals=tuple(int(round(t)) for t in total),
-                     backend="sacrebleu")
+                     counts=tuple(int(round(c)) for c in correct), totals=tuple(int(round(t)) for t in total))
 
 
 def corpus_bleu(hypotheses: Sequence[Tokens], references: Sequence[Reference], *, max_order: int = 4,
-                smooth: str = "none", smooth_value: Optional[float] = None, backend: str = "auto") -> BleuScore:
+                smooth: str = "none", smooth_value: Optional[float] = None) -> BleuScore:
     """Corpus BLEU of `hypotheses` against `references`, on already tokenized text.
 
     Args:
@@ -233,8 +132,6 @@ def corpus_bleu(hypotheses: Sequence[Tokens], references: Sequence[Reference], *
             ``"floor"`` (``smooth_value / total``, default 0.1) or ``"add-k"`` (adds
             ``smooth_value``, default 1, to the matches and totals of orders >= 2).
         smooth_value: see `smooth`.
-        backend: ``"auto"`` (sacrebleu if installed, else the built-in code), ``"sacrebleu"``
-            (ImportError if it is missing) or ``"builtin"``.
 
     Returns:
         a :class:`BleuScore`; its ``score`` is in ``[0, 100]``.
@@ -257,16 +154,10 @@ def corpus_bleu(hypotheses: Sequence[Tokens], references: Sequence[Reference], *
         raise ValueError(f"max_order: expected a positive int, got {max_order!r}")
     if smooth not in SMOOTH_METHODS:
         raise ValueError(f"smooth: expected one of {SMOOTH_METHODS}, got {smooth!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
     if smooth_value is None:
         smooth_value = _SMOOTH_DEFAULTS[smooth]
     elif smooth in ("floor", "add-k") and not (smooth_value > 0):
         raise ValueError(f"smooth_value: must be > 0 for smooth={smooth!r}, got {smooth_value!r}")
     hyps = [_as_tokens(h, f"hypotheses[{i}]") for i, h in enumerate(hypotheses)]
     refs = [_as_references(r, f"references[{i}]") for i, r in enumerate(references)]
-    if backend == "auto":
-        backend = "sacrebleu" if sacrebleu_available() else "builtin"
-    if backend == "sacrebleu":
-        return _sacrebleu(hyps, refs, max_order, smooth, smooth_value)
-    return _builtin(hyps, refs, max_order, smooth, smooth_value)
+    return _sacrebleu(hyps, refs, max_order, smooth, smooth_value)
