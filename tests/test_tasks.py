@@ -72,10 +72,34 @@ def test_textgen_bad_input(textgen_run, tmp_path, capsys):
         textgen.generate(model, vocab, "abc", 5, 0.0, np.random.default_rng(0))
     with pytest.raises(ValueError):
         textgen.generate(model, vocab, "\u4e2d\u6587", 5, 1.0, np.random.default_rng(0))
+    for blank in ("", "  \n"):
+        with pytest.raises(ValueError, match="seed_text: the text is"):
+            textgen.generate(model, vocab, blank, 5, 1.0, np.random.default_rng(0))
+        assert main(["generate", "--checkpoint", str(out / "tg.npz"), "--seed-text", blank]) == 1
+        captured = capsys.readouterr()
+        assert "seed_text: the text is" in captured.err and captured.out == ""
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"PK\x03\x04 truncated")
     assert main(["generate", "--checkpoint", str(corrupt)]) == 1
     assert "not a readable fusedrnn checkpoint" in capsys.readouterr().err
+
+
+def test_predict_refuses_empty_reviews_before_scoring(textgen_run, tmp_path, capsys):
+    """An empty or whitespace-only review is an error naming it, never a score (the check comes
+    before the checkpoint is read, so any checkpoint serves here)."""
+    _, _, out, _ = textgen_run
+    for args, name in ((["good film", ""], "text #2"), ([" \t\n"], "text #1")):
+        assert main(["predict", "sentiment", "--checkpoint", str(out / "tg.npz")] + args) == 1
+        captured = capsys.readouterr()
+        assert f"{name}: the text is" in captured.err and captured.out == ""
+    blank_file = tmp_path / "review.txt"
+    blank_file.write_text("\n\n", encoding="utf-8")
+    assert main(["predict", "sentiment", "--checkpoint", str(out / "tg.npz"), "--file", str(blank_file)]) == 1
+    assert f"--file {blank_file}: the text is only whitespace" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"texts\[1\]: the text is empty"):
+        sentiment.predict_texts(out / "tg.npz", ["fine", ""])
+    with pytest.raises(TypeError, match=r"texts\[0\]: expected a str"):
+        sentiment.predict_texts(out / "tg.npz", [None])
 
 
 def test_generate_refuses_another_tasks_checkpoint(textgen_run, capsys):

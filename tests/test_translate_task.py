@@ -66,12 +66,20 @@ def test_translate_bad_input(trained, capsys):
     translator = translate.load(out / "t.npz")
     with pytest.raises(ValueError, match="unknown|not in the vocabulary"):
         translator.translate("el ornitorrinco")
-    with pytest.raises(ValueError, match="no words"):
+    with pytest.raises(ValueError, match="sentence: the text is only whitespace"):
         translator.translate("   ")
+    with pytest.raises(ValueError, match="sentence: the text is empty"):
+        translator.translate("")
+    with pytest.raises(ValueError, match="no words"):
+        translator.translate("#@")
     with pytest.raises(ValueError, match="at most"):
         translator.translate(" ".join(["ve"] * 40))
     assert main(["translate", "--checkpoint", str(out / "t.npz"), "zzzz"]) == 1
     assert "error" in capsys.readouterr().err
+    for blank in ("", " \t"):
+        assert main(["translate", "--checkpoint", str(out / "t.npz"), blank]) == 1
+        captured = capsys.readouterr()
+        assert "sentence: the text is" in captured.err and captured.out == ""
 
 
 def test_translate_cli_missing_checkpoint(tmp_path, capsys):

@@ -121,6 +121,7 @@ def load_meta_config(path: str) -> Dict[str, Any]:
 
 def _predict_sentiment(args: argparse.Namespace) -> int:
     from fusedrnn.tasks import sentiment
+    from fusedrnn.tasks.text_input import require_text
 
     texts = list(args.text)
     if args.file:
@@ -128,6 +129,9 @@ def _predict_sentiment(args: argparse.Namespace) -> int:
             texts.append(f.read())
     if not texts:
         raise ValueError("text: give at least one review (as an argument or with --file)")
+    for i, text in enumerate(texts):
+        source = f"--file {args.file}" if args.file and i == len(texts) - 1 else f"text #{i + 1}"
+        require_text(source, text)
     for text, p in zip(texts, sentiment.predict_texts(args.checkpoint, texts)):
         label = "positive" if p >= 0.5 else "negative"
         snippet = text if len(text) <= 60 else text[:57] + "..."
@@ -239,8 +243,7 @@ def add_evaluate_translate_parser(evaluate_sub: Any) -> None:
     ev = evaluate_sub.add_parser("translate", help="corpus BLEU of a translation checkpoint on its validation split",
                                  description="Decodes the validation split the checkpoint was trained with (same "
                                              "file, seed and size) greedily and, with --beam K, with beam search, "
-                                             "and prints corpus BLEU (sacrebleu when installed, else the built-in "
-                                             "BLEU-4; both give the same numbers).")
+                                             "and prints corpus BLEU-4 (sacrebleu, on the tokenizer's tokens).")
     ev.add_argument("--checkpoint", required=True, help="checkpoint written by `fusedrnn train translate`")
     ev.add_argument("--data", default=None, help="spa.txt or its folder (default: $FUSEDRNN_DATA, then the user cache)")
     ev.add_argument("--beam", type=int, default=4, help="beam width for the second score (default: 4; 1 = greedy only)")

@@ -20,6 +20,7 @@ from fusedrnn.layers.core import Dense, Embedding
 from fusedrnn.losses import binary_crossentropy
 from fusedrnn.optimizers import Adam
 from fusedrnn.tasks.resume import starting_history
+from fusedrnn.tasks.text_input import require_text
 from fusedrnn.training import (History, Sequential, binary_accuracy_from_logits, fit, load_checkpoint,
                                save_checkpoint)
 
@@ -118,6 +119,9 @@ def predict_texts(path: PathLike, texts: Sequence[str]) -> List[float]:
     """Probability that each raw review is positive, from a sentiment checkpoint."""
     if isinstance(texts, str):
         raise TypeError("texts: expected a list of strings, got one string")
+    texts = [require_text(f"texts[{i}]", t) for i, t in enumerate(texts)]
+    if not texts:
+        raise ValueError("texts: expected at least one review, got none")
     model, word_index, cfg = load(path)
     seqs = imdb.encode_texts(texts, word_index, num_words=cfg.num_words)
     x = imdb.pad_sequences(seqs, maxlen=cfg.maxlen)

@@ -25,6 +25,7 @@ from fusedrnn.layers.core import Dense
 from fusedrnn.losses import sparse_categorical_crossentropy
 from fusedrnn.optimizers import RMSprop
 from fusedrnn.tasks.resume import starting_history
+from fusedrnn.tasks.text_input import require_text
 from fusedrnn.training import (Sequential, evaluate, fit, load_checkpoint, save_checkpoint,
                                sparse_categorical_accuracy)
 
@@ -86,9 +87,7 @@ def generate(model: Sequential, vocab: "nietzsche.CharVocab", seed_text: str, le
     """
     if length < 0:
         raise ValueError(f"length: expected a non-negative integer, got {length!r}")
-    seed_text = seed_text.lower()
-    if not seed_text:
-        raise ValueError("seed_text: expected at least one character")
+    seed_text = require_text("seed_text", seed_text).lower()
     window = list(vocab.encode(seed_text[-maxlen:]))
     out = []
     for _ in range(length):

@@ -21,6 +21,7 @@ from fusedrnn.optimizers import Adam
 from fusedrnn.tasks.seq2seq import (AttentionSeq2Seq, PairedInputs, Translation, beam_search, decode_batch_greedy,
                                     greedy_decode, masked_sequence_loss)
 from fusedrnn.tasks.resume import starting_history
+from fusedrnn.tasks.text_input import require_text
 from fusedrnn.training import History, fit, load_checkpoint, save_checkpoint
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -113,9 +114,7 @@ class Translator:
     def encode(self, sentence: str) -> Tuple[np.ndarray, List[str]]:
         """(source ids (1, n), the preprocessed words) for a raw Spanish sentence; ValueError for an
         empty sentence, unknown words (listed) or one longer than the model's maximum."""
-        if not isinstance(sentence, str):
-            raise TypeError(f"sentence: expected a str, got {type(sentence).__name__}")
-        words = data_mod.preprocess_sentence(sentence).split()
+        words = data_mod.preprocess_sentence(require_text("sentence", sentence)).split()
         if len(words) <= 2:
             raise ValueError(f"sentence: {sentence!r} has no words the model can read")
         if len(words) > self.max_source_len:
