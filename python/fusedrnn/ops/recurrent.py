@@ -20,8 +20,9 @@ it enters each gate's recurrent matmul — the same masks for all steps, as in K
 
 One-hot input: ``x`` may instead be integer ids (B, T) standing for one-hot rows of width
 ``I = kernel.shape[0]`` (a character model's input). The input projection is then a row gather
-of the kernel instead of a GEMM (exactly the same numbers: a one-hot row times the kernel is
-that row), ``d_kernel`` a scatter-add, and the backward op returns ``dx = None``.
+of the kernel instead of a GEMM (the same numbers to float rounding: a one-hot row times the
+kernel is that row, but the sums are ordered differently), ``d_kernel`` a scatter-add, and the
+backward op returns ``dx = None``.
 
 NaN or inf in any input raises ValueError (the check is one pass over the inputs).
 

@@ -97,7 +97,7 @@ class Sequential:
             raise ValueError(f"weights: expected {k} arrays for this model, got {len(weights)}")
 
     def get_config(self) -> Dict[str, Any]:
-        """{'name', 'layers': [{'class': name, 'config': ...}]}: rebuild with fusedrnn.training.from_config."""
+        """{'name', 'layers': [{'class': name, 'config': ...}]}: rebuild with fusedrnn.training.model_from_config."""
         return {"name": self.name,
                 "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
 
