@@ -6,7 +6,11 @@ input gives the same numbers (to float32 rounding). Every layer also has ``backw
     y = layer(x)                    # forward, keeps what the backward pass needs
     dx = layer.backward(dy)         # gradient w.r.t. x; fills layer.grads
 
-``layer.grads`` is aligned with ``layer.get_weights()``: [d_kernel, d_recurrent_kernel, d_bias].
+``layer.grads`` is aligned with ``layer.get_weights()``: [d_kernel, d_recurrent_kernel, d_bias]
+(no d_bias with ``use_bias=False``).
+
+Keras's options ``use_bias``, ``stateful`` (with ``reset_state()``) and ``zero_output_for_mask``
+behave as in Keras 3, forward and backward; see docs/layers.md.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ class _Recurrent(abc.ABC):
     _gates = 1
     _n_states = 1
 
-    def __init__(self, units: int, *, return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, dropout: float = 0.0, recurrent_dropout: float = 0.0,
+    def __init__(self, units: int, *, use_bias: bool = True, return_sequences: bool = False,
+                 return_state: bool = False, go_backwards: bool = False, stateful: bool = False,
+                 zero_output_for_mask: bool = False, dropout: float = 0.0, recurrent_dropout: float = 0.0,
                  seed: Optional[int] = None, dtype: Any = "float32", name: Optional[str] = None) -> None:
         if not isinstance(units, (int, np.integer)) or isinstance(units, bool) or units < 1:
             raise ValueError(f"units: expected a positive integer, got {units!r}")
@@ -43,6 +48,9 @@ class _Recurrent(abc.ABC):
         if self.dtype not in chk.FLOAT_DTYPES:
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
         self.units = int(units)
+        self.use_bias = bool(use_bias)
+        self.stateful = bool(stateful)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -57,6 +65,9 @@ class _Recurrent(abc.ABC):
         self._cache: Optional[ops.RecurrentCache] = None
         self._called_without_cache = False
         self._had_initial_state = False
+        self._output_keep: Optional[np.ndarray] = None  # (B, T, 1) 0/1 in step order, zero_output_for_mask
+        self._kept_states: Optional[List[np.ndarray]] = None  # stateful: the last call's final states
+        self._zero_bias: Optional[np.ndarray] = None  # use_bias=False: the zeros the ops read as bias
 
     # -- weights -------------------------------------------------------------------------------
     @property
@@ -65,15 +76,20 @@ class _Recurrent(abc.ABC):
 
     @property
     def params(self) -> List[np.ndarray]:
-        """The live weights [kernel, recurrent_kernel, bias] (optimizers update them in place)."""
+        """The live weights [kernel, recurrent_kernel, bias] (no bias with use_bias=False);
+        optimizers update them in place."""
         if not self.built:
             raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or build(input_dim)")
-        return [self.kernel, self.recurrent_kernel, self.bias]  # type: ignore[list-item]
+        live = [self.kernel, self.recurrent_kernel]
+        if self.use_bias:
+            live.append(self.bias)
+        return live  # type: ignore[return-value]
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments (JSON-serialisable): ``type(layer)(**config)`` rebuilds the layer."""
-        return {"units": self.units, "return_sequences": self.return_sequences, "return_state": self.return_state,
-                "go_backwards": self.go_backwards, "dropout": self.dropout,
+        return {"units": self.units, "use_bias": self.use_bias, "return_sequences": self.return_sequences,
+                "return_state": self.return_state, "go_backwards": self.go_backwards, "stateful": self.stateful,
+                "zero_output_for_mask": self.zero_output_for_mask, "dropout": self.dropout,
                 "recurrent_dropout": self.recurrent_dropout, "dtype": self.dtype.name, "name": self.name}
 
     def compute_mask(self, x: Any, mask: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -88,18 +104,20 @@ class _Recurrent(abc.ABC):
         width = self._gates * self.units
         self.kernel = init.glorot_uniform((input_dim, width), self.rng, self.dtype)
         self.recurrent_kernel = init.orthogonal((self.units, width), self.rng, self.dtype)
-        self.bias = self._initial_bias()
+        self.bias = self._initial_bias() if self.use_bias else None
 
     def get_weights(self) -> List[np.ndarray]:
-        """[kernel (I, G*H), recurrent_kernel (H, G*H), bias], Keras's order and shapes."""
-        if not self.built:
-            raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or build(input_dim)")
-        return [self.kernel.copy(), self.recurrent_kernel.copy(), self.bias.copy()]  # type: ignore[union-attr]
+        """[kernel (I, G*H), recurrent_kernel (H, G*H), bias], Keras's order and shapes; without
+        the bias when use_bias=False (two arrays, as Keras)."""
+        return [w.copy() for w in self.params]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Sets [kernel, recurrent_kernel, bias] (e.g. a Keras layer's get_weights())."""
-        if len(weights) != 3:
-            raise ValueError(f"weights: expected 3 arrays [kernel, recurrent_kernel, bias], got {len(weights)}")
+        """Sets [kernel, recurrent_kernel, bias] (e.g. a Keras layer's get_weights()); only
+        [kernel, recurrent_kernel] when use_bias=False."""
+        count = 3 if self.use_bias else 2
+        if len(weights) != count:
+            names = "[kernel, recurrent_kernel, bias]" if self.use_bias else "[kernel, recurrent_kernel] (use_bias=False)"
+            raise ValueError(f"weights: expected {count} arrays {names}, got {len(weights)}")
         kernel = np.asarray(weights[0])
         if kernel.ndim != 2 or kernel.shape[1] != self._gates * self.units:
             raise ValueError(f"weights[0] (kernel): expected shape (input_dim, {self._gates * self.units}), "
@@ -111,10 +129,65 @@ class _Recurrent(abc.ABC):
             if w.shape != tuple(shape):
                 raise ValueError(f"weights[{k}]: expected shape {tuple(shape)}, got {w.shape}")
             arrays.append(np.ascontiguousarray(w, dtype=self.dtype))
-        self.kernel, self.recurrent_kernel, self.bias = arrays
+        self.kernel, self.recurrent_kernel = arrays[:2]
+        self.bias = arrays[2] if self.use_bias else None
 
     def _bias_shape(self) -> Tuple[int, ...]:
         return (self._gates * self.units,)
+
+    def _op_bias(self) -> np.ndarray:
+        """The bias the ops read: the layer's own, or zeros with use_bias=False (whose gradient
+        the layer drops), which computes exactly Keras's bias-free cell."""
+        if self.use_bias:
+            return self.bias  # type: ignore[return-value]
+        if self._zero_bias is None:
+            self._zero_bias = np.zeros(self._bias_shape(), self.dtype)
+        return self._zero_bias
+
+    # -- stateful ------------------------------------------------------------------------------
+    @property
+    def states(self) -> Optional[List[np.ndarray]]:
+        """stateful=True: copies of the states the next call starts from ([h] or [h, c], each
+        (batch, units)); None before the first call and for a layer that is not stateful."""
+        return None if self._kept_states is None else [s.copy() for s in self._kept_states]
+
+    def reset_state(self, states: Optional[Sequence[np.ndarray]] = None) -> None:
+        """Zeros the kept states of a stateful layer (Keras's ``reset_state()``); the batch size
+        stays. ``states`` ([h] or [h, c], each (batch, units) in the layer's dtype, as Keras 2's
+        ``reset_states(states)``) sets them instead and fixes the batch size to theirs. On a
+        layer that is not stateful, ``reset_state()`` does nothing (as Keras)."""
+        if states is None:
+            if self._kept_states is not None:
+                self._kept_states = [np.zeros_like(s) for s in self._kept_states]
+            return
+        if not self.stateful:
+            raise ValueError(f"states: {self.name} is not stateful (stateful=False) and keeps no states to set")
+        self._kept_states = self._checked_states("states", states)
+
+    def reset_states(self, states: Optional[Sequence[np.ndarray]] = None) -> None:
+        """Alias of :meth:`reset_state` (Keras keeps both names)."""
+        self.reset_state(states)
+
+    def _checked_states(self, arg: str, states: Any) -> List[np.ndarray]:
+        """Copies of [h] / [h, c]: finite float arrays (batch, units) of the layer's dtype, one batch size."""
+        if isinstance(states, np.ndarray):
+            states = [states]
+        if not isinstance(states, (list, tuple)) or len(states) != self._n_states:
+            got = f"{len(states)}" if isinstance(states, (list, tuple)) else chk.describe(states)
+            names = "[h, c]" if self._n_states == 2 else "[h]"
+            raise ValueError(f"{arg}: expected a list of {self._n_states} array(s) {names}, got {got}")
+        first = chk.as_array(f"{arg}[0]", states[0])
+        batch = int(first.shape[0]) if first.ndim else 0
+        return [np.array(chk.float_input(f"{arg}[{k}]", np.ascontiguousarray(chk.as_array(f"{arg}[{k}]", s)),
+                                         self.dtype, (batch, self.units), "(batch, units)"))
+                for k, s in enumerate(states)]
+
+    def _check_stateful_batch(self, batch: int) -> None:
+        if self.stateful and self._kept_states is not None and self._kept_states[0].shape[0] != batch:
+            kept = self._kept_states[0].shape[0]
+            raise ValueError(f"x: {self.name} is stateful and keeps states for a batch of {kept}, got a batch of "
+                             f"{batch}; a stateful layer's batch size is fixed (call reset_state(states) with "
+                             f"states of the new batch size to change it)")
 
     # -- forward / backward --------------------------------------------------------------------
     def _dropout_masks(self, batch: int, input_dim: int, training: bool) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
@@ -143,6 +216,12 @@ class _Recurrent(abc.ABC):
         """Runs the layer on x (B, T, I). Returns what Keras returns: the sequence (B, T, H) or
         the last output (B, H), followed by the final states when return_state=True.
 
+        mask (B, T) bool: masked steps keep the states and repeat the previous output, or output
+        zeros with zero_output_for_mask=True (then the last output too is zero for a row whose
+        last processed step is masked, as in Keras). A stateful layer starts from the states its
+        previous call ended with (zeros at first) unless initial_state is given, and keeps the
+        new final states either way.
+
         x may also be integer ids (B, T) standing for one-hot vectors of width I (a character
         model's input, see :mod:`fusedrnn.ops`): build the layer first with ``build(I)``; the
         results equal those for the one-hot float input, and ``backward`` returns None for x.
@@ -163,6 +242,7 @@ class _Recurrent(abc.ABC):
             input_dim = int(x.shape[2])
         if not self.built:
             self.build(input_dim)
+        self._check_stateful_batch(int(x.shape[0]))
         states: List[Optional[np.ndarray]] = [None] * self._n_states
         if initial_state is not None:
             if isinstance(initial_state, np.ndarray):
@@ -170,12 +250,21 @@ class _Recurrent(abc.ABC):
             if len(initial_state) != self._n_states:
                 raise ValueError(f"initial_state: expected {self._n_states} array(s), got {len(initial_state)}")
             states = list(initial_state)
+        elif self._kept_states is not None:
+            states = list(self._kept_states)
         dmask, rmask = self._dropout_masks(int(x.shape[0]), input_dim, training)
         keep_cache = is_grad_enabled()
         outputs, final_states, cache = self._run(x, states, mask, dmask, rmask, keep_cache)
         self._cache = cache
         self._called_without_cache = not keep_cache
         self._had_initial_state = initial_state is not None
+        if self.stateful:
+            self._kept_states = [np.array(s) for s in final_states]
+        self._output_keep = None
+        if self.zero_output_for_mask and mask is not None:
+            step_mask = np.asarray(mask)[:, ::-1] if self.go_backwards else np.asarray(mask)
+            self._output_keep = step_mask[:, :, None].astype(self.dtype)
+            outputs = outputs * self._output_keep
         out = outputs if self.return_sequences else outputs[:, -1]
         if self.return_state:
             return [out, *final_states]
@@ -187,7 +276,8 @@ class _Recurrent(abc.ABC):
         d_output has the shape of the output (the sequence or the last step); d_states are the
         gradients of the returned final states (return_state=True), each may be None. Returns
         dx (B, T, I) (None for one-hot id input), or (dx, dh0[, dc0]) when the call had an
-        initial_state. Fills self.grads.
+        initial_state. Fills self.grads. A stateful layer's gradient stops at the states carried
+        over from the previous call (truncated back-propagation through time, as in Keras).
         """
         if self._cache is None:
             if self._called_without_cache:
@@ -203,6 +293,8 @@ class _Recurrent(abc.ABC):
             chk.check_shape("d_output", d_output, (B, H), "(batch, units)")
             d_outputs = np.zeros((B, T, H), self.dtype)
             d_outputs[:, -1] = d_output
+        if self._output_keep is not None:  # zeroed outputs pass no gradient back
+            d_outputs = d_outputs * self._output_keep
         d_outputs = np.ascontiguousarray(d_outputs)
         ds: List[Optional[np.ndarray]] = [None] * self._n_states
         if d_states is not None:
@@ -210,7 +302,7 @@ class _Recurrent(abc.ABC):
                 raise ValueError(f"d_states: expected {self._n_states} array(s), got {len(d_states)}")
             ds = list(d_states)
         dx, d_initial, grads = self._backward(self._cache, d_outputs, ds)
-        self.grads = grads
+        self.grads = grads if self.use_bias else grads[:2]
         if self._had_initial_state:
             return (dx, *d_initial)
         return dx
@@ -245,7 +337,7 @@ class SimpleRNN(_Recurrent):
         return {**super().get_config(), "activation": self.activation}
 
     def _run(self, x, states, mask, dmask, rmask, keep_cache):
-        outputs, h, cache = ops.rnn_forward(x, states[0], self.kernel, self.recurrent_kernel, self.bias, mask=mask,
+        outputs, h, cache = ops.rnn_forward(x, states[0], self.kernel, self.recurrent_kernel, self._op_bias(), mask=mask,
                                             go_backwards=self.go_backwards, activation=self.activation,
                                             dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache)
         return outputs, [h], cache
@@ -279,7 +371,7 @@ class LSTM(_Recurrent):
         return super()._initial_bias()
 
     def _run(self, x, states, mask, dmask, rmask, keep_cache):
-        outputs, h, c, cache = ops.lstm_forward(x, states[0], states[1], self.kernel, self.recurrent_kernel, self.bias,
+        outputs, h, c, cache = ops.lstm_forward(x, states[0], states[1], self.kernel, self.recurrent_kernel, self._op_bias(),
                                                 mask=mask, go_backwards=self.go_backwards, dropout_mask=dmask,
                                                 recurrent_dropout_mask=rmask, keep_cache=keep_cache)
         return outputs, [h, c], cache
@@ -315,7 +407,7 @@ class GRU(_Recurrent):
         return init.zeros(self._bias_shape(), self.dtype)
 
     def _run(self, x, states, mask, dmask, rmask, keep_cache):
-        outputs, h, cache = ops.gru_forward(x, states[0], self.kernel, self.recurrent_kernel, self.bias, mask=mask,
+        outputs, h, cache = ops.gru_forward(x, states[0], self.kernel, self.recurrent_kernel, self._op_bias(), mask=mask,
                                             go_backwards=self.go_backwards, reset_after=self.reset_after,
                                             dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache)
         return outputs, [h], cache

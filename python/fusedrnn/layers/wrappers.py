@@ -41,11 +41,17 @@ class Bidirectional:
     Input: x (B, T, I) in the layer's dtype (or integer ids (B, T), see the recurrent layers),
     optional mask (B, T) bool. Output with H units: (B, T, 2H) for 'concat' and (B, T, H) for
     'sum', 'mul' and 'ave' when return_sequences, else (B, 2H) / (B, H). With return_sequences
-    the backward output is flipped back into time order before merging, and outputs at masked
-    steps are zero (Keras forces ``zero_output_for_mask`` in both directions there).
+    the backward output is flipped back into time order before merging. As Keras, the wrapper
+    sets both layers' ``zero_output_for_mask`` to ``return_sequences``: outputs at masked steps
+    are zero in the sequences, and the last outputs are the layers' own without them.
 
-    Weights: the forward layer's [kernel, recurrent_kernel, bias] then the backward layer's,
-    Keras's order; ``params``/``grads`` likewise. ``return_state=True`` is not supported.
+    ``stateful`` comes from the layer (the backward layer must agree): each direction keeps its
+    own final states between calls; ``reset_state()`` zeros both (AttributeError when the
+    wrapper is not stateful, as Keras) and ``states`` lists the forward then the backward ones.
+
+    Weights: the forward layer's [kernel, recurrent_kernel, bias] then the backward layer's
+    (each without the bias when it has use_bias=False), Keras's order; ``params``/``grads``
+    likewise. ``return_state=True`` is not supported.
     """
 
     def __init__(self, layer: LayerOrConfig, merge_mode: str = "concat",
@@ -69,8 +75,11 @@ class Bidirectional:
         self.forward_layer.rng = np.random.default_rng(seeds[0])
         if backward_layer is None:
             self.backward_layer.rng = np.random.default_rng(seeds[1])
+        for direction in (self.forward_layer, self.backward_layer):
+            direction.zero_output_for_mask = direction.return_sequences
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
+        self.stateful = layer.stateful
         self.units = layer.units
         self.dtype = layer.dtype
         self.name = name or f"bidirectional_{base}"
@@ -81,7 +90,7 @@ class Bidirectional:
         if b.go_backwards == f.go_backwards:
             raise ValueError("backward_layer: expected go_backwards different from the forward layer's "
                              f"({f.go_backwards}), got {b.go_backwards}")
-        for attr in ("return_sequences", "return_state", "units", "dtype"):
+        for attr in ("return_sequences", "return_state", "stateful", "units", "dtype"):
             if getattr(b, attr) != getattr(f, attr):
                 raise ValueError(f"backward_layer: expected {attr}={getattr(f, attr)!r} like the forward layer, "
                                  f"got {getattr(b, attr)!r}")
@@ -98,7 +107,7 @@ class Bidirectional:
 
     @property
     def params(self) -> List[np.ndarray]:
-        """The live weights: the forward layer's three, then the backward layer's."""
+        """The live weights: the forward layer's, then the backward layer's."""
         return self.forward_layer.params + self.backward_layer.params
 
     @property
@@ -107,16 +116,38 @@ class Bidirectional:
         return self.forward_layer.grads + self.backward_layer.grads
 
     def get_weights(self) -> List[np.ndarray]:
-        """Six arrays: forward [kernel, recurrent_kernel, bias], then backward, as Keras."""
+        """Forward [kernel, recurrent_kernel, bias], then backward (six arrays; four with
+        use_bias=False), as Keras."""
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Sets the six arrays of ``get_weights()`` (e.g. a Keras Bidirectional's)."""
-        if len(weights) != 6:
-            raise ValueError(f"weights: expected 6 arrays (forward then backward [kernel, recurrent_kernel, bias]), "
+        """Sets the arrays of ``get_weights()`` (e.g. a Keras Bidirectional's)."""
+        n_forward = 3 if self.forward_layer.use_bias else 2
+        n_backward = 3 if self.backward_layer.use_bias else 2
+        if len(weights) != n_forward + n_backward:
+            raise ValueError(f"weights: expected {n_forward + n_backward} arrays (forward then backward "
+                             f"[kernel, recurrent_kernel{', bias' if self.forward_layer.use_bias else ''}]), "
                              f"got {len(weights)}")
-        self.forward_layer.set_weights(list(weights[:3]))
-        self.backward_layer.set_weights(list(weights[3:]))
+        self.forward_layer.set_weights(list(weights[:n_forward]))
+        self.backward_layer.set_weights(list(weights[n_forward:]))
+
+    # -- stateful ------------------------------------------------------------------------------
+    @property
+    def states(self) -> Optional[List[np.ndarray]]:
+        """The forward layer's kept states then the backward layer's; None until both keep some."""
+        f, b = self.forward_layer.states, self.backward_layer.states
+        return None if f is None or b is None else f + b
+
+    def reset_state(self) -> None:
+        """Zeros both directions' kept states (Keras's Bidirectional.reset_state)."""
+        if not self.stateful:
+            raise AttributeError(f"{self.name}: reset_state() needs a stateful layer (stateful=True)")
+        self.forward_layer.reset_state()
+        self.backward_layer.reset_state()
+
+    def reset_states(self) -> None:
+        """Alias of :meth:`reset_state` (Keras keeps both names)."""
+        self.reset_state()
 
     def get_config(self) -> Dict[str, Any]:
         """JSON-serialisable; ``Bidirectional(**config)`` rebuilds an equal (unbuilt) wrapper."""
@@ -133,13 +164,8 @@ class Bidirectional:
         """Runs both directions on x (B, T, I) and merges; see the class docstring for shapes."""
         y_f = self.forward_layer(x, mask=mask, training=training)
         y_b = self.backward_layer(x, mask=mask, training=training)
-        keep = None
         if self.return_sequences:
             y_b = y_b[:, ::-1]
-            if mask is not None:
-                keep = np.asarray(mask)[:, :, None].astype(y_f.dtype)
-                y_f = y_f * keep
-                y_b = y_b * keep
         if self.merge_mode == "concat":
             out = np.concatenate([y_f, y_b], axis=-1)
         elif self.merge_mode == "sum":
@@ -148,7 +174,7 @@ class Bidirectional:
             out = (y_f + y_b) / 2
         else:
             out = y_f * y_b
-        self._cache = {"y_f": y_f, "y_b": y_b, "keep": keep, "shape": out.shape}
+        self._cache = {"y_f": y_f, "y_b": y_b, "shape": out.shape}
         return np.ascontiguousarray(out)
 
     def backward(self, d_output: np.ndarray) -> Optional[np.ndarray]:
@@ -168,8 +194,6 @@ class Bidirectional:
         else:
             d_f, d_b = d * c["y_b"], d * c["y_f"]
         if self.return_sequences:
-            if c["keep"] is not None:
-                d_f, d_b = d_f * c["keep"], d_b * c["keep"]
             d_b = d_b[:, ::-1]
         dx_f = self.forward_layer.backward(np.ascontiguousarray(d_f))
         dx_b = self.backward_layer.backward(np.ascontiguousarray(d_b))
