@@ -24,6 +24,8 @@ import json
 import numpy as np
 import pytest
 
+from _finite_differences import central_difference, fd_close
+
 import fusedrnn
 from fusedrnn import reference
 from fusedrnn.layers.core import Dense
@@ -32,7 +34,6 @@ from fusedrnn.optimizers import SGD
 from fusedrnn.training import Sequential, checkpoint
 
 RTOL32, ATOL32 = 1e-5, 1e-6
-EPS, FD_RTOL = 1e-6, 1e-6
 
 #: name -> (our class, Keras class name, cell options)
 CELLS = {
@@ -312,27 +313,6 @@ def test_hand_computed_simple_rnn_without_bias_stateful_zero_output():
     np.testing.assert_allclose(layer(-x[:, :1])[0, :, 0], [np.tanh(-0.5)], rtol=1e-14)
     layer.reset_state([np.array([[2.0]])])
     np.testing.assert_allclose(layer(-x[:, :1])[0, :, 0], [np.tanh(-0.5 + 1.0)], rtol=1e-14)
-
-
-def central_difference(f, array, eps=EPS):
-    """d f / d array by central differences (array is perturbed in place and restored)."""
-    grad = np.zeros_like(array)
-    flat, gflat = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
-
-
-def fd_close(analytic, numeric, what, seed):
-    err = float(np.max(np.abs(analytic - numeric), initial=0.0))
-    scale = float(np.max(np.abs(numeric), initial=0.0))
-    assert err <= FD_RTOL * scale + 1e-9, f"{what}: |analytic - fd| = {err:.3g} vs scale {scale:.3g} (seed {seed})"
 
 
 def reference_outputs(name, layer, x, mask, init):

@@ -22,6 +22,8 @@ import json
 import numpy as np
 import pytest
 
+from _finite_differences import central_difference, fd_close
+
 import fusedrnn
 from fusedrnn.layers.core import Dense, Dropout, Embedding, segment_sums
 from fusedrnn.layers.wrappers import Bidirectional
@@ -31,8 +33,6 @@ from fusedrnn.layers.wrappers import Bidirectional
 # SimpleRNN's recurrent gradient of 0.04 from terms near 1 differs by ~6e-7 in float32).
 RTOL32 = 1e-5
 ATOL32 = 1e-6
-EPS = 1e-6
-FD_RTOL = 1e-6
 
 
 @pytest.fixture(scope="module")
@@ -65,27 +65,6 @@ def keras_grads(tf, layer, inputs, d_out, mask=None, training=None):
     g = [np.asarray(tf.convert_to_tensor(v)) for v in tape.gradient(loss, sources)]
     dx = g.pop(0) if float_input else None
     return np.asarray(y), dx, g
-
-
-def central_difference(f, array, eps=EPS):
-    """d f / d array by central differences (array is perturbed in place and restored)."""
-    grad = np.zeros_like(array)
-    flat, gflat = array.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
-
-
-def fd_close(analytic, numeric, what, seed):
-    err = float(np.max(np.abs(analytic - numeric), initial=0.0))
-    scale = float(np.max(np.abs(numeric), initial=0.0))
-    assert err <= FD_RTOL * scale + 1e-9, f"{what}: |analytic - fd| = {err:.3g} vs scale {scale:.3g} (seed {seed})"
 
 
 # -- Embedding ---------------------------------------------------------------------------------
