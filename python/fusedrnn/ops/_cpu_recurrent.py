@@ -12,7 +12,7 @@ import numpy as np
 
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
-from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache
+from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache, bias_spec, units_from_kernel
 
 
 def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
@@ -41,17 +41,10 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
     if B == 0 or T == 0 or I == 0:
         raise ValueError(f"x: batch, time and feature sizes must be at least 1, got shape {x.shape}")
     kernel = chk.check_float("kernel", kernel, dtype)
-    if kernel.ndim != 2 or kernel.shape[0] != I or kernel.shape[1] % gates != 0 or kernel.shape[1] == 0:
-        raise ValueError(f"kernel: expected shape ({I}, {gates}*units) (features, gates*units), got {kernel.shape}")
-    H = kernel.shape[1] // gates
+    H = units_from_kernel(cell, kernel.shape, I)
     kernel = chk.float_input("kernel", kernel, dtype, (I, gates * H))
     recurrent_kernel = chk.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H), "(units, gates*units)")
-    if cell == "gru" and reset_after:
-        bias = chk.float_input("bias", bias, dtype, (2, 3 * H),
-                               "(2, 3*units): input and recurrent bias, as Keras's GRU with reset_after=True")
-    else:
-        note = " (GRU with reset_after=False)" if cell == "gru" else ""
-        bias = chk.float_input("bias", bias, dtype, (gates * H,), f"(gates*units,){note}")
+    bias = chk.float_input("bias", bias, dtype, *bias_spec(cell, reset_after, H))
     h0 = np.zeros((B, H), dtype) if h0 is None else chk.float_input("h0", h0, dtype, (B, H), "(batch, units)")
     if cell == "lstm":
         c0 = np.zeros((B, H), dtype) if c0 is None else chk.float_input("c0", c0, dtype, (B, H), "(batch, units)")

@@ -20,7 +20,7 @@ import numpy as np
 
 from fusedrnn import _device
 from fusedrnn._device import DeviceArray
-from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache
+from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache, bias_spec, units_from_kernel
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 _check_finite = True
@@ -195,17 +195,10 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
     call.contiguous("x", xi)
     call._finite.append(("x", xi))
     ki = call.float_array("kernel", kernel, dtype)
-    if ki.ndim != 2 or ki.shape[0] != I or ki.shape[1] % gates != 0 or ki.shape[1] == 0:
-        raise ValueError(f"kernel: expected shape ({I}, {gates}*units) (features, gates*units), got {ki.shape}")
-    H = ki.shape[1] // gates
+    H = units_from_kernel(cell, ki.shape, I)
     ki = call.float_input("kernel", kernel, dtype, (I, gates * H))
     ri = call.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H), "(units, gates*units)")
-    if cell == "gru" and reset_after:
-        bi = call.float_input("bias", bias, dtype, (2, 3 * H),
-                              "(2, 3*units): input and recurrent bias, as Keras's GRU with reset_after=True")
-    else:
-        note = " (GRU with reset_after=False)" if cell == "gru" else ""
-        bi = call.float_input("bias", bias, dtype, (gates * H,), f"(gates*units,){note}")
+    bi = call.float_input("bias", bias, dtype, *bias_spec(cell, reset_after, H))
     h0i = call.zeros("h0", (B, H), dtype) if h0 is None else call.float_input("h0", h0, dtype, (B, H), "(batch, units)")
     c0i = None
     if cell == "lstm":

@@ -1,13 +1,31 @@
-"""What the recurrent ops of every device share: the gate counts and the cache a forward op keeps
-for its backward op. The CPU and CUDA paths both depend on this module; nothing here depends on
-either of them."""
+"""What the recurrent ops of every device share: the gate counts, the expected weight shapes (and
+the errors for others) and the cache a forward op keeps for its backward op. The CPU and CUDA
+paths both depend on this module; nothing here depends on either of them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Tuple
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def units_from_kernel(cell: str, kernel_shape: Sequence[int], input_size: int) -> int:
+    """The number of units H of a kernel of shape (input_size, G*H); ValueError naming `kernel` otherwise."""
+    gates = GATES[cell]
+    shape = tuple(int(d) for d in kernel_shape)
+    if len(shape) != 2 or shape[0] != input_size or shape[1] % gates != 0 or shape[1] == 0:
+        raise ValueError(f"kernel: expected shape ({input_size}, {gates}*units) (features, gates*units), got {shape}")
+    return shape[1] // gates
+
+
+def bias_spec(cell: str, reset_after: bool, units: int) -> Tuple[Tuple[int, ...], str]:
+    """(the bias shape, its description for error messages): (G*H,), or (2, 3H) for the GRU with
+    ``reset_after=True`` (input bias, then recurrent bias, as Keras keeps them)."""
+    if cell == "gru" and reset_after:
+        return (2, 3 * units), "(2, 3*units): input and recurrent bias, as Keras's GRU with reset_after=True"
+    note = " (GRU with reset_after=False)" if cell == "gru" else ""
+    return (GATES[cell] * units,), f"(gates*units,){note}"
 
 
 @dataclass(frozen=True)
