@@ -42,9 +42,10 @@ def corpus(tmp_path, seed) -> Path:
 def test_train_explain_generate_word(tmp_path, corpus, capsys):
     out = tmp_path / "model.arpa"
     assert _run(["ngram", "train", "--order", "3", "--level", "word", str(corpus), "-o", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
+    assert "SRILM/KenLM convention" in capsys.readouterr().out
     lm = read_arpa(out)
-    assert lm.order == 3 and lm.level == "word"
+    assert lm.order == 3 and lm.level == "word" and lm.padding.n_bos == 1
+    assert "<s> <s>" not in out.read_text(encoding="utf-8")
     assert _run(["ngram", "explain", str(out), "i am a student"]) == 0
     text = capsys.readouterr().out
     assert "P(i | <s>)" in text and "P(</s> | a student)" in text and "perplexity" in text

@@ -102,9 +102,11 @@ def test_kenlm_scores_written_file(tmp_path, seed, level, order):
     rng = random.Random(seed * 31 + order)
     train = _corpus(rng, level)
     sentences = _test_sentences(rng, level, train)
-    for est in WRITABLE:
-        lm = NgramModel(order, level, est).fit(train)
-        path = tmp_path / f"{est}.arpa"
+    # unk_cutoff=2: rare tokens become <unk>, so <unk> occurs inside n-grams too
+    models = [(est, {}) for est in WRITABLE] + [(est, {"unk_cutoff": 2}) for est in ("modified-kneser-ney", "katz")]
+    for est, kwargs in models:
+        lm = NgramModel(order, level, est, **kwargs).fit(train)
+        path = tmp_path / f"{est}-{len(kwargs)}.arpa"
         write_arpa(lm, path)
         _check_against_kenlm(lm, path, sentences, 5e-7)
         # the file read back by fusedrnn scores as KenLM does, and writes back the same file

@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -56,6 +57,8 @@ MISSING_UNK_LOG10 = -100.0  # KenLM's log10 P(<unk>) for a file without <unk> (c
 _ESCAPES = {" ": "<space>", "\t": "<tab>", "\n": "<newline>"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 _UPLUS = re.compile(r"^<U\+([0-9A-Fa-f]{4,6})>$")
+Gram = tuple[int, ...]  # token ids of one n-gram
+Entry = tuple[float, tuple[str, ...], float]  # (log10 P, tokens, log10 back-off) of one ARPA line
 
 
 def _escape_char(tok: str) -> str:
@@ -162,7 +165,7 @@ def _err(path: str, lineno: int, msg: str) -> ValueError:
     return ValueError(f"path: malformed ARPA file {path!r}, line {lineno}: {msg}")
 
 
-def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[tuple[float, tuple[str, ...], float]]]]:
+def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[Entry]]]:
     """Parse ARPA text into the header counts and per-order ``(log10 p, tokens, log10 bow)`` entries."""
     lines = text.splitlines()
     i = 0
@@ -185,7 +188,7 @@ def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[
     order = max(header)
     if sorted(header) != list(range(1, order + 1)):
         raise ValueError(f"path: malformed ARPA file {path!r}: n-gram orders {sorted(header)} are not 1..{order}")
-    entries: list[list[tuple[float, tuple[str, ...], float]]] = [[] for _ in range(order + 1)]
+    entries: list[list[Entry]] = [[] for _ in range(order + 1)]
     k = 0
     ended = False
     while i < len(lines):
@@ -234,8 +237,10 @@ def _guess_level(tokens: list[str]) -> Level:
 
 
 def read_arpa(path: str | os.PathLike[str], level: Level | None = None) -> NgramModel:
-    """Load an ARPA file as an :class:`NgramModel` (estimator ``"arpa"``, no counts).
+    """Load an ARPA file (written here, by KenLM's ``lmplz`` or by SRILM) as an :class:`NgramModel`.
 
+    The model has estimator ``"arpa"`` and no counts, and scores sentences as KenLM
+    does (one ``<s>``, OOV words as ``<unk>``; see the module docstring).
     Raises ``ValueError`` naming the line for malformed files.
     """
     p = str(path)
@@ -283,7 +288,7 @@ def arpa_from_text(text: str, level: Level | None = None, path: str = "<string>"
         vals = np.array([grams[k][g] for g in ids], dtype=np.float64).reshape(len(ids), 2)
         missing = [g for g in ids if g[:-1] not in row_of_prev]
         if missing:
-            toks = " ".join(vocab.tokens[t] for t in missing[0])
+            toks = " ".join(_arpa_token(vocab.tokens[t], lev) for t in missing[0])
             raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {toks!r} has no {k - 1}-gram "
                              "prefix entry (its context); KenLM and SRILM need it too")
         key = np.array([row_of_prev[g[:-1]] * V + g[-1] for g in ids], dtype=np.int64)
@@ -295,7 +300,7 @@ def arpa_from_text(text: str, level: Level | None = None, path: str = "<string>"
     bow[order] = np.ones(keys[order].size)
     model = NgramModel(order, lev, "kneser-ney")
     model.estimator = "arpa"
-    # files of fusedrnn < 0.x list "<s> <s>" bigrams: their sentences start with n-1 <s>
+    # files written by earlier fusedrnn versions list "<s> <s>" bigrams: their sentences start with n-1 <s>
     n_bos = order - 1 if order > 1 and (vocab.bos_id, vocab.bos_id) in grams[2] else min(order - 1, 1)
     model.padding = Padding(n_bos, 1, n_bos)
     if n_bos <= 1:
@@ -306,16 +311,14 @@ def arpa_from_text(text: str, level: Level | None = None, path: str = "<string>"
     return model
 
 
-Gram = tuple[int, ...]
-
-
 def _from_log10(lp):
     """``10 ** lp``, with ``-99`` (how zero is written) meaning 0 (scalars or arrays)."""
     lp = np.asarray(lp, dtype=np.float64)
     return np.where(lp == LOG_ZERO, 0.0, 10.0 ** lp)
 
 
-def _gram_dicts(entries, vocab: Vocabulary, norm, path: str) -> list[dict[Gram, tuple[float, float]]]:
+def _gram_dicts(entries: list[list[Entry]], vocab: Vocabulary, norm: Callable[[str], str],
+                path: str) -> list[dict[Gram, tuple[float, float]]]:
     """Per order ``k``: ``{token ids: (log10 P, log10 back-off)}``; rejects unknown tokens and duplicates."""
     out: list[dict[Gram, tuple[float, float]]] = [{}]
     for k in range(1, len(entries)):
