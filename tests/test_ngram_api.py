@@ -28,6 +28,7 @@ CORPUS = ["i am sam", "sam i am", "i do not like green eggs and ham"]
         ({"estimator": "modified-kneser-ney", "discounts": (0.5, 2.5, 1.0)}, ValueError, "discounts"),
         ({"alpha": 0}, ValueError, "alpha"),
         ({"convention": "kenlm"}, ValueError, "convention"),
+        ({"convention": "textbook"}, ValueError, "replaced by 'srilm'"),
         ({"unk_cutoff": 0}, ValueError, "unk_cutoff"),
     ],
 )
@@ -87,13 +88,17 @@ def test_explain_factors():
     lm = NgramModel(3, "word", "mle").fit(CORPUS)
     ex = lm.explain("i am sam")
     assert [f.word for f in ex.factors] == ["i", "am", "sam", "</s>"]
-    assert ex.factors[0].context == ("<s>", "<s>")
-    # c(<s> <s> i) = 2 of c(<s> <s> •) = 3; c(<s> i am) = 1 of 2; c(i am sam) = 1 of 2; c(am sam </s>) = 1 of 1
+    assert ex.factors[0].context == ("<s>",)  # one <s> at every order (SRILM/KenLM)
+    # c(<s> i) = 2 of c(<s> •) = 3; c(<s> i am) = 1 of 2; c(i am sam) = 1 of 2; c(am sam </s>) = 1 of 1
     assert [(f.count, f.context_count) for f in ex.factors] == [(2, 3), (1, 2), (1, 2), (1, 1)]
     assert ex.prob == pytest.approx(2 / 3 * 1 / 2 * 1 / 2 * 1)
     assert ex.log2prob == pytest.approx(lm.logprob("i am sam"))
     text = str(ex)
-    assert "P(i | <s> <s>)" in text and "c(<s> <s> i)/c(<s> <s> \u2022) = 2/3" in text
+    assert "P(i | <s>)" in text and "c(<s> i)/c(<s> \u2022) = 2/3" in text
+    # NLTK's convention keeps n-1 <s>: c(<s> <s> i) = 2 of c(<s> <s> •) = 3
+    nl = NgramModel(3, "word", "mle", convention="nltk").fit(CORPUS).explain("i am sam")
+    assert nl.factors[0].context == ("<s>", "<s>")
+    assert "c(<s> <s> i)/c(<s> <s> \u2022) = 2/3" in str(nl)
     kn = NgramModel(3, "word", "kneser-ney").fit(CORPUS)
     ex2 = kn.explain("i like ham")
     assert "backed off" in str(ex2) and ex2.factors[1].matched_order < 3

@@ -9,8 +9,9 @@ import random
 import numpy as np
 import pytest
 
+from _ngram_arpa_samples import LMPLZ_SCORES, LMPLZ_STYLE, SRILM_SCORES, SRILM_STYLE
 from fusedrnn.ngram import NgramModel, read_arpa, write_arpa
-from fusedrnn.ngram.arpa import arpa_from_text, arpa_text
+from fusedrnn.ngram.arpa import arpa_from_text, arpa_sentence, arpa_text
 
 HAND = """
 \\data\\
@@ -53,13 +54,15 @@ def test_round_trip(tmp_path, seed, level, est, n):
     back = read_arpa(path, level=level)
     assert back.order == n and back.level == level and back.estimator == "arpa"
     assert back.padding == lm.padding
+    assert lm.padding.n_bos == min(n - 1, 1)  # one <s>, as SRILM and KenLM
+    assert "<s> <s>" not in arpa_text(lm)
     assert read_arpa(path).level == level or level == "word"  # guessed level
     # every context of the training data, every word: same distribution to ARPA's 7 digits
     for s in data[:8]:
         toks = list(s) if level == "char" else s.split()
-        padded = ["<s>"] * (n - 1) + toks
-        for j in range(len(toks) + 1):
-            ctx = padded[j:j + n - 1]
+        padded = ["<s>"] * lm.padding.n_bos + toks
+        for j in range(lm.padding.n_bos, len(padded) + 1):  # predict padded[j] (or </s>)
+            ctx = padded[max(j - (n - 1), 0):j] if n > 1 else []
             a, b = lm.distribution(ctx), back.distribution(ctx)
             np.testing.assert_allclose(b, a, rtol=2e-5, atol=0, err_msg=f"seed={seed} ctx={ctx}")
     test = data[:5] + (["zq ab"] if level == "char" else ["the unicorn sat"])
@@ -89,6 +92,94 @@ def test_hand_written_file(tmp_path):
     assert "counts not stored" in str(expl)
 
 
+LOG2_10 = math.log2(10.0)
+
+
+@pytest.mark.parametrize("text, scores", [(LMPLZ_STYLE, LMPLZ_SCORES), (SRILM_STYLE, SRILM_SCORES)],
+                         ids=["lmplz", "srilm"])
+def test_files_of_lmplz_and_srilm(tmp_path, text, scores):
+    """One <s> as context, <s> never predicted (lmplz lists it with log10 P = 0, SRILM with -99),
+    back-off weights absent on the highest order, OOV words scored as <unk>."""
+    path = tmp_path / "lm.arpa"
+    path.write_text(text, encoding="utf-8")
+    lm = read_arpa(path)
+    assert lm.order == 3 and lm.padding.n_bos == 1 and lm.level == "word"
+    assert lm.prob("<s>") == 0.0 and not lm.in_vocab[lm.vocab.bos_id]
+    for sentence, log10p in scores.items():
+        assert lm.logprob(sentence) == pytest.approx(log10p * LOG2_10, abs=1e-9), sentence
+    for ctx in ([], ["<s>"], ["<s>", lm.vocab.tokens[0]]):
+        assert lm.distribution(ctx)[lm.vocab.bos_id] == 0.0
+
+
+def test_lmplz_file_values():
+    lm = arpa_from_text(LMPLZ_STYLE)
+    assert lm.prob("zz") == pytest.approx(10 ** -1.2)  # <unk>
+    assert lm.prob("a", ["b", "b"]) == pytest.approx(10 ** -0.35)  # "b b" unlisted (bow 1): P(a | b)
+    assert lm.prob("b", ["b", "b"]) == pytest.approx(10 ** (-0.25 - 0.6))  # then bow(b) P(b)
+    assert lm.prob("</s>", ["b", "a"]) == pytest.approx(10 ** -0.25)
+    assert lm.vocabulary_size == 4  # a, b, </s>, <unk>
+
+
+def test_srilm_file_without_unk_and_with_a_pruned_suffix():
+    lm = arpa_from_text(SRILM_STYLE)
+    # no <unk> in the file: KenLM's substitute log10 P(<unk>) = -100
+    assert lm.prob("q") == pytest.approx(1e-100)
+    # "x </s>" is not listed: back-off bow(x) P(</s>); the trigram "y x </s>" still counts
+    assert lm.prob("</s>", ["x"]) == pytest.approx(10 ** (-0.2 - 0.6))
+    assert lm.prob("</s>", ["y", "x"]) == pytest.approx(10 ** -0.12)
+    assert lm.prob("y", ["y", "x"]) == pytest.approx(10 ** (-0.15 - 0.3))  # bow(y x) P(y | x)
+    again = arpa_from_text(arpa_text(lm))
+    for sentence, log10p in SRILM_SCORES.items():
+        assert again.logprob(sentence) == pytest.approx(log10p * LOG2_10, abs=1e-6), sentence
+
+
+def test_old_files_with_n_minus_1_bos_still_read():
+    """Files written by earlier fusedrnn versions list "<s> <s> w": they are scored with n-1 <s>."""
+    old = """\\data\\
+ngram 1=4
+ngram 2=4
+ngram 3=3
+
+\\1-grams:
+-99\t<s>\t-0.1
+-0.3\ta\t-0.2
+-0.5\t</s>
+-1\t<unk>
+
+\\2-grams:
+-0.2\t<s> <s>\t-0.3
+-0.4\t<s> a\t0
+-0.6\ta a\t0
+-0.2\ta </s>
+
+\\3-grams:
+-0.05\t<s> <s> a
+-0.15\t<s> a a
+-0.25\ta a </s>
+
+\\end\\
+"""
+    lm = arpa_from_text(old)
+    assert lm.padding.n_bos == 2
+    # P(a | <s> <s>) -.05; P(a | <s> a) -.15; P(</s> | a a) -.25
+    assert lm.logprob("a a") == pytest.approx((-0.05 - 0.15 - 0.25) * LOG2_10)
+
+
+def test_nltk_convention_is_not_written(tmp_path):
+    lm = NgramModel(3, "word", "modified-kneser-ney", convention="nltk").fit(["a b", "b a"])
+    with pytest.raises(ValueError, match="convention"):
+        write_arpa(lm, tmp_path / "n.arpa")
+    assert not (tmp_path / "n.arpa").exists()
+
+
+def test_arpa_sentence():
+    assert arpa_sentence("a b\tc", "char") == "a <space> b <tab> c"
+    assert arpa_sentence("the  cat ", "word") == "the cat"
+    assert arpa_sentence(["x", "<UNK>"], "word") == "x <unk>"
+    with pytest.raises(ValueError, match="level"):
+        arpa_sentence("a", "byte")
+
+
 MALFORMED = {
     "no data": ("ngram 1=1\n\\1-grams:\n-1 a\n\\end\\\n", "no '\\\\data\\\\'"),
     "count mismatch": ("\\data\\\nngram 1=2\n\n\\1-grams:\n-1\ta\n\\end\\\n", "says ngram 1=2"),
@@ -97,10 +188,10 @@ MALFORMED = {
     "no end": ("\\data\\\nngram 1=1\n\n\\1-grams:\n-1\ta\n", "missing '\\\\end\\\\'"),
     "prefix": ("\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1\ta\t0\n\\2-grams:\n-1\tb a\n\\end\\\n",
                "no 1-gram entry"),
-    "prefix2": ("\\data\\\nngram 1=2\nngram 2=1\nngram 3=1\n\n\\1-grams:\n-1\ta\t0\n-1\tb\t0\n"
-                "\\2-grams:\n-1\ta b\n\\3-grams:\n-1\tb a b\n\\end\\\n", "no 2-gram prefix"),
     "positive": ("\\data\\\nngram 1=1\n\n\\1-grams:\n0.5\ta\n\\end\\\n", "positive"),
     "header": ("\\data\\\nngram one=1\n\\1-grams:\n-1\ta\n\\end\\\n", "ngram K=COUNT"),
+    "prefix2": ("\\data\\\nngram 1=2\nngram 2=1\nngram 3=1\n\n\\1-grams:\n-1\ta\t0\n-1\tb\t0\n"
+                "\\2-grams:\n-1\ta b\n\\3-grams:\n-1\tb a b\n\\end\\\n", "no 2-gram prefix"),
     "orders": ("\\data\\\nngram 2=1\n\n\\2-grams:\n-1\ta b\n\\end\\\n", "not 1..2"),
 }
 

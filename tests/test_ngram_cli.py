@@ -42,12 +42,13 @@ def corpus(tmp_path, seed) -> Path:
 def test_train_explain_generate_word(tmp_path, corpus, capsys):
     out = tmp_path / "model.arpa"
     assert _run(["ngram", "train", "--order", "3", "--level", "word", str(corpus), "-o", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
+    assert "SRILM/KenLM convention" in capsys.readouterr().out
     lm = read_arpa(out)
-    assert lm.order == 3 and lm.level == "word"
+    assert lm.order == 3 and lm.level == "word" and lm.padding.n_bos == 1
+    assert "<s> <s>" not in out.read_text(encoding="utf-8")
     assert _run(["ngram", "explain", str(out), "i am a student"]) == 0
     text = capsys.readouterr().out
-    assert "P(i | <s> <s>)" in text and "P(</s> | a student)" in text and "perplexity" in text
+    assert "P(i | <s>)" in text and "P(</s> | a student)" in text and "perplexity" in text
     assert _run(["ngram", "generate", str(out), "-n", "12", "--seed", "3", "--seed-text", "i am"]) == 0
     first = capsys.readouterr().out
     assert first.startswith("i am")
@@ -62,7 +63,7 @@ def test_train_char(tmp_path, corpus, capsys):
     lm = read_arpa(out)
     assert lm.level == "char" and lm.order == 5
     assert _run(["ngram", "explain", str(out), "i am"]) == 0
-    assert "P(\u2423 | <s><s><s>i)" in capsys.readouterr().out
+    assert "P(\u2423 | <s>i)" in capsys.readouterr().out
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -1,8 +1,9 @@
 """Hand-computed examples for every estimator, and where NLTK differs from the textbook.
 
-Corpus used by most tests: sentences "a b", "a c", "b". With the textbook convention
-(bigram model) the padded sentences are "<s> a b </s>", "<s> a c </s>", "<s> b </s>" and
-the predicted vocabulary is {a, b, c, </s>, <UNK>} (|V| = 5).
+Corpus used by most tests: sentences "a b", "a c", "b". With the default convention
+(SRILM/KenLM: one <s> at every order) the padded sentences are "<s> a b </s>", "<s> a c </s>",
+"<s> b </s>" and the predicted vocabulary is {a, b, c, </s>, <UNK>} (|V| = 5). "Textbook"
+below names the default's formulas, as opposed to NLTK's.
 """
 
 from __future__ import annotations
@@ -62,6 +63,36 @@ def test_kneser_ney_textbook_bigram():
     assert lm.prob("zz", ["a"]) == approx(F(1, 30))
     expect = np.log2(float(F(11, 20) * F(49, 120) * F(199, 240)))
     assert lm.logprob("a b") == pytest.approx(expect, rel=1e-12)
+
+
+def test_kneser_ney_trigram_one_bos():
+    """Trigram, D = 0.5 at every order, one <s> per sentence (SRILM/KenLM):
+    "<s> a b </s>", "<s> a c </s>", "<s> b </s>".
+
+    Unigram level as in the bigram test: P1 = a 9/60, b 19/60, c 9/60, </s> 19/60, <UNK> 4/60.
+    Bigram level: nothing precedes "<s> a" and "<s> b", so they keep their raw counts 2 and 1
+    (continuation counts would be 0); the others use N1+(• g) over the trigrams:
+    a b 1, a c 1, b </s> 2 ({a, <s>}), c </s> 1.
+      context <s>: T = 3, gamma = .5 * 2/3 = 1/3: P2(a|<s>) = 1.5/3 + 1/3 * 9/60 = 11/20,
+                   P2(b|<s>) = .5/3 + 1/3 * 19/60 = 49/180
+      context a:   T = 2, gamma = 1/2:  P2(b|a) = .5/2 + 1/2 * 19/60 = 49/120
+      context b:   T = 2, gamma = 1/4:  P2(</s>|b) = 1.5/2 + 1/4 * 19/60 = 199/240
+    Trigram level (raw counts):
+      context <s> a: T = 2, gamma = 1/2: P3(b|<s> a) = .5/2 + 1/2 * 49/120 = 109/240
+      context a b:   T = 1, gamma = 1/2: P3(</s>|a b) = .5 + 1/2 * 199/240 = 439/480
+      context <s> b: T = 1, gamma = 1/2: P3(c|<s> b) = 1/2 * P2(c|b) = 1/2 * 1/4 * 9/60 = 3/160
+    """
+    lm = NgramModel(3, "word", "kneser-ney", discount=0.5).fit(CORPUS)
+    assert lm.prob("a", ["<s>"]) == approx(F(11, 20))
+    assert lm.prob("b", ["<s>"]) == approx(F(49, 180))
+    assert lm.prob("b", ["<s>", "a"]) == approx(F(109, 240))
+    assert lm.prob("</s>", ["a", "b"]) == approx(F(439, 480))
+    assert lm.prob("c", ["<s>", "b"]) == approx(F(3, 160))
+    assert lm.logprob("a b") == pytest.approx(np.log2(float(F(11, 20) * F(109, 240) * F(439, 480))), rel=1e-12)
+    assert lm.distribution(["<s>"]).sum() == pytest.approx(1.0, rel=1e-12)
+    # Katz and MLE use raw counts at every order: P(a | <s>) = c(<s> a)/c(<s> •) = 2/3
+    assert NgramModel(3, "word", "mle").fit(CORPUS).prob("a", ["<s>"]) == approx(F(2, 3))
+    assert [f.context for f in lm.explain("a b").factors] == [("<s>",), ("<s>", "a"), ("a", "b")]
 
 
 def test_kneser_ney_nltk_differs_from_textbook():

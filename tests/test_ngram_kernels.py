@@ -99,7 +99,7 @@ sentence = st.lists(words, max_size=10)
        n=st.integers(1, 5), level=st.sampled_from(["word", "char"]),
        est=st.sampled_from(["mle", "laplace", "add-k", "kneser-ney", "modified-kneser-ney", "katz",
                             "stupid-backoff"]),
-       convention=st.sampled_from(["textbook", "nltk"]), cutoff=st.integers(1, 3))
+       convention=st.sampled_from(["srilm", "nltk"]), cutoff=st.integers(1, 3))
 def test_hash_path_matches_direct_path(train, test, n, level, est, convention, cutoff):
     if level == "char":
         train = ["".join(s) for s in train]
@@ -176,7 +176,7 @@ def test_non_str_tokens_are_rejected(level, bad):
 
 
 @pytest.mark.parametrize("dense_max", [0, 1 << 24])
-@pytest.mark.parametrize("convention", ["textbook", "nltk"])
+@pytest.mark.parametrize("convention", ["srilm", "nltk"])
 def test_suffix_rows_by_definition(dense_max, convention, monkeypatch):
     """suffix[k][g] is the row of g without its first token (checked on the token tuples)."""
     monkeypatch.setattr(counts_mod, "_DENSE_MAX", dense_max)

@@ -22,10 +22,19 @@ guesses it (char level when every regular unigram is one character or an escape 
 at least one escape occurs, as in any text with spaces)
 unless ``level`` is given.
 
-Files written here pad each sentence with ``n-1`` ``<s>`` (so they list n-grams
-such as ``<s> <s> w``). Standard tools (SRILM, KenLM) pad with a single ``<s>``;
-on reading, a model whose bigrams contain ``<s> <s>`` is scored with ``n-1``
-``<s>``, any other with one.
+Files follow SRILM's and KenLM's convention: a sentence starts with one ``<s>``,
+which is a context only (listed with ``-99``; KenLM's ``lmplz`` lists it with ``0``,
+and either is read as "never predicted"), so KenLM's ``Model(path).score(sentence)``
+equals the model's log10 probability to the file's 7 digits (write the sentence with
+:func:`arpa_sentence`). Only models of the default ``convention="srilm"`` are written.
+
+Reading also accepts what those tools write: back-off weights left out (0), no
+back-off on the highest order, no ``<unk>`` (SRILM without ``-unk``; an unknown
+word then gets KenLM's log10 probability -100) and n-grams whose suffix is not
+listed (SRILM's pruning can keep ``a b c`` and drop ``b c``; the missing one scores
+by the back-off rule, as KenLM fills it in). Every n-gram's context (prefix) must be
+listed, as KenLM requires. Files of earlier fusedrnn versions, which list ``<s> <s>``
+bigrams, are scored with ``n-1`` ``<s>`` as written.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -40,12 +50,15 @@ from fusedrnn.io_utils import atomic_write
 from fusedrnn.ngram.counts import Padding
 from fusedrnn.ngram.estimators import BackoffTables
 from fusedrnn.ngram.model import NgramModel
-from fusedrnn.ngram.vocab import BOS, EOS, UNK, Level, Vocabulary, check_level
+from fusedrnn.ngram.vocab import BOS, EOS, UNK, Level, Sentence, Vocabulary, check_level, split_sentence
 
 LOG_ZERO = -99.0
+MISSING_UNK_LOG10 = -100.0  # KenLM's log10 P(<unk>) for a file without <unk> (config.unknown_missing_logprob)
 _ESCAPES = {" ": "<space>", "\t": "<tab>", "\n": "<newline>"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 _UPLUS = re.compile(r"^<U\+([0-9A-Fa-f]{4,6})>$")
+Gram = tuple[int, ...]  # token ids of one n-gram
+Entry = tuple[float, tuple[str, ...], float]  # (log10 P, tokens, log10 back-off) of one ARPA line
 
 
 def _escape_char(tok: str) -> str:
@@ -69,6 +82,17 @@ def _arpa_token(tok: str, level: Level) -> str:
     if level == "char" and tok not in (BOS, EOS):
         return _escape_char(tok)
     return tok
+
+
+def arpa_sentence(sentence: Sentence, level: Level) -> str:
+    """``sentence`` as KenLM and SRILM read it for a model of this ``level`` written by :func:`write_arpa`.
+
+    The tokens joined by single spaces: words as they are, characters with whitespace
+    escaped as in the file (``"a b"`` -> ``"a <space> b"``). No ``<s>``/``</s>`` is added.
+    Example: ``kenlm.Model(path).score(arpa_sentence("a b", "char"))``.
+    """
+    lev = check_level(level)
+    return " ".join(_arpa_token(t, lev) for t in split_sentence(sentence, lev))
 
 
 def _fmt(x: float) -> str:
@@ -105,6 +129,11 @@ def arpa_text(model: NgramModel) -> str:
             f"estimator: {model.estimator!r} has no exact ARPA (back-off) representation; "
             "use 'kneser-ney', 'modified-kneser-ney' or 'katz'"
         )
+    if model.convention != "srilm":
+        raise ValueError(
+            f"convention: ARPA files follow SRILM's and KenLM's convention (one <s>); this model uses "
+            f"convention={model.convention!r} (n-1 <s> and </s>); fit it with convention='srilm' to write it"
+        )
     n = model.order
     names = [_arpa_token(t, model.level) for t in vocab.tokens]
     sections = []
@@ -136,7 +165,7 @@ def _err(path: str, lineno: int, msg: str) -> ValueError:
     return ValueError(f"path: malformed ARPA file {path!r}, line {lineno}: {msg}")
 
 
-def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[tuple[float, tuple[str, ...], float]]]]:
+def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[Entry]]]:
     """Parse ARPA text into the header counts and per-order ``(log10 p, tokens, log10 bow)`` entries."""
     lines = text.splitlines()
     i = 0
@@ -159,7 +188,7 @@ def parse_arpa(text: str, path: str = "<string>") -> tuple[list[int], list[list[
     order = max(header)
     if sorted(header) != list(range(1, order + 1)):
         raise ValueError(f"path: malformed ARPA file {path!r}: n-gram orders {sorted(header)} are not 1..{order}")
-    entries: list[list[tuple[float, tuple[str, ...], float]]] = [[] for _ in range(order + 1)]
+    entries: list[list[Entry]] = [[] for _ in range(order + 1)]
     k = 0
     ended = False
     while i < len(lines):
@@ -208,8 +237,10 @@ def _guess_level(tokens: list[str]) -> Level:
 
 
 def read_arpa(path: str | os.PathLike[str], level: Level | None = None) -> NgramModel:
-    """Load an ARPA file as an :class:`NgramModel` (estimator ``"arpa"``, no counts).
+    """Load an ARPA file (written here, by KenLM's ``lmplz`` or by SRILM) as an :class:`NgramModel`.
 
+    The model has estimator ``"arpa"`` and no counts, and scores sentences as KenLM
+    does (one ``<s>``, OOV words as ``<unk>``; see the module docstring).
     Raises ``ValueError`` naming the line for malformed files.
     """
     p = str(path)
@@ -238,58 +269,71 @@ def arpa_from_text(text: str, level: Level | None = None, path: str = "<string>"
     if lev == "char" and any(len(t) != 1 for t in regular):
         raise ValueError(f"level: {path!r} has multi-character unigrams; read it with level='word'")
     vocab = Vocabulary(regular, lev)
+    grams = _gram_dicts(entries, vocab, norm, path)
+    missing_unk = (vocab.unk_id,) not in grams[1]
     V = len(vocab)
     keys: list[np.ndarray] = [np.zeros(1, dtype=np.int64), np.arange(V, dtype=np.int64)]
     prob: list[np.ndarray] = [np.ones(1)]
     bow: list[np.ndarray] = [np.ones(1)]
-    row_of_prev: dict[tuple[int, ...], int] = {}
-    for k in range(1, order + 1):
-        ents = entries[k]
-        if k > 1:
-            for e in ents:
-                for t in e[1]:
-                    if norm(t) not in vocab:
-                        raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {' '.join(e[1])!r} "
-                                         f"uses {t!r}, which has no 1-gram entry")
-        ids = [tuple(vocab.id_of(norm(t)) for t in e[1]) for e in ents]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"path: malformed ARPA file {path!r}: duplicate {k}-gram entries")
-        lp = np.array([e[0] for e in ents], dtype=np.float64)
-        lb = np.array([e[2] for e in ents], dtype=np.float64)
-        pr = np.where(lp <= LOG_ZERO, 0.0, 10.0 ** lp)
-        bw = np.where(lb <= LOG_ZERO, 0.0, 10.0 ** lb)
-        if k == 1:
-            key = np.array([g[0] for g in ids], dtype=np.int64)
-            p1 = np.zeros(V)
-            b1 = np.ones(V)
-            p1[key] = pr
-            b1[key] = bw
-            prob.append(p1)
-            bow.append(b1)
-            row_of_prev = {(i,): i for i in range(V)}
-            continue
-        pre_rows = []
-        for g, e in zip(ids, ents):
-            r = row_of_prev.get(g[:-1])
-            if r is None:
-                raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {' '.join(e[1])!r} "
-                                 f"has no {k - 1}-gram prefix entry")
-            pre_rows.append(r)
-        key = np.array(pre_rows, dtype=np.int64) * V + np.array([g[-1] for g in ids], dtype=np.int64)
+    p1, b1 = np.zeros(V), np.ones(V)
+    for (w,), (lp, lb) in grams[1].items():
+        p1[w], b1[w] = _from_log10(lp), _from_log10(lb)
+    if missing_unk:  # SRILM without -unk: KenLM's substitute for <unk>
+        p1[vocab.unk_id] = 10.0 ** MISSING_UNK_LOG10
+    prob.append(p1)
+    bow.append(b1)
+    row_of_prev = {(i,): i for i in range(V)}
+    for k in range(2, order + 1):
+        ids = list(grams[k])
+        vals = np.array([grams[k][g] for g in ids], dtype=np.float64).reshape(len(ids), 2)
+        missing = [g for g in ids if g[:-1] not in row_of_prev]
+        if missing:
+            toks = " ".join(_arpa_token(vocab.tokens[t], lev) for t in missing[0])
+            raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {toks!r} has no {k - 1}-gram "
+                             "prefix entry (its context); KenLM and SRILM need it too")
+        key = np.array([row_of_prev[g[:-1]] * V + g[-1] for g in ids], dtype=np.int64)
         srt = np.argsort(key, kind="stable")
         keys.append(key[srt])
-        prob.append(pr[srt])
-        bow.append(bw[srt])
+        prob.append(_from_log10(vals[srt, 0]))
+        bow.append(_from_log10(vals[srt, 1]))
         row_of_prev = {ids[int(j)]: r for r, j in enumerate(srt)}
     bow[order] = np.ones(keys[order].size)
     model = NgramModel(order, lev, "kneser-ney")
     model.estimator = "arpa"
-    n_bos = 0
-    if order >= 2:
-        bb = vocab.bos_id * V + vocab.bos_id
-        n_bos = order - 1 if bool(np.isin(bb, keys[2])) else 1
+    # files written by earlier fusedrnn versions list "<s> <s>" bigrams: their sentences start with n-1 <s>
+    n_bos = order - 1 if order > 1 and (vocab.bos_id, vocab.bos_id) in grams[2] else min(order - 1, 1)
     model.padding = Padding(n_bos, 1, n_bos)
+    if n_bos <= 1:
+        prob[1][vocab.bos_id] = 0.0  # only a context: SRILM writes -99, KenLM's lmplz 0
     model._install(vocab, keys, None, BackoffTables(prob, bow, 1.0))
     if prob[1][vocab.bos_id] > 0:
         model.in_vocab[vocab.bos_id] = True
     return model
+
+
+def _from_log10(lp):
+    """``10 ** lp``, with ``-99`` (how zero is written) meaning 0 (scalars or arrays)."""
+    lp = np.asarray(lp, dtype=np.float64)
+    return np.where(lp == LOG_ZERO, 0.0, 10.0 ** lp)
+
+
+def _gram_dicts(entries: list[list[Entry]], vocab: Vocabulary, norm: Callable[[str], str],
+                path: str) -> list[dict[Gram, tuple[float, float]]]:
+    """Per order ``k``: ``{token ids: (log10 P, log10 back-off)}``; rejects unknown tokens and duplicates."""
+    out: list[dict[Gram, tuple[float, float]]] = [{}]
+    for k in range(1, len(entries)):
+        d: dict[Gram, tuple[float, float]] = {}
+        for lp, toks, lb in entries[k]:
+            normed = [norm(t) for t in toks]
+            if k > 1:
+                for t, nt in zip(toks, normed):
+                    if nt not in vocab:
+                        raise ValueError(f"path: malformed ARPA file {path!r}: {k}-gram {' '.join(toks)!r} "
+                                         f"uses {t!r}, which has no 1-gram entry")
+            g = tuple(vocab.id_of(t) for t in normed)
+            if g in d:
+                raise ValueError(f"path: malformed ARPA file {path!r}: duplicate {k}-gram entries "
+                                 f"({' '.join(toks)!r})")
+            d[g] = (lp, lb)
+        out.append(d)
+    return out

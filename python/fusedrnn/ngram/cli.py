@@ -94,7 +94,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"trained {model.order}-gram {model.estimator} model ({model.level} level) on "
               f"{len(sents)} sequence(s) in {time.perf_counter() - t0:.2f} s; |V| = {model.vocabulary_size}")
         print(sizes)
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output} (SRILM/KenLM convention: one <s> per sentence)")
         return 0
     except (ValueError, TypeError, OSError) as err:
         return _fail("ngram train", err)
@@ -140,7 +140,9 @@ def add_ngram_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
         help="fit an n-gram model on a text file and write it as ARPA",
         description="Fit a word- or character-level n-gram model on CORPUS and write it in ARPA format. "
                     "Sentences are the non-empty lines (word level) or the whole file (char level) "
-                    "unless --unit says otherwise; each is padded with n-1 <s> and one </s>.",
+                    "unless --unit says otherwise; each is padded as SRILM and KenLM do, with one <s> "
+                    "(the context of the first token at every order) and one </s>, so KenLM's "
+                    "Model(MODEL.arpa).score(sentence) gives the same log10 probability.",
     )
     t.add_argument("corpus", metavar="CORPUS", help="UTF-8 text file to train on")
     t.add_argument("-o", "--output", required=True, metavar="MODEL.arpa", help="ARPA file to write")
@@ -160,8 +162,10 @@ def add_ngram_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentPa
     e = sub.add_parser(
         "explain",
         help="show P(sentence) as a product of n-gram factors",
-        description="Print the chain-rule decomposition P(w1 | <s>..) * P(w2 | .. w1) * ... * P(</s> | ..) "
-                    "of SENTENCE under the ARPA model, with each factor, its log2 and the order it backed off to.",
+        description="Print the chain-rule decomposition P(w1 | <s>) * P(w2 | <s> w1) * ... * P(</s> | ..) "
+                    "of SENTENCE under the ARPA model, with each factor, its log2 and the order it backed off to. "
+                    "The sentence starts with one <s>, as in SRILM and KenLM (files of KenLM's lmplz and "
+                    "SRILM's ngram-count are read too; an out-of-vocabulary word is scored as <unk>).",
     )
     e.add_argument("model", metavar="MODEL.arpa", help="ARPA file")
     e.add_argument("sentence", metavar="SENTENCE", help="the sentence, e.g. \"i am a student\"")
@@ -265,6 +269,7 @@ def add_evaluate_lm_parser(evaluate_subparsers: "argparse._SubParsersAction[argp
         description="Fit character n-gram models (n = 1..8; MLE, add-k, Kneser-Ney) on the lower-cased "
                     "Nietzsche text minus a held-out tail, and print perplexity and bits per character "
                     "on the tail, next to trained character LSTM/GRU checkpoints when given. "
+                    "Each part is one sequence, padded with one <s> and one </s> (SRILM/KenLM convention). "
                     f"Data: --data, else ${DATA_ENV}/{DATA_FILE}, else the copy shipped in fusedrnn/data.",
     )
     p.add_argument("--data", default=None, metavar="PATH", help=f"path to {DATA_FILE}")

@@ -126,6 +126,13 @@ class NgramCounts:
             self._suffix = suf
         return self._suffix
 
+    def first_word(self, k: int) -> np.ndarray:
+        """``(m_k,)`` int64: the first token id of every row of table ``k`` (follows the prefix rows)."""
+        rows = np.arange(self.size(k), dtype=np.int64)
+        for j in range(k, 1, -1):
+            rows = self.prefix[j][rows]
+        return self.word[1][rows]
+
     def size(self, k: int) -> int:
         """Number of rows of table ``k``."""
         return int(self.keys[k].size)

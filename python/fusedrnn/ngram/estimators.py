@@ -120,6 +120,7 @@ def kneser_ney(
     nltk: bool,
     modified: bool = False,
     mkn_given: Sequence[Sequence[float]] | None = None,
+    raw_after_bos: int | None = None,
 ) -> tuple[BackoffTables, list[tuple[float, ...]]]:
     """Interpolated (modified) Kneser-Ney.
 
@@ -135,6 +136,10 @@ def kneser_ney(
     the unigram level is ``a(w) / T`` with no discount and no uniform floor, and
     ``N1+(c •)`` counts the raw (not continuation) types following ``c``.
 
+    With one ``<s>`` per sentence (SRILM, KenLM) nothing precedes an n-gram that
+    begins with ``<s>``, so its continuation count would be 0: ``raw_after_bos``
+    (the id of ``<s>``) makes such lower-order n-grams keep their raw count ``c``.
+
     Args:
         discounts: per-order discounts ``D`` (index 0 for order 1); ``None`` estimates them.
         mkn_given: per-order ``(D1, D2, D3+)`` for modified KN; ``None`` estimates them.
@@ -147,6 +152,8 @@ def kneser_ney(
     used: list[tuple[float, ...]] = []
     for k in range(1, n + 1):
         a = counts.count[k] if k == n else counts.continuation(k)
+        if raw_after_bos is not None and 1 < k < n:
+            a = np.where(counts.first_word(k) == raw_after_bos, counts.count[k], a)
         af = a.astype(np.float64)
         tot = counts.context_total(k, af)
         pre = counts.prefix[k]

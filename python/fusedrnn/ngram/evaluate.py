@@ -55,7 +55,8 @@ def ngram_rows(
 ) -> list[LmRow]:
     """Fit character n-gram models on ``train`` (one sequence) and score ``test``.
 
-    Every character of ``test`` plus the final ``</s>`` is one prediction; bits per
+    Every character of ``test`` plus the final ``</s>`` is one prediction (the first
+    one from the context ``<s>``: the default SRILM/KenLM convention); bits per
     character is the mean ``-log2 P`` over them.
     """
     rows = []

@@ -38,8 +38,8 @@ from fusedrnn.ngram.vocab import (
     split_sentence,
 )
 
-Convention = Literal["textbook", "nltk"]
-CONVENTIONS = ("textbook", "nltk")
+Convention = Literal["srilm", "nltk"]
+CONVENTIONS = ("srilm", "nltk")
 NLTK_KN_DISCOUNT = 0.1
 
 
@@ -96,12 +96,16 @@ class NgramModel:
             order (``convention="nltk"``: NLTK's default 0.1).
         discounts: modified Kneser-Ney ``(D1, D2, D3+)`` for every order; ``None`` estimates them.
         alpha: stupid back-off multiplier.
-        convention: ``"textbook"``: ``n-1`` ``<s>`` before and one ``</s>`` after each
-            sentence, only n-grams ending at a predicted token are counted, ``<s>``
-            is not in the predicted vocabulary. ``"nltk"``: as ``nltk.lm`` with
-            ``padded_everygram_pipeline``: ``n-1`` ``<s>`` and ``n-1`` ``</s>``, every
-            n-gram of orders ``1..n`` of the padded sentence is counted, the vocabulary
-            contains ``<s>``, ``</s>``; Kneser-Ney then follows NLTK's formulas.
+        convention: ``"srilm"`` (default; SRILM's and KenLM's): one ``<s>`` before and
+            one ``</s>`` after each sentence (no ``<s>`` for ``order=1``), so the first word
+            is predicted from the context ``<s>`` alone at every order; only n-grams ending
+            at a predicted token are counted; ``<s>`` is not in the predicted vocabulary;
+            Kneser-Ney keeps the raw counts of lower-order n-grams that begin with ``<s>``
+            (nothing can precede them). ARPA files of these models score the same in KenLM
+            and SRILM. ``"nltk"``: as ``nltk.lm`` with ``padded_everygram_pipeline``:
+            ``n-1`` ``<s>`` and ``n-1`` ``</s>``, every n-gram of orders ``1..n`` of the
+            padded sentence is counted, the vocabulary contains ``<s>``, ``</s>``;
+            Kneser-Ney then follows NLTK's formulas.
         unk_cutoff: training tokens seen fewer times become ``<UNK>``.
 
     Example::
@@ -120,7 +124,7 @@ class NgramModel:
         discount: float | None = None,
         discounts: Sequence[float] | None = None,
         alpha: float = 0.4,
-        convention: Convention = "textbook",
+        convention: Convention = "srilm",
         unk_cutoff: int = 1,
     ) -> None:
         self.order = _check_int("order", order, 1)
@@ -139,15 +143,19 @@ class NgramModel:
             discounts = ds
         self.discounts = discounts
         self.alpha = _check_float("alpha", alpha, 0.0, 1.0)
+        if convention == "textbook":
+            raise ValueError("convention: 'textbook' (n-1 <s> before each sentence) was replaced by 'srilm' "
+                             "(one <s>, as SRILM and KenLM; the default); 'nltk' keeps NLTK's n-1 <s>")
         if convention not in CONVENTIONS:
-            raise ValueError(f"convention: expected 'textbook' or 'nltk', got {convention!r}")
+            raise ValueError(f"convention: expected 'srilm' or 'nltk', got {convention!r}")
         self.convention: Convention = convention
         self.unk_cutoff = _check_int("unk_cutoff", unk_cutoff, 1)
         n1 = self.order - 1
         if convention == "nltk":
             self.padding = Padding(n1, n1, 0)
         else:
-            self.padding = Padding(n1, 1, n1)
+            n_bos = min(n1, 1)
+            self.padding = Padding(n_bos, 1, n_bos)
         self.vocab: Vocabulary | None = None
         self.counts: NgramCounts | None = None
         self.tables: BackoffTables | None = None
@@ -199,7 +207,8 @@ class NgramModel:
             mkn = [self.discounts] * self.order if (modified and self.discounts is not None) else None
             self.tables, self.discounts_used = kneser_ney(
                 counts, base, disc, nltk=(self.convention == "nltk" and not modified),
-                modified=modified, mkn_given=mkn)
+                modified=modified, mkn_given=mkn,
+                raw_after_bos=None if self.convention == "nltk" else vocab.bos_id)
         elif self.estimator == "katz":
             assert counts is not None
             self.tables = katz(counts, base)

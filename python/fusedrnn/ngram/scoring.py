@@ -123,6 +123,10 @@ def events_for_all_words(index: list[KeyIndex | None], context: np.ndarray, voca
 
 
 def _take(arr: np.ndarray, rows: np.ndarray, fill: float) -> np.ndarray:
+    """``arr[rows]`` where ``rows >= 0``, else ``fill`` (a table may be empty: a corpus of
+    sentences shorter than ``n - 1`` tokens has no n-grams of the top order)."""
+    if arr.size == 0:
+        return np.full(rows.shape, fill, dtype=np.result_type(arr, type(fill)))
     ok = rows >= 0
     return np.where(ok, arr[np.where(ok, rows, 0)], fill)
 
