@@ -184,6 +184,24 @@ def test_step_by_step_decoding_matches_sequence(rng, seed):
         assert np.all(w[~vm] == 0), seed
 
 
+def test_strided_query_and_values_equal_their_contiguous_copies(rng, seed):
+    """A layer takes arrays of any strides (a query column of a sequence, values read every other
+    step), forward and backward, with the results of C-ordered copies."""
+    B, Tq, Tv, Dq, Dv, U = 3, 4, 10, 5, 7, 8
+    layer = fusedrnn.BahdanauAttention(U, seed=seed)
+    queries = rng.standard_normal((B, Tq, Dq)).astype(np.float32)
+    values_all = rng.standard_normal((B, Tv, Dv)).astype(np.float32)
+    for query, values in ((queries[:, 1], values_all[:, ::2]), (queries[:, ::-1], values_all.transpose(0, 1, 2)[:, 1::2])):
+        assert not (query.flags.c_contiguous and values.flags.c_contiguous)
+        d_context = rng.standard_normal(query.shape[:-1] + (Dv,)).astype(np.float32)
+        got = layer(query, values)
+        got_grads = layer.backward(d_context)
+        want = layer(np.ascontiguousarray(query), np.ascontiguousarray(values))
+        want_grads = layer.backward(d_context)
+        for a, b in zip(list(got) + list(got_grads), list(want) + list(want_grads)):
+            np.testing.assert_array_equal(a, b, err_msg=f"seed={seed}")
+
+
 def test_weights_round_trip(rng, seed):
     layer = fusedrnn.BahdanauAttention(5, use_bias=True, seed=seed)
     layer.build(3, 4)

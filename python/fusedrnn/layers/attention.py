@@ -286,7 +286,7 @@ class BahdanauAttention:
             raise TypeError(f"values: expected dtype {self.dtype} (the layer's dtype), got {values.dtype}")
         if values.ndim != 3:
             raise ValueError(f"values: expected a 3-D array (batch, Tv, value_dim), got shape {values.shape}")
-        return values
+        return np.ascontiguousarray(values)  # a layer takes any strides; the ops want C order
 
     def project_keys(self, values: np.ndarray) -> np.ndarray:
         """W2^T h_j for every encoder output: (B, Tv, units). Reuse it across decoder steps."""
@@ -304,7 +304,7 @@ class BahdanauAttention:
         """Returns ``(context, weights)``: (B, Dv), (B, Tv) for a 2-D query (one decoder step);
         (B, Tq, Dv), (B, Tq, Tv) for a 3-D one. value_mask (B, Tv) masks encoder positions;
         query_mask (B, Tq) (3-D queries) zeroes the context of masked target positions."""
-        query = chk.check_float("query", query)
+        query = np.ascontiguousarray(chk.check_float("query", query))
         if query.dtype != self.dtype:
             raise TypeError(f"query: expected dtype {self.dtype} (the layer's dtype), got {query.dtype}")
         if query.ndim not in (2, 3):
