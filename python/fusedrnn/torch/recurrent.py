@@ -1,0 +1,189 @@
+"""Drop-in replacements for ``torch.nn.RNN``, ``LSTM`` and ``GRU`` running fusedrnn's kernels.
+
+Each class *is* its ``torch.nn`` counterpart (a subclass): the same constructor, parameters
+(names, shapes, order, initialisation), ``state_dict``, ``forward(input, hx=None)`` with
+``PackedSequence`` in and out, unbatched (2-D) input and return values. Only ``forward`` differs:
+where the configuration is one fusedrnn computes (:attr:`fused`), every layer and direction runs
+as one fused op of :mod:`fusedrnn.torch.recurrent_ops`, with the weights mapped to Keras's layout
+by :mod:`fusedrnn.torch._weights`; anything else runs ``torch.nn``'s own implementation.
+
+Variable lengths (a ``PackedSequence``) become a (batch, time) mask over the right-padded batch.
+fusedrnn's masks carry the state over masked steps, so the forward direction ends with each
+sequence's state at its last valid step (PyTorch's ``h_n``). The reverse direction reads the
+padded batch from the end (``go_backwards``) with the same mask: the padding comes first, is
+masked, and leaves the initial state untouched and the outputs zero, so each sequence's valid
+steps are then read last to first from the initial state, as PyTorch does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from fusedrnn.torch import recurrent_ops
+from fusedrnn.torch._arrays import FLOAT_DTYPES
+from fusedrnn.torch._weights import keras_weights
+
+__all__ = ["GRU", "LSTM", "RNN"]
+
+_CELLS = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gru"}
+
+
+class _FusedRecurrent:
+    """What RNN, LSTM and GRU share; mixed in before their ``torch.nn`` class."""
+
+    mode: str
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    dropout: float
+    training: bool
+    hidden_size: int
+    proj_size: int
+
+    @property
+    def fused(self) -> bool:
+        """Whether ``forward`` runs fusedrnn's kernels (read-only): float32/float64 parameters on
+        the CPU and ``proj_size == 0``. Otherwise ``torch.nn``'s implementation runs."""
+        if self.proj_size != 0:
+            return False
+        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self.parameters())  # type: ignore[attr-defined]
+
+    @property
+    def _cell(self) -> str:
+        return _CELLS[self.mode]
+
+    def forward(self, input: Union[Tensor, PackedSequence], hx: Any = None) -> Tuple[Any, Any]:  # noqa: A002 - torch.nn's name
+        data = input.data if isinstance(input, PackedSequence) else input
+        if not self.fused or not isinstance(data, Tensor) or data.device.type != "cpu" or data.numel() == 0:
+            return super().forward(input, hx)  # type: ignore[misc]
+        if isinstance(input, PackedSequence):
+            return self._forward_packed(input, hx)
+        return self._forward_tensor(input, hx)
+
+    # -- the two kinds of input ------------------------------------------------------------------
+    def _forward_tensor(self, input: Tensor, hx: Any) -> Tuple[Tensor, Any]:
+        if input.dim() not in (2, 3):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        batched = input.dim() == 3
+        batch_dim = 0 if self.batch_first else 1
+        torch_input = input if batched else input.unsqueeze(batch_dim)
+        states = self._initial_states(hx, batched)
+        self._check(torch_input, states, None)
+        x = torch_input if self.batch_first else torch_input.transpose(0, 1)
+        output, finals = self._layers(x, None, states)
+        if not self.batch_first:
+            output = output.transpose(0, 1)
+        output = output.contiguous()
+        if not batched:
+            output = output.squeeze(batch_dim)
+            finals = [s.squeeze(1) for s in finals]
+        return output, self._pack_states(finals)
+
+    def _forward_packed(self, input: PackedSequence, hx: Any) -> Tuple[PackedSequence, Any]:
+        states = self._initial_states(hx, True)
+        self._check(input.data, states, input.batch_sizes)
+        x, lengths = pad_packed_sequence(input, batch_first=True)  # the caller's batch order
+        mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+        output, finals = self._layers(x, mask, states)
+        if input.sorted_indices is not None:
+            output = output.index_select(0, input.sorted_indices.to(output.device))
+            lengths = lengths.index_select(0, input.sorted_indices.cpu())
+        packed = pack_padded_sequence(output, lengths, batch_first=True, enforce_sorted=True)
+        return (PackedSequence(packed.data, packed.batch_sizes, input.sorted_indices, input.unsorted_indices),
+                self._pack_states(finals))
+
+    # -- states ----------------------------------------------------------------------------------
+    def _initial_states(self, hx: Any, batched: bool) -> Optional[List[Tensor]]:
+        """hx as a list of (layers*directions, batch, size) tensors ([h0] or [h0, c0]), or None."""
+        if hx is None:
+            return None
+        if self._cell == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
+            states = list(hx)
+        else:
+            states = [hx]
+        want = 3 if batched else 2
+        for s in states:
+            if not isinstance(s, Tensor):
+                raise TypeError(f"hx: expected tensors, got {type(s).__name__}")
+            if s.dim() != want:
+                kind = "batched 3-D" if batched else "unbatched 2-D"
+                raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {s.dim()}-D tensor")
+        return states if batched else [s.unsqueeze(1) for s in states]
+
+    def _pack_states(self, finals: List[Tensor]) -> Any:
+        return (finals[0], finals[1]) if self._cell == "lstm" else finals[0]
+
+    def _check(self, input: Tensor, states: Optional[List[Tensor]], batch_sizes: Optional[Tensor]) -> None:
+        """torch.nn's own checks of input and hx (the same messages)."""
+        if states is None:
+            self.check_input(input, batch_sizes)  # type: ignore[attr-defined]
+            return
+        for s in states:
+            if s.dtype != input.dtype or s.device != input.device:
+                raise ValueError(f"hx: expected {input.dtype} tensors on {input.device} (those of the input), "
+                                 f"got {s.dtype} on {s.device}")
+        self.check_forward_args(input, self._pack_states(states), batch_sizes)  # type: ignore[attr-defined]
+
+    # -- the layers ------------------------------------------------------------------------------
+    def _weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Tensor]:
+        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        bias = bool(getattr(self, "bias"))
+        return keras_weights(self._cell, getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix),
+                             getattr(self, "bias_ih" + suffix) if bias else None,
+                             getattr(self, "bias_hh" + suffix) if bias else None, self.hidden_size)
+
+    def _direction(self, x: Tensor, mask: Optional[Tensor], states: Optional[List[Tensor]], index: int,
+                   layer: int, reverse: bool) -> Tuple[Tensor, List[Tensor]]:
+        """One layer in one direction: (outputs (B, T, H) in time order, [h_last] or [h_last, c_last])."""
+        kernel, recurrent_kernel, bias = self._weights(layer, int(reverse))
+        h0 = None if states is None else states[0][index]
+        options = dict(mask=mask, go_backwards=reverse)
+        if self._cell == "lstm":
+            c0 = None if states is None else states[1][index]
+            out, h, c = recurrent_ops.lstm(x, h0, c0, kernel, recurrent_kernel, bias, **options)
+            finals = [h, c]
+        elif self._cell == "gru":
+            out, h = recurrent_ops.gru(x, h0, kernel, recurrent_kernel, bias, reset_after=True, **options)
+            finals = [h]
+        else:
+            activation = "relu" if self.mode == "RNN_RELU" else "tanh"
+            out, h = recurrent_ops.rnn(x, h0, kernel, recurrent_kernel, bias, activation=activation, **options)
+            finals = [h]
+        if reverse:  # outputs[:, s] belongs to time T-1-s
+            out = out.flip(1)
+        return out, finals
+
+    def _layers(self, x: Tensor, mask: Optional[Tensor], states: Optional[List[Tensor]]
+                ) -> Tuple[Tensor, List[Tensor]]:
+        """Every layer over x (B, T, I): (output (B, T, D*H), [h_n] or [h_n, c_n] (L*D, B, H))."""
+        directions = 2 if self.bidirectional else 1
+        finals: List[List[Tensor]] = []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(directions):
+                out, last = self._direction(x, mask, states, layer * directions + d, layer, bool(d))
+                outs.append(out)
+                finals.append(last)
+            x = outs[0] if directions == 1 else torch.cat(outs, dim=2)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        return x, [torch.stack([f[k] for f in finals]) for k in range(len(finals[0]))]
+
+
+class RNN(_FusedRecurrent, torch.nn.RNN):
+    """``torch.nn.RNN`` (Elman RNN, ``nonlinearity`` 'tanh' or 'relu') on fusedrnn's kernels."""
+
+
+class LSTM(_FusedRecurrent, torch.nn.LSTM):
+    """``torch.nn.LSTM`` on fusedrnn's kernels (``proj_size > 0`` runs on torch.nn's)."""
+
+
+class GRU(_FusedRecurrent, torch.nn.GRU):
+    """``torch.nn.GRU`` on fusedrnn's kernels."""
