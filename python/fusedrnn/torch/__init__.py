@@ -5,6 +5,7 @@ Needs ``torch`` (``pip install "fusedrnn[torch]"``). See docs/torch.md.
 """
 
 from fusedrnn.torch import ops
+from fusedrnn.torch.attention import AdditiveAttention, BahdanauAttention, LuongAttention
 from fusedrnn.torch.recurrent import GRU, LSTM, RNN
 
-__all__ = ["GRU", "LSTM", "RNN", "ops"]
+__all__ = ["AdditiveAttention", "BahdanauAttention", "GRU", "LSTM", "LuongAttention", "RNN", "ops"]
