@@ -8,23 +8,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from _torch_helpers import one_kernel_thread  # noqa: E402,F401 - autouse fixture
+
 from fusedrnn import ops as np_ops  # noqa: E402
 from fusedrnn.torch import _arrays  # noqa: E402
 from fusedrnn.torch import ops  # noqa: E402
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-@pytest.fixture(autouse=True)
-def _one_kernel_thread():
-    """These problems are tiny (gradcheck calls the ops hundreds of times): on a loaded 2-core
-    machine the thread pool's hand-offs would dominate them. Threads are tested elsewhere."""
-    import fusedrnn
-
-    before = fusedrnn.get_num_threads()
-    fusedrnn.set_num_threads(1)
-    yield
-    fusedrnn.set_num_threads(before)
 
 
 def _recurrent_args(cell, B, T, I, H, dtype, *, reset_after=True, requires_grad=True):

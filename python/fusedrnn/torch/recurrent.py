@@ -1,11 +1,14 @@
 """Drop-in replacements for ``torch.nn.RNN``, ``LSTM`` and ``GRU`` running fusedrnn's kernels.
 
-Each class *is* its ``torch.nn`` counterpart (a subclass): the same constructor, parameters
-(names, shapes, order, initialisation), ``state_dict``, ``forward(input, hx=None)`` with
-``PackedSequence`` in and out, unbatched (2-D) input and return values. Only ``forward`` differs:
-where the configuration is one fusedrnn computes (:attr:`fused`), every layer and direction runs
-as one fused op of :mod:`fusedrnn.torch.recurrent_ops`, with the weights mapped to Keras's layout
-by :mod:`fusedrnn.torch._weights`; anything else runs ``torch.nn``'s own implementation.
+Each class is built by ``torch.nn.RNNBase``, the base of its ``torch.nn`` counterpart, so it has
+the same constructor, parameters (names, shapes, order, initialisation) and ``state_dict``, and
+takes the same ``forward(input, hx=None)`` (``PackedSequence`` in and out, unbatched 2-D input)
+with the same return values. Where the configuration is one fusedrnn computes (:attr:`fused`),
+every layer and direction runs as one fused op of :mod:`fusedrnn.torch.recurrent_ops`, with the
+weights mapped to Keras's layout by :mod:`fusedrnn.torch._weights`; anything else runs the
+``torch.nn`` class's own ``forward``. (The classes derive from ``RNNBase`` rather than from
+``torch.nn.LSTM`` etc. because ``torch.compile`` refuses to trace instances of those: they are not
+``isinstance`` of them.)
 
 Variable lengths (a ``PackedSequence``) become a (batch, time) mask over the right-padded batch.
 fusedrnn's masks carry the state over masked steps, so the forward direction ends with each
@@ -33,17 +36,10 @@ __all__ = ["GRU", "LSTM", "RNN"]
 _CELLS = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
 
-class _FusedRecurrent:
-    """What RNN, LSTM and GRU share; mixed in before their ``torch.nn`` class."""
+class _FusedRecurrent(torch.nn.RNNBase):
+    """What RNN, LSTM and GRU share."""
 
-    mode: str
-    num_layers: int
-    bidirectional: bool
-    batch_first: bool
-    dropout: float
-    training: bool
-    hidden_size: int
-    proj_size: int
+    _torch_class: type  # the torch.nn class whose forward runs the configurations fusedrnn does not
 
     @property
     def fused(self) -> bool:
@@ -51,7 +47,7 @@ class _FusedRecurrent:
         the CPU and ``proj_size == 0``. Otherwise ``torch.nn``'s implementation runs."""
         if self.proj_size != 0:
             return False
-        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self.parameters())  # type: ignore[attr-defined]
+        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self.parameters())
 
     @property
     def _cell(self) -> str:
@@ -60,7 +56,7 @@ class _FusedRecurrent:
     def forward(self, input: Union[Tensor, PackedSequence], hx: Any = None) -> Tuple[Any, Any]:  # noqa: A002 - torch.nn's name
         data = input.data if isinstance(input, PackedSequence) else input
         if not self.fused or not isinstance(data, Tensor) or data.device.type != "cpu" or data.numel() == 0:
-            return super().forward(input, hx)  # type: ignore[misc]
+            return self._torch_class.forward(self, input, hx)
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
         return self._forward_tensor(input, hx)
@@ -123,13 +119,13 @@ class _FusedRecurrent:
     def _check(self, input: Tensor, states: Optional[List[Tensor]], batch_sizes: Optional[Tensor]) -> None:
         """torch.nn's own checks of input and hx (the same messages)."""
         if states is None:
-            self.check_input(input, batch_sizes)  # type: ignore[attr-defined]
+            self.check_input(input, batch_sizes)
             return
         for s in states:
             if s.dtype != input.dtype or s.device != input.device:
                 raise ValueError(f"hx: expected {input.dtype} tensors on {input.device} (those of the input), "
                                  f"got {s.dtype} on {s.device}")
-        self.check_forward_args(input, self._pack_states(states), batch_sizes)  # type: ignore[attr-defined]
+        self.check_forward_args(input, self._pack_states(states), batch_sizes)
 
     # -- the layers ------------------------------------------------------------------------------
     def _weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Tensor]:
@@ -177,13 +173,45 @@ class _FusedRecurrent:
         return x, [torch.stack([f[k] for f in finals]) for k in range(len(finals[0]))]
 
 
-class RNN(_FusedRecurrent, torch.nn.RNN):
+class RNN(_FusedRecurrent):
     """``torch.nn.RNN`` (Elman RNN, ``nonlinearity`` 'tanh' or 'relu') on fusedrnn's kernels."""
 
+    _torch_class = torch.nn.RNN
 
-class LSTM(_FusedRecurrent, torch.nn.LSTM):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device: Any = None, dtype: Any = None) -> None:
+        modes = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+        if nonlinearity not in modes:
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        super().__init__(modes[nonlinearity], input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device=device, dtype=dtype)
+
+
+class LSTM(_FusedRecurrent):
     """``torch.nn.LSTM`` on fusedrnn's kernels (``proj_size > 0`` runs on torch.nn's)."""
 
+    _torch_class = torch.nn.LSTM
+    # torch.nn.LSTM's own checks and permutation of the (h_0, c_0) pair
+    get_expected_cell_size = torch.nn.LSTM.get_expected_cell_size
+    check_forward_args = torch.nn.LSTM.check_forward_args  # type: ignore[assignment]
+    permute_hidden = torch.nn.LSTM.permute_hidden  # type: ignore[assignment]
 
-class GRU(_FusedRecurrent, torch.nn.GRU):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         proj_size, device=device, dtype=dtype)
+
+
+class GRU(_FusedRecurrent):
     """``torch.nn.GRU`` on fusedrnn's kernels."""
+
+    _torch_class = torch.nn.GRU
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device: Any = None, dtype: Any = None) -> None:
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device=device, dtype=dtype)
