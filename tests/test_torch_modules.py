@@ -276,3 +276,20 @@ def test_bad_input_raises_naming_input_or_hx():
         ft.GRU(I, H)(x[:, 0], torch.zeros(1, 2, H))
     with pytest.raises(ValueError, match="x: contains NaN or inf"):
         m(torch.full((5, 2, I), float("nan")))
+
+
+def test_inference_reuses_the_mapped_weights_until_the_parameters_change(seed):
+    """Under no_grad the Keras-layout weights are kept between calls; an in-place update of a
+    Parameter (an optimizer step, load_state_dict) is seen by the next call."""
+    ref, fused = _pair("gru", seed, bidirectional=True)
+    x = torch.randn(4, 2, I, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
+        torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
+        for p in list(fused.parameters()) + list(ref.parameters()):
+            p.mul_(0.5)
+        torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
+        fused.load_state_dict(_pair("gru", seed + 7, bidirectional=True)[0].state_dict())
+        ref.load_state_dict(fused.state_dict())
+        torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
+    _compare(ref, fused, x.requires_grad_(), None, seed)  # and autograd still reaches the Parameters

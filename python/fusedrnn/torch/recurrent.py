@@ -129,11 +129,28 @@ class _FusedRecurrent(torch.nn.RNNBase):
 
     # -- the layers ------------------------------------------------------------------------------
     def _weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """(kernel, recurrent_kernel, bias) of one layer and direction in Keras's layout.
+
+        Built from the Parameters on every call that autograd records (so gradients reach them);
+        without autograd (inference) kept from one call to the next while the Parameters are
+        unchanged (same storage, same version counter), which saves transposing them every call.
+        """
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        bias = bool(getattr(self, "bias"))
-        return keras_weights(self._cell, getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix),
-                             getattr(self, "bias_ih" + suffix) if bias else None,
-                             getattr(self, "bias_hh" + suffix) if bias else None, self.hidden_size)
+        names = ["weight_ih" + suffix, "weight_hh" + suffix]
+        if self.bias:
+            names += ["bias_ih" + suffix, "bias_hh" + suffix]
+        params = [getattr(self, name) for name in names]
+        biases = params[2:] if self.bias else [None, None]
+        recorded = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        if recorded or torch.compiler.is_compiling():
+            return keras_weights(self._cell, params[0], params[1], biases[0], biases[1], self.hidden_size)
+        cache = self.__dict__.setdefault("_inference_weights", {})
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
+        hit = cache.get((layer, direction))
+        if hit is None or hit[0] != key:
+            weights = keras_weights(self._cell, params[0], params[1], biases[0], biases[1], self.hidden_size)
+            hit = cache[(layer, direction)] = (key, weights)
+        return hit[1]
 
     def _direction(self, x: Tensor, mask: Optional[Tensor], states: Optional[List[Tensor]], index: int,
                    layer: int, reverse: bool) -> Tuple[Tensor, List[Tensor]]:
