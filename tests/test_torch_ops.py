@@ -299,3 +299,30 @@ def test_cuda_tensors_without_the_cuda_backend_raise_a_clear_error(monkeypatch):
     monkeypatch.setattr(_device, "cuda_available", lambda: False)
     with pytest.raises(RuntimeError, match="x: is a CUDA tensor, but fusedrnn's CUDA backend cannot run it"):
         _arrays.check_device([("x", _OnCuda()), ("h0", None)])
+
+
+def _cuda_ready():
+    from fusedrnn import _device
+
+    return torch.cuda.is_available() and _device.cuda_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_ready(), reason="needs a CUDA build of torch and fusedrnn's CUDA backend")
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_cuda_tensors_run_the_cuda_backend_with_the_cpu_results(cell, seed):
+    torch.manual_seed(seed)
+    B, T, I, H = 4, 6, 5, 8
+    a = _recurrent_args(cell, B, T, I, H, torch.float64)
+    mask = torch.rand(B, T) > 0.3
+    opts = {"mask": mask, "go_backwards": True}
+    out_cpu = _call(cell, a, **opts)
+    g = torch.Generator().manual_seed(seed + 1)
+    weights = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in out_cpu]
+    grads_cpu = torch.autograd.grad(sum((o * w).sum() for o, w in zip(out_cpu, weights)), list(a.values()))
+    b = {k: v.detach().cuda().requires_grad_() for k, v in a.items()}
+    out_gpu = _call(cell, b, mask=mask.cuda(), go_backwards=True)
+    assert all(o.is_cuda for o in out_gpu)
+    grads_gpu = torch.autograd.grad(sum((o * w.cuda()).sum() for o, w in zip(out_gpu, weights)), list(b.values()))
+    for got, want in zip(list(out_gpu) + list(grads_gpu), list(out_cpu) + list(grads_cpu)):
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-9, atol=1e-10, msg=lambda m: f"seed {seed}: {m}")
