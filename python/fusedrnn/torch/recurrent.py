@@ -47,7 +47,7 @@ class _FusedRecurrent(torch.nn.RNNBase):
         the CPU and ``proj_size == 0``. Otherwise ``torch.nn``'s implementation runs."""
         if self.proj_size != 0:
             return False
-        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self.parameters())
+        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self._flat_weights)
 
     @property
     def _cell(self) -> str:
