@@ -23,7 +23,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from fusedrnn.ops._recurrent_cache import GATES
 
 
 def _gru_gate_order(w: Tensor, hidden_size: int) -> Tensor:

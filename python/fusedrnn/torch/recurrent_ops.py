@@ -27,12 +27,12 @@ from torch import Tensor
 
 from fusedrnn import ops as np_ops
 from fusedrnn.ops import RecurrentCache
+from fusedrnn.ops._recurrent_cache import GATES
 from fusedrnn.torch import _arrays as arr
 
 __all__ = ["gru", "gru_backward", "gru_forward", "lstm", "lstm_backward", "lstm_forward", "rnn", "rnn_backward",
            "rnn_forward"]
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _NAMES = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "dropout_mask", "recurrent_dropout_mask")
 
 
