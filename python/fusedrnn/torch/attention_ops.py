@@ -1,0 +1,190 @@
+"""fusedrnn's attention ops as PyTorch operators: ``torch.ops.fusedrnn.{dot,additive}_attention_{forward,backward}``.
+
+Custom ops with fake implementations and registered gradients, as in
+:mod:`fusedrnn.torch.recurrent_ops`; the differentiable entry points are :func:`dot_attention`
+and :func:`additive_attention`. Semantics are those of :mod:`fusedrnn.ops.attention` (Keras's
+``Attention(score_mode="dot")`` and ``AdditiveAttention``): query (B, Tq, D), value (B, Tv, Dv),
+key (B, Tv, D) or None for the value, query_mask (B, Tq) and value_mask (B, Tv) bool (True =
+keep), ``causal``; scale a 0-d tensor (dot) or a (D,) tensor (additive), or None. float32 or
+float64 CPU tensors (the attention kernels have no CUDA version: CUDA tensors raise).
+
+The forward ops return ``(context (B, Tq, Dv), weights (B, Tq, Tv), scores)``: ``scores`` is what
+the dot form's backward op needs (the unscaled ``query . key``, (B, Tq, Tv)); the additive form
+returns an empty (0,) tensor there. The backward ops return ``(d_query, d_key, d_value, d_scale)``
+with empty (0,) tensors for ``d_key`` without a key (its gradient is then in ``d_value``) and for
+``d_scale`` without a scale. Double backward is not supported.
+"""
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusedrnn import ops as np_ops
+from fusedrnn.ops import AttentionCache
+from fusedrnn.torch import _arrays as arr
+
+__all__ = ["additive_attention", "additive_attention_backward", "additive_attention_forward", "dot_attention",
+           "dot_attention_backward", "dot_attention_forward"]
+
+_NAMES = ("query", "value", "key", "scale", "query_mask", "value_mask")
+
+
+def _host(named: Tuple[Tuple[str, Optional[Tensor]], ...]) -> list:
+    if arr.check_device(list(named)):
+        raise RuntimeError(f"{named[0][0]}: is a CUDA tensor, but fusedrnn's attention kernels run on the CPU only; "
+                           "move the tensors to the CPU")
+    return [arr.to_host(name, t) for name, t in named]
+
+
+def _run_forward(kind: str, query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
+                 query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool) -> Tuple[Tensor, ...]:
+    q, v, k, s, qm, vm = _host(tuple(zip(_NAMES, (query, value, key, scale, query_mask, value_mask))))
+    forward = np_ops.dot_attention_forward if kind == "dot" else np_ops.additive_attention_forward
+    context, weights, cache = forward(q, v, k, scale=s, query_mask=qm, value_mask=vm, causal=causal)
+    return arr.from_host(context, query), arr.from_host(weights, query), arr.from_host(cache.scores, query)
+
+
+def _run_backward(kind: str, query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
+                  query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool, weights: Tensor,
+                  scores: Tensor, d_context: Optional[Tensor], d_weights: Optional[Tensor]) -> Tuple[Tensor, ...]:
+    names = _NAMES + ("weights", "scores", "d_context", "d_weights")
+    a = _host(tuple(zip(names, (query, value, key, scale, query_mask, value_mask, weights,
+                                arr.none_if_empty(scores), d_context, d_weights))))
+    q, v, k, s, qm, vm, w, sc, dc, dw = a
+    # The cache holds what the forward op hands its kernel: uint8 masks.
+    qm = None if qm is None else qm.view(np.uint8)
+    vm = None if vm is None else vm.view(np.uint8)
+    cache = AttentionCache(kind, q, k, v, s, qm, vm, bool(causal), w, sc)
+    backward = np_ops.dot_attention_backward if kind == "dot" else np_ops.additive_attention_backward
+    return tuple(arr.from_host(g, query) for g in backward(cache, dc, dw))
+
+
+def _fake_forward(kind: str, query: Tensor, value: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    B, Tq, Tv, Dv = query.shape[0], query.shape[1], value.shape[1], value.shape[2]
+    scores = query.new_empty((B, Tq, Tv)) if kind == "dot" else query.new_empty((0,))
+    return query.new_empty((B, Tq, Dv)), query.new_empty((B, Tq, Tv)), scores
+
+
+def _fake_backward(query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor]
+                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    dk = query.new_empty((0,)) if key is None else torch.empty_like(key)
+    ds = query.new_empty((0,)) if scale is None else torch.empty_like(scale)
+    return torch.empty_like(query), dk, torch.empty_like(value), ds
+
+
+@torch.library.custom_op("fusedrnn::dot_attention_forward", mutates_args=())
+def dot_attention_forward(query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
+                          query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
+                          ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Dot-product (Luong) attention forward: ``(context, weights, scores)``."""
+    return _run_forward("dot", query, value, key, scale, query_mask, value_mask, causal)
+
+
+@torch.library.custom_op("fusedrnn::additive_attention_forward", mutates_args=())
+def additive_attention_forward(query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
+                               query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
+                               ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Additive (Bahdanau) attention forward: ``(context, weights, empty)``."""
+    return _run_forward("additive", query, value, key, scale, query_mask, value_mask, causal)
+
+
+@torch.library.custom_op("fusedrnn::dot_attention_backward", mutates_args=())
+def dot_attention_backward(query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
+                           query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool, weights: Tensor,
+                           scores: Tensor, d_context: Optional[Tensor], d_weights: Optional[Tensor]
+                           ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Dot-product attention backward: ``(d_query, d_key, d_value, d_scale)``."""
+    return _run_backward("dot", query, value, key, scale, query_mask, value_mask, causal, weights, scores, d_context,
+                         d_weights)
+
+
+@torch.library.custom_op("fusedrnn::additive_attention_backward", mutates_args=())
+def additive_attention_backward(query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
+                                query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool,
+                                weights: Tensor, scores: Tensor, d_context: Optional[Tensor],
+                                d_weights: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Additive attention backward: ``(d_query, d_key, d_value, d_scale)``."""
+    return _run_backward("additive", query, value, key, scale, query_mask, value_mask, causal, weights, scores,
+                         d_context, d_weights)
+
+
+@dot_attention_forward.register_fake
+def _(query, value, key, scale, query_mask, value_mask, causal):
+    return _fake_forward("dot", query, value)
+
+
+@additive_attention_forward.register_fake
+def _(query, value, key, scale, query_mask, value_mask, causal):
+    return _fake_forward("additive", query, value)
+
+
+@dot_attention_backward.register_fake
+def _(query, value, key, scale, *args):
+    return _fake_backward(query, value, key, scale)
+
+
+@additive_attention_backward.register_fake
+def _(query, value, key, scale, *args):
+    return _fake_backward(query, value, key, scale)
+
+
+def _autograd(backward_op: Any) -> Tuple[Any, Any]:
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> None:
+        query, value, key, scale, query_mask, value_mask, causal = inputs
+        _, weights, scores = output
+        ctx.mark_non_differentiable(scores)
+        ctx.save_for_backward(query, value, key, scale, query_mask, value_mask, weights, scores)
+        ctx.causal = causal
+
+    def backward(ctx: Any, d_context: Optional[Tensor], d_weights: Optional[Tensor], _d_scores: Any
+                 ) -> Tuple[Optional[Tensor], ...]:
+        query, value, key, scale, query_mask, value_mask, weights, scores = ctx.saved_tensors
+        dq, dk, dv, ds = backward_op(query, value, key, scale, query_mask, value_mask, ctx.causal, weights, scores,
+                                     d_context, d_weights)
+        return (dq, dv, None if key is None else dk, None if scale is None else ds, None, None, None)
+
+    return setup_context, backward
+
+
+for _fwd, _bwd in ((dot_attention_forward, dot_attention_backward),
+                   (additive_attention_forward, additive_attention_backward)):
+    _setup, _backward = _autograd(_bwd)
+    _fwd.register_autograd(_backward, setup_context=_setup)
+
+
+def _checked(query: Any, value: Any, key: Any, scale: Any, query_mask: Any, value_mask: Any) -> None:
+    for name, t, optional in (("query", query, False), ("value", value, False), ("key", key, True),
+                              ("scale", scale, True), ("query_mask", query_mask, True), ("value_mask", value_mask, True)):
+        arr.require_tensor(name, t, optional)
+        if t is not None and not name.endswith("mask"):
+            arr.require_float(name, t)
+
+
+def dot_attention(query: Tensor, value: Tensor, key: Optional[Tensor] = None, *, scale: Any = None,
+                  query_mask: Optional[Tensor] = None, value_mask: Optional[Tensor] = None, causal: bool = False
+                  ) -> Tuple[Tensor, Tensor]:
+    """Dot-product (Luong) attention with autograd: ``(context (B, Tq, Dv), weights (B, Tq, Tv))``.
+
+    ``weights = softmax(scale * query @ key^T)`` over the unmasked keys, ``context = weights @ value``
+    (zero on rows where query_mask is False). scale: a 0-d tensor (learnable), a float, or None.
+    """
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        scale = torch.tensor(float(scale), dtype=getattr(query, "dtype", torch.float32))
+    _checked(query, value, key, scale, query_mask, value_mask)
+    context, weights, _ = dot_attention_forward(query, value, key, scale, query_mask, value_mask, bool(causal))
+    return context, weights
+
+
+def additive_attention(query: Tensor, value: Tensor, key: Optional[Tensor] = None, *, scale: Optional[Tensor] = None,
+                       query_mask: Optional[Tensor] = None, value_mask: Optional[Tensor] = None,
+                       causal: bool = False) -> Tuple[Tensor, Tensor]:
+    """Additive (Bahdanau) attention with autograd: ``(context (B, Tq, Dv), weights (B, Tq, Tv))``.
+
+    ``scores[b, i, j] = sum_d scale[d] * tanh(query[b, i, d] + key[b, j, d])`` (scale (D,) or None
+    for ones), then the masked softmax and weighted sum of :func:`dot_attention`.
+    """
+    _checked(query, value, key, scale, query_mask, value_mask)
+    context, weights, _ = additive_attention_forward(query, value, key, scale, query_mask, value_mask, bool(causal))
+    return context, weights

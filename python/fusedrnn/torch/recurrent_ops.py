@@ -1,0 +1,361 @@
+"""fusedrnn's recurrent ops as PyTorch operators: ``torch.ops.fusedrnn.{rnn,lstm,gru}_{forward,backward}``.
+
+Each op is a ``torch.library.custom_op`` with a fake (meta) implementation, so ``torch.compile``
+traces through it without a graph break, and each forward op has its backward op registered as
+its gradient (``torch.library.register_autograd``). The differentiable entry points are
+:func:`rnn`, :func:`lstm` and :func:`gru`; the ``*_forward``/``*_backward`` ops are their parts.
+
+Layout, gate order, masks and dropout masks are those of :mod:`fusedrnn.ops.recurrent` (Keras's):
+``x`` (B, T, I) float, or integer ids (B, T) standing for one-hot rows of the kernel (CPU only);
+``h0``/``c0`` (B, H) or None for zeros; ``kernel`` (I, G*H); ``recurrent_kernel`` (H, G*H);
+``bias`` (G*H,), or (2, 3H) for the GRU with ``reset_after=True``; ``mask`` (B, T) bool;
+``dropout_mask`` (B, I) or (G, B, I) and ``recurrent_dropout_mask`` (B, H) or (G, B, H), already
+scaled. float32 or float64, every tensor on one device. LSTM gates i, f, c, o; GRU z, r, h.
+
+The forward ops also return what their backward op needs (the step gates, the state entering
+every step and the LSTM cell state or GRU candidate term, (B, T, ...)); with ``keep_cache=False``
+(inference) these are empty (0,) tensors and the kernels keep O(B*H) memory instead of O(B*T*G*H).
+The backward ops return an empty (0,) tensor where the NumPy op returns None (``dx`` for integer
+ids). Double backward is not supported.
+"""
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusedrnn import ops as np_ops
+from fusedrnn.ops import RecurrentCache
+from fusedrnn.ops._recurrent_cache import GATES
+from fusedrnn.torch import _arrays as arr
+
+__all__ = ["gru", "gru_backward", "gru_forward", "lstm", "lstm_backward", "lstm_forward", "rnn", "rnn_backward",
+           "rnn_forward"]
+
+_NAMES = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "dropout_mask", "recurrent_dropout_mask")
+
+
+# -- what the ops run ----------------------------------------------------------------------------
+def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+                 recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
+                 activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
+                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool) -> Tuple[Tensor, ...]:
+    """(outputs, h_last, c_last, gates, hprev, aux); (0,) tensors where there is nothing."""
+    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
+    cuda = arr.check_device(list(zip(_NAMES, tensors)))
+    if cuda:
+        a = [arr.on_device(t) for t in tensors]
+    else:
+        a = [arr.to_host(name, t) for name, t in zip(_NAMES, tensors)]
+    options: Dict[str, Any] = dict(mask=a[6], go_backwards=go_backwards, dropout_mask=a[7],
+                                   recurrent_dropout_mask=a[8], keep_cache=keep_cache)
+    c_last = None
+    if cell == "lstm":
+        outputs, h_last, c_last, cache = np_ops.lstm_forward(a[0], a[1], a[2], a[3], a[4], a[5], **options)
+    elif cell == "gru":
+        outputs, h_last, cache = np_ops.gru_forward(a[0], a[1], a[3], a[4], a[5], reset_after=reset_after, **options)
+    else:
+        outputs, h_last, cache = np_ops.rnn_forward(a[0], a[1], a[3], a[4], a[5], activation=activation, **options)
+    saved = (None, None, None) if cache is None else (cache.gates, cache.hprev, cache.aux)
+    results = (outputs, h_last, c_last) + saved
+    if cuda:
+        return tuple(kernel.new_empty((0,)) if r is None else r for r in results)
+    return tuple(arr.from_host(r, kernel) for r in results)
+
+
+def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
+                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
+                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Optional[Tensor],
+                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
+                  ) -> Tuple[Tensor, ...]:
+    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); (0,) tensors where there is nothing."""
+    if gates.dim() == 1:
+        raise RuntimeError(f"gates: empty: {cell}_forward ran with keep_cache=False, which keeps nothing for a "
+                           "backward pass")
+    B, H = int(x.shape[0]), int(recurrent_kernel.shape[0])
+    h0 = kernel.new_zeros((B, H)) if h0 is None else h0
+    if cell == "lstm" and c0 is None:
+        c0 = kernel.new_zeros((B, H))
+    names = _NAMES + ("gates", "hprev", "aux", "d_outputs", "d_h_last", "d_c_last")
+    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask, gates, hprev,
+               aux, d_outputs, d_h_last, d_c_last)
+    cuda = arr.check_device(list(zip(names, tensors)))
+    if cuda:
+        a = [arr.on_device(t) for t in tensors]
+    else:
+        a = [arr.to_host(name, t) for name, t in zip(names, tensors)]
+        # The host cache holds what the CPU forward op hands its kernel: int32 ids, a uint8 mask and
+        # (n, B, width) dropout masks.
+        if not np.issubdtype(a[0].dtype, np.floating):
+            a[0] = np.ascontiguousarray(a[0], dtype=np.int32)
+        if a[6] is not None:
+            a[6] = a[6].view(np.uint8)
+        for k in (7, 8):
+            if a[k] is not None and a[k].ndim == 2:
+                a[k] = a[k].reshape(1, *a[k].shape)
+    cache = RecurrentCache(cell, activation, bool(reset_after), bool(go_backwards), *a[:12])
+    if cell == "lstm":
+        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, a[12], a[13], a[14])
+    elif cell == "gru":
+        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, a[12], a[13]), None
+    else:
+        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, a[12], a[13]), None
+    results = (dx, dh0, dc0, dk, drk, db)
+    if cuda:
+        return tuple(kernel.new_empty((0,)) if r is None else r for r in results)
+    return tuple(arr.from_host(r, kernel) for r in results)
+
+
+def _fake_forward(cell: str, x: Tensor, kernel: Tensor, keep_cache: bool) -> Tuple[Tensor, ...]:
+    B, T = x.shape[0], x.shape[1]
+    GH = kernel.shape[1]
+    H = GH // GATES[cell]
+    state = kernel.new_empty((B, H))
+    saved = (kernel.new_empty((B, T, GH)), kernel.new_empty((B, T, H)), kernel.new_empty((B, T, H)))
+    if not keep_cache:
+        saved = tuple(kernel.new_empty((0,)) for _ in saved)
+    return (kernel.new_empty((B, T, H)), state, kernel.new_empty((B, H))) + saved
+
+
+def _fake_backward(x: Tensor, kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor) -> Tuple[Tensor, ...]:
+    B, H = x.shape[0], recurrent_kernel.shape[0]
+    dx = torch.empty_like(x) if x.is_floating_point() else kernel.new_empty((0,))
+    return (dx, kernel.new_empty((B, H)), kernel.new_empty((B, H)), torch.empty_like(kernel),
+            torch.empty_like(recurrent_kernel), torch.empty_like(bias))
+
+
+# -- the operators ---------------------------------------------------------------------------------
+@torch.library.custom_op("fusedrnn::rnn_forward", mutates_args=())
+def rnn_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
+                mask: Optional[Tensor], go_backwards: bool, activation: str, dropout_mask: Optional[Tensor],
+                recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
+                ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """SimpleRNN forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev)``."""
+    out, h, _, g, hp, _ = _run_forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
+                                       activation, True, dropout_mask, recurrent_dropout_mask, keep_cache)
+    return out, h, g, hp
+
+
+@torch.library.custom_op("fusedrnn::lstm_forward", mutates_args=())
+def lstm_forward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor,
+                 bias: Tensor, mask: Optional[Tensor], go_backwards: bool, dropout_mask: Optional[Tensor],
+                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
+                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """LSTM forward: ``(outputs (B, T, H), h_last (B, H), c_last (B, H), gates, hprev, cell states)``."""
+    return _run_forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh", True,
+                        dropout_mask, recurrent_dropout_mask, keep_cache)
+
+
+@torch.library.custom_op("fusedrnn::gru_forward", mutates_args=())
+def gru_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
+                mask: Optional[Tensor], go_backwards: bool, reset_after: bool, dropout_mask: Optional[Tensor],
+                recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
+                ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """GRU forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev, candidate terms)``."""
+    out, h, _, g, hp, aux = _run_forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
+                                         "tanh", reset_after, dropout_mask, recurrent_dropout_mask, keep_cache)
+    return out, h, g, hp, aux
+
+
+@torch.library.custom_op("fusedrnn::rnn_backward", mutates_args=())
+def rnn_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
+                 mask: Optional[Tensor], go_backwards: bool, activation: str, dropout_mask: Optional[Tensor],
+                 recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, d_outputs: Optional[Tensor],
+                 d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """SimpleRNN backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
+    dx, dh0, _, dk, drk, db = _run_backward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
+                                            activation, True, dropout_mask, recurrent_dropout_mask, gates, hprev, None,
+                                            d_outputs, d_h_last, None)
+    return dx, dh0, dk, drk, db
+
+
+@torch.library.custom_op("fusedrnn::lstm_backward", mutates_args=())
+def lstm_backward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor,
+                  bias: Tensor, mask: Optional[Tensor], go_backwards: bool, dropout_mask: Optional[Tensor],
+                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Tensor,
+                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
+                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """LSTM backward: ``(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)``."""
+    return _run_backward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh", True,
+                         dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs, d_h_last, d_c_last)
+
+
+@torch.library.custom_op("fusedrnn::gru_backward", mutates_args=())
+def gru_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
+                 mask: Optional[Tensor], go_backwards: bool, reset_after: bool, dropout_mask: Optional[Tensor],
+                 recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Tensor,
+                 d_outputs: Optional[Tensor], d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """GRU backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
+    dx, dh0, _, dk, drk, db = _run_backward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
+                                            "tanh", reset_after, dropout_mask, recurrent_dropout_mask, gates, hprev,
+                                            aux, d_outputs, d_h_last, None)
+    return dx, dh0, dk, drk, db
+
+
+@rnn_forward.register_fake
+def _(x, h0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, dropout_mask, recurrent_dropout_mask,
+      keep_cache):
+    out, h, _, g, hp, _ = _fake_forward("rnn", x, kernel, keep_cache)
+    return out, h, g, hp
+
+
+@lstm_forward.register_fake
+def _(x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, dropout_mask, recurrent_dropout_mask,
+      keep_cache):
+    return _fake_forward("lstm", x, kernel, keep_cache)
+
+
+@gru_forward.register_fake
+def _(x, h0, kernel, recurrent_kernel, bias, mask, go_backwards, reset_after, dropout_mask, recurrent_dropout_mask,
+      keep_cache):
+    out, h, _, g, hp, aux = _fake_forward("gru", x, kernel, keep_cache)
+    return out, h, g, hp, aux
+
+
+@rnn_backward.register_fake
+def _(x, h0, kernel, recurrent_kernel, bias, *args):
+    dx, dh0, _, dk, drk, db = _fake_backward(x, kernel, recurrent_kernel, bias)
+    return dx, dh0, dk, drk, db
+
+
+@lstm_backward.register_fake
+def _(x, h0, c0, kernel, recurrent_kernel, bias, *args):
+    return _fake_backward(x, kernel, recurrent_kernel, bias)
+
+
+@gru_backward.register_fake
+def _(x, h0, kernel, recurrent_kernel, bias, *args):
+    dx, dh0, _, dk, drk, db = _fake_backward(x, kernel, recurrent_kernel, bias)
+    return dx, dh0, dk, drk, db
+
+
+# -- autograd: each forward op's gradient is its backward op ------------------------------------
+# Where each cell's forward op has its inputs: (x, h0, c0, kernel, recurrent_kernel, bias, mask,
+# go_backwards, option, dropout_mask, recurrent_dropout_mask, keep_cache), c0 and the option
+# (activation / reset_after) only where the cell has them.
+_LAYOUT = {
+    "rnn": ("x", "h0", "kernel", "recurrent_kernel", "bias", "mask", "go_backwards", "activation", "dropout_mask",
+            "recurrent_dropout_mask", "keep_cache"),
+    "lstm": ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "go_backwards", "dropout_mask",
+             "recurrent_dropout_mask", "keep_cache"),
+    "gru": ("x", "h0", "kernel", "recurrent_kernel", "bias", "mask", "go_backwards", "reset_after", "dropout_mask",
+            "recurrent_dropout_mask", "keep_cache"),
+}
+_SAVED = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "dropout_mask", "recurrent_dropout_mask",
+          "gates", "hprev", "aux")
+
+
+def _autograd(cell: str, backward_op: Any) -> Tuple[Any, Any]:
+    layout = _LAYOUT[cell]
+
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> None:
+        args = dict(zip(layout, inputs))
+        outputs = dict(zip(("outputs", "h_last", "c_last") if cell == "lstm" else ("outputs", "h_last"), output))
+        saved = output[len(outputs):]
+        args.update(zip(("gates", "hprev", "aux"), saved))
+        ctx.mark_non_differentiable(*saved)
+        ctx.save_for_backward(*(args.get(name) for name in _SAVED))
+        ctx.options = {k: args[k] for k in ("go_backwards", "activation", "reset_after", "keep_cache") if k in args}
+        ctx.given = {k: args.get(k) is not None for k in ("h0", "c0")}
+        ctx.float_x = bool(args["x"].is_floating_point())
+
+    def backward(ctx: Any, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+        if not ctx.options["keep_cache"]:
+            raise RuntimeError(f"fusedrnn::{cell}_forward ran with keep_cache=False (inference), which keeps "
+                               "nothing for a backward pass; call it with keep_cache=True to take gradients")
+        s = dict(zip(_SAVED, ctx.saved_tensors))
+        n_out = 3 if cell == "lstm" else 2
+        d_out = dict(zip(("d_outputs", "d_h_last", "d_c_last"), grads[:n_out]))
+        args = {**s, **ctx.options, **d_out}
+        inputs = [args[name] for name in _backward_layout(cell)]
+        results = backward_op(*inputs)
+        names = ("dx", "dh0", "dc0", "kernel", "recurrent_kernel", "bias") if cell == "lstm" else \
+                ("dx", "dh0", "kernel", "recurrent_kernel", "bias")
+        g = dict(zip(names, results))
+        g["x"] = g.pop("dx") if ctx.float_x else None
+        g["h0"] = g.pop("dh0") if ctx.given["h0"] else None
+        if cell == "lstm":
+            g["c0"] = g.pop("dc0") if ctx.given["c0"] else None
+        return tuple(g.get(name) for name in layout)
+
+    return setup_context, backward
+
+
+def _backward_layout(cell: str) -> Tuple[str, ...]:
+    head = _LAYOUT[cell][:-1]  # the forward inputs but keep_cache
+    saved = ("gates", "hprev") if cell == "rnn" else ("gates", "hprev", "aux")
+    grads = ("d_outputs", "d_h_last", "d_c_last") if cell == "lstm" else ("d_outputs", "d_h_last")
+    return head + saved + grads
+
+
+for _cell, _fwd, _bwd in (("rnn", rnn_forward, rnn_backward), ("lstm", lstm_forward, lstm_backward),
+                          ("gru", gru_forward, gru_backward)):
+    _setup, _backward = _autograd(_cell, _bwd)
+    _fwd.register_autograd(_backward, setup_context=_setup)
+
+
+# -- differentiable entry points ------------------------------------------------------------------
+def _needs_cache(*tensors: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _check_args(x: Any, named: Tuple[Tuple[str, Any, bool], ...]) -> None:
+    arr.require_tensor("x", x)
+    if x.is_floating_point():
+        arr.require_float("x", x)
+    for name, t, optional in named:
+        arr.require_tensor(name, t, optional)
+        if t is not None and name != "mask":
+            arr.require_float(name, t)
+    arr.check_device([("x", x)] + [(name, t) for name, t, _ in named])
+
+
+def rnn(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor, *,
+        mask: Optional[Tensor] = None, go_backwards: bool = False, activation: str = "tanh",
+        dropout_mask: Optional[Tensor] = None, recurrent_dropout_mask: Optional[Tensor] = None
+        ) -> Tuple[Tensor, Tensor]:
+    """SimpleRNN over a sequence with autograd: ``(outputs (B, T, H), h_last (B, H))``.
+
+    ``h_t = act(x_t kernel + bias + h_{t-1} recurrent_kernel)``; shapes in the module docstring.
+    """
+    _check_args(x, (("h0", h0, True), ("kernel", kernel, False), ("recurrent_kernel", recurrent_kernel, False),
+                    ("bias", bias, False), ("mask", mask, True), ("dropout_mask", dropout_mask, True),
+                    ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
+    keep = _needs_cache(x, h0, kernel, recurrent_kernel, bias)
+    out, h, _, _ = rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask, bool(go_backwards), activation,
+                               dropout_mask, recurrent_dropout_mask, keep)
+    return out, h
+
+
+def lstm(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor,
+         bias: Tensor, *, mask: Optional[Tensor] = None, go_backwards: bool = False,
+         dropout_mask: Optional[Tensor] = None, recurrent_dropout_mask: Optional[Tensor] = None
+         ) -> Tuple[Tensor, Tensor, Tensor]:
+    """LSTM over a sequence with autograd (Keras gate order i, f, c, o):
+    ``(outputs (B, T, H), h_last (B, H), c_last (B, H))``."""
+    _check_args(x, (("h0", h0, True), ("c0", c0, True), ("kernel", kernel, False),
+                    ("recurrent_kernel", recurrent_kernel, False), ("bias", bias, False), ("mask", mask, True),
+                    ("dropout_mask", dropout_mask, True), ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
+    keep = _needs_cache(x, h0, c0, kernel, recurrent_kernel, bias)
+    out, h, c, _, _, _ = lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                                      dropout_mask, recurrent_dropout_mask, keep)
+    return out, h, c
+
+
+def gru(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor, *,
+        mask: Optional[Tensor] = None, go_backwards: bool = False, reset_after: bool = True,
+        dropout_mask: Optional[Tensor] = None, recurrent_dropout_mask: Optional[Tensor] = None
+        ) -> Tuple[Tensor, Tensor]:
+    """GRU over a sequence with autograd (Keras gate order z, r, h): ``(outputs (B, T, H), h_last (B, H))``.
+
+    ``reset_after=True`` takes bias (2, 3H) (input bias, recurrent bias), the form of PyTorch's GRU.
+    """
+    _check_args(x, (("h0", h0, True), ("kernel", kernel, False), ("recurrent_kernel", recurrent_kernel, False),
+                    ("bias", bias, False), ("mask", mask, True), ("dropout_mask", dropout_mask, True),
+                    ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
+    keep = _needs_cache(x, h0, kernel, recurrent_kernel, bias)
+    out, h, _, _, _ = gru_forward(x, h0, kernel, recurrent_kernel, bias, mask, bool(go_backwards), bool(reset_after),
+                                  dropout_mask, recurrent_dropout_mask, keep)
+    return out, h
