@@ -1,1 +1,9 @@
-"""Keras 3 drop-in layers computed by fusedrnn's fused kernels (work in progress)."""
+"""Keras 3 drop-in layers computed by fusedrnn's fused kernels.
+
+``from fusedrnn.keras import LSTM`` instead of ``from keras.layers import LSTM``: same
+constructor, weights, outputs and gradients; see docs/keras.md for what is fused.
+"""
+
+from fusedrnn.keras.recurrent import GRU, LSTM, SimpleRNN
+
+__all__ = ["GRU", "LSTM", "SimpleRNN"]
