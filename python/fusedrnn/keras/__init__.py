@@ -5,5 +5,6 @@ constructor, weights, outputs and gradients; see docs/keras.md for what is fused
 """
 
 from fusedrnn.keras.recurrent import GRU, LSTM, SimpleRNN
+from fusedrnn.keras.saving import load_model
 
-__all__ = ["GRU", "LSTM", "SimpleRNN"]
+__all__ = ["GRU", "LSTM", "SimpleRNN", "load_model"]
