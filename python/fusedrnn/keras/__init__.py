@@ -4,7 +4,8 @@
 constructor, weights, outputs and gradients; see docs/keras.md for what is fused.
 """
 
+from fusedrnn.keras.attention import AdditiveAttention, Attention
 from fusedrnn.keras.recurrent import GRU, LSTM, SimpleRNN
 from fusedrnn.keras.saving import load_model
 
-__all__ = ["GRU", "LSTM", "SimpleRNN", "load_model"]
+__all__ = ["AdditiveAttention", "Attention", "GRU", "LSTM", "SimpleRNN", "load_model"]
