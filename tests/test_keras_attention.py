@@ -150,6 +150,17 @@ def test_float64_and_one_query_step(case, rng):
     assert_all_close(ours, run(stock, inputs, mask, True, r_out, r_scores), "float64")
 
 
+@pytest.mark.parametrize("case", ["dot_scaled", "additive_unscaled"])
+def test_more_queries_than_keys_causal(case, rng):
+    """Tq > Tv: Keras's causal mask is aligned top-left (row i sees keys j <= i)."""
+    fused, stock = make_pair(case, rng)
+    inputs = make_inputs(rng, B=2, Tq=7, Tv=3)
+    mask = random_masks(rng, 2, 7, 3)
+    r_out, r_scores = upstream(rng, inputs, "float32")
+    assert_all_close(run(fused, inputs, mask, True, r_out, r_scores), run(stock, inputs, mask, True, r_out, r_scores),
+                     "float32")
+
+
 @pytest.mark.parametrize("case", ["dot_scaled", "additive"])
 def test_graph_mode_matches_keras(case, rng):
     """Inside tf.function (as in model.fit), with masks: the fused op behind tf.cond."""
