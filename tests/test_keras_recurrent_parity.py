@@ -103,6 +103,31 @@ def test_unfused_configurations_run_keras_and_match(cell, kwargs, reason, seed, 
     assert_all_close(got[0] + got[1], want[0] + want[1], f"{cell} Keras path", seed, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_relu"])
+def test_one_hot_input_without_input_gradient_runs_as_ids(cell, seed, rng, monkeypatch):
+    """A tape that watches the weights but not the one-hot input (a character model under
+    model.fit): the forward runs on integer ids; the weight gradients are Keras's."""
+    from fusedrnn.keras import _tf_recurrent
+
+    seen = []
+    real = _tf_recurrent._one_hot_ids
+    monkeypatch.setattr(_tf_recurrent, "_one_hot_ids", lambda x: seen.append(real(x)) or seen[-1])
+    B, T, I, H = 4, 6, 5, 3
+    fused, stock = twin_layers(cell, H, (B, T, I), rng, return_sequences=True, dropout=0.3, seed=seed % 1000)
+    x = tf.constant(np.eye(I, dtype=np.float32)[rng.integers(0, I, (B, T))])
+    weights = tf.constant(loss_weights(rng, [(B, T, H)])[0])
+    grads = []
+    for layer in (fused, stock):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x, training=True) * weights)
+        grads.append(tape.gradient(loss, layer.trainable_weights))
+    assert len(seen) == 1 and seen[0].dtype == np.int32 and seen[0].shape == (B, T)
+    assert_all_close(grads[0], grads[1], f"{cell} weight gradients from one-hot ids", seed)
+    x_not_one_hot = x.numpy()
+    x_not_one_hot[0, 0] = 0.0   # an all-zero row: the dense path
+    assert real(x_not_one_hot) is x_not_one_hot
+
+
 def test_fused_is_read_only():
     import fusedrnn.keras as fk
 

@@ -56,7 +56,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.eager import record as _tape_record
 
-__all__ = ["MAX_BYTES", "MAX_ENTRIES", "cache_stats", "call_fused", "clear_caches", "set_cache_limits"]
+__all__ = ["MAX_BYTES", "MAX_ENTRIES", "cache_stats", "call_fused", "clear_caches", "gradient_wanted", "set_cache_limits"]
 
 ForwardFn = Callable[[List[Optional[np.ndarray]], bool], Tuple[Sequence[np.ndarray], Any]]
 BackwardFn = Callable[[Any, List[Optional[np.ndarray]], List[Optional[np.ndarray]]], Sequence[Optional[np.ndarray]]]
@@ -155,6 +155,12 @@ def set_cache_limits(max_entries: Optional[int] = None, max_bytes: Optional[int]
         _REGISTRY.max_bytes = int(max_bytes)
 
 
+def gradient_wanted(tensors: Sequence[Any]) -> bool:
+    """True when a ``tf.GradientTape`` active now (while the op is traced or run eagerly) watches
+    one of ``tensors``; :func:`call_fused` keeps a forward cache exactly then."""
+    return bool(_tape_record.should_record_backprop([tf.convert_to_tensor(t) for t in tensors]))
+
+
 def _as_arrays(present: Sequence[bool], values: Sequence[np.ndarray]) -> List[Optional[np.ndarray]]:
     """Re-insert None where an optional input was absent; make the rest C-contiguous."""
     it = iter(values)
@@ -175,8 +181,7 @@ def call_fused(forward: ForwardFn, backward: BackwardFn, inputs: Sequence[Option
     tensors = [tf.convert_to_tensor(t) for t in inputs if t is not None]
     out_dtypes = [tf.as_dtype(d) for _, d in output_specs]
     out_np_dtypes = [d.as_numpy_dtype for d in out_dtypes]
-    keep_cache = bool(_tape_record.should_record_backprop(
-        [t for t, d in zip(tensors, [d for d, p in zip(differentiable, present) if p]) if d]))
+    keep_cache = gradient_wanted([t for t, d in zip(inputs, differentiable) if t is not None and d])
 
     def np_forward(*values: np.ndarray) -> List[np.ndarray]:
         outputs, cache = forward(_as_arrays(present, values), keep_cache)

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from fusedrnn import ops
-from fusedrnn.keras._tf_bridge import call_fused
+from fusedrnn.keras._tf_bridge import call_fused, gradient_wanted
 
 _BACKWARD = {"rnn": ops.rnn_backward, "lstm": ops.lstm_backward, "gru": ops.gru_backward}
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -64,12 +64,19 @@ def inner_loop(layer: Any, sequences: Any, initial_state: Sequence[Any], mask: A
               _bias(layer, compute), None if mask is None else tf.cast(mask, tf.bool),
               dropout_mask, recurrent_dropout_mask]
     differentiable = [True, True, True, True, True, bool(cell.use_bias), False, False, False]
+    # Under model.fit a tape watches the weights but not the data: then x needs no gradient, and
+    # a one-hot x (a character model's input) may run as integer ids (a row gather of the kernel
+    # instead of a GEMM, and no dx). With no tape at all x stays differentiable, in case the
+    # graph is differentiated from outside (the backward then recomputes the forward densely).
+    any_watched = gradient_wanted([t for t, d in zip(inputs, differentiable) if t is not None and d])
+    differentiable[X] = not any_watched or gradient_wanted([x])
 
     batch, steps, units = x.shape[0], x.shape[1], cell.units
     output_specs = [((batch, steps, units), compute), ((batch, units), compute)]
     if kind == "lstm":
         output_specs.append(((batch, units), compute))
-    results = call_fused(_Forward(kind, layer.go_backwards, _activation(layer), _reset_after(layer)),
+    forward = _Forward(kind, layer.go_backwards, _activation(layer), _reset_after(layer), differentiable[X])
+    results = call_fused(forward,
                          _backward_for(kind), inputs, output_specs, differentiable, name=f"fusedrnn_{kind}")
     outputs, final_states = results[0], results[1:]
     if mask is not None and layer.zero_output_for_mask:
@@ -91,11 +98,14 @@ def _reset_after(layer: Any) -> bool:
 class _Forward:
     """The NumPy forward function of the bridge for one layer configuration."""
 
-    def __init__(self, kind: str, go_backwards: bool, activation: str, reset_after: bool) -> None:
+    def __init__(self, kind: str, go_backwards: bool, activation: str, reset_after: bool, x_differentiable: bool) -> None:
         self.kind, self.go_backwards, self.activation, self.reset_after = kind, bool(go_backwards), activation, reset_after
+        self.x_differentiable = x_differentiable
 
     def __call__(self, a: List[Optional[np.ndarray]], keep_cache: bool) -> Any:
         x, kernel = a[X], a[KERNEL]
+        if not (keep_cache and self.x_differentiable):
+            x = _one_hot_ids(x)
         if x.shape[0] == 0:  # an empty batch: empty results, nothing to differentiate
             units = a[RECURRENT_KERNEL].shape[0]
             empty = np.zeros((0, units), x.dtype)
@@ -113,6 +123,17 @@ class _Forward:
             outputs, h, cache = ops.rnn_forward(x, a[H0], kernel, a[RECURRENT_KERNEL], a[BIAS],
                                                 activation=self.activation, **options)
         return (outputs, h), cache
+
+
+def _one_hot_ids(x: np.ndarray) -> np.ndarray:
+    """The (B, T) int32 ids of ``x`` when every (b, t) row of it is one-hot (a single 1, zeros
+    elsewhere), else ``x`` itself. The ops compute the same results from the ids."""
+    if x.ndim != 3 or x.shape[2] < 2 or x.size == 0:
+        return x
+    ones = x == 1
+    if not (np.count_nonzero(x) == x.shape[0] * x.shape[1] and bool((ones.sum(axis=2) == 1).all())):
+        return x
+    return np.ascontiguousarray(ones.argmax(axis=2), dtype=np.int32)
 
 
 def _backward_for(kind: str) -> Any:
