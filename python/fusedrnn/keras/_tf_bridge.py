@@ -195,6 +195,7 @@ def call_fused(forward: ForwardFn, backward: BackwardFn, inputs: Sequence[Option
         return [np.asarray(o, dtype=d) for o, d in zip(outputs, out_np_dtypes)] + [np.int64(token)]
 
     diff_index = [i for i, (p, d) in enumerate(zip(present, differentiable)) if p and d]
+    position = {i: sum(present[:i]) for i in diff_index}   # input index -> index among the present inputs
 
     @tf.custom_gradient
     def fused(*xs: tf.Tensor):
@@ -206,7 +207,7 @@ def call_fused(forward: ForwardFn, backward: BackwardFn, inputs: Sequence[Option
         def grad_fn(*upstream: Optional[tf.Tensor]):
             up_present = [g is not None for g in upstream]
             ups = [tf.convert_to_tensor(g) for g in upstream if g is not None]
-            grad_dtypes = [xs[present_pos(i)].dtype for i in diff_index]
+            grad_dtypes = [xs[position[i]].dtype for i in diff_index]
 
             def np_backward(token_value: np.ndarray, *values: np.ndarray) -> List[np.ndarray]:
                 arrays = _as_arrays(present, values[:len(xs)])
@@ -227,15 +228,10 @@ def call_fused(forward: ForwardFn, backward: BackwardFn, inputs: Sequence[Option
             grads = tf.numpy_function(np_backward, [token, *xs, *ups], grad_dtypes, name=f"{name}_backward")
             by_position: List[Optional[tf.Tensor]] = [None] * len(xs)
             for i, g in zip(diff_index, grads):
-                pos = present_pos(i)
-                g.set_shape(xs[pos].shape)
-                by_position[pos] = g
+                g.set_shape(xs[position[i]].shape)
+                by_position[position[i]] = g
             return by_position
 
         return list(outputs), grad_fn
-
-    def present_pos(i: int) -> int:
-        """Position of input ``i`` among the present (non-None) inputs."""
-        return sum(present[:i])
 
     return list(fused(*tensors))
