@@ -46,11 +46,8 @@ class _Forward:
         Tv, Dv = value.shape[1], value.shape[2]
         if 0 in (B, Tq, Tv, Dv):  # empty results (Keras: a zero context), nothing to differentiate
             return (np.zeros((B, Tq, Dv), query.dtype), np.zeros((B, Tq, Tv), query.dtype)), None
-        scale = a[SCALE]
-        if scale is not None and self.kind == "dot":
-            scale = scale.reshape(())   # the bridge hands a 0-d input over as shape (1,)
         forward = _OPS[self.kind][0]
-        context, weights, cache = forward(query, value, a[KEY], scale=scale, query_mask=a[QUERY_MASK],
+        context, weights, cache = forward(query, value, a[KEY], scale=a[SCALE], query_mask=a[QUERY_MASK],
                                           value_mask=a[VALUE_MASK], causal=self.causal)
         return (context, weights), (cache if keep_cache else None)
 
@@ -59,19 +56,14 @@ def _backward_for(kind: str) -> Callable[..., List[Optional[np.ndarray]]]:
     backward_op = _OPS[kind][1]
 
     def backward(cache: Any, a: List[Optional[np.ndarray]], upstream: List[Optional[np.ndarray]]):
-        grads: List[Optional[np.ndarray]] = [None] * len(a)
-        # The dot form's scale has shape (), which the bridge hands over as (1,): its gradient is
-        # always given here, in the right shape (the bridge's zero fill would be (1,)).
-        scale_shape = () if kind == "dot" else None if a[SCALE] is None else a[SCALE].shape
-        if a[SCALE] is not None:
-            grads[SCALE] = np.zeros(scale_shape, a[SCALE].dtype)
+        grads: List[Optional[np.ndarray]] = [None] * len(a)  # the bridge fills zeros for None
         d_context, d_weights = upstream
         if cache is None or (d_context is None and d_weights is None):
             return grads
         d_query, d_key, d_value, d_scale = backward_op(cache, d_context, d_weights)
         grads[QUERY], grads[VALUE], grads[KEY] = d_query, d_value, d_key
         if d_scale is not None:
-            grads[SCALE] = np.reshape(d_scale, scale_shape)
+            grads[SCALE] = np.reshape(d_scale, a[SCALE].shape)
         return grads
 
     return backward

@@ -162,9 +162,10 @@ def gradient_wanted(tensors: Sequence[Any]) -> bool:
 
 
 def _as_arrays(present: Sequence[bool], values: Sequence[np.ndarray]) -> List[Optional[np.ndarray]]:
-    """Re-insert None where an optional input was absent; make the rest C-contiguous."""
+    """Re-insert None where an optional input was absent; make the rest C-contiguous (0-d arrays
+    stay 0-d, which np.ascontiguousarray would turn into shape (1,))."""
     it = iter(values)
-    return [np.ascontiguousarray(next(it)) if p else None for p in present]
+    return [np.require(next(it), requirements="C") if p else None for p in present]
 
 
 def call_fused(forward: ForwardFn, backward: BackwardFn, inputs: Sequence[Optional[tf.Tensor]],
