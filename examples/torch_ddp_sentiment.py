@@ -195,8 +195,6 @@ def save_checkpoint(path: str, model: SentimentLSTM, optimizer, cfg: SentimentCo
 def train(args: argparse.Namespace, d: Dist) -> Dict[str, List[float]]:
     cfg = config_of(args)
     say = print if d.is_main else (lambda *a, **k: None)
-    if cfg.batch_size % d.world_size:
-        raise ValueError(f"--batch-size: {cfg.batch_size} does not split evenly over {d.world_size} processes")
 
     # One process per machine parses the reviews and fills the cache; the others then read the cache.
     if d.local_rank != 0:
@@ -262,7 +260,13 @@ def train(args: argparse.Namespace, d: Dist) -> Dict[str, List[float]]:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     d = Dist()
-    try:  # before any process waits on another: every process fails alike, none hangs
+    # Checked before any process waits on another: every process fails alike, none hangs.
+    if args.batch_size % d.world_size:
+        if d.rank == 0:
+            print(f"error: --batch-size: {args.batch_size} does not split evenly over {d.world_size} processes",
+                  file=sys.stderr)
+        return 2
+    try:
         imdb.find_imdb_source(args.data)
     except DataNotFoundError as err:
         if d.local_rank == 0:  # once per machine

@@ -135,6 +135,8 @@ def _run_workers(seed: int, out_dir: Path) -> None:
     package_root = str(Path(fusedrnn.__file__).resolve().parents[1])  # the workers import the same fusedrnn
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env["OMP_NUM_THREADS"] = "1"
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the workers meet on the loopback, whatever the hostname resolves to
     port = _free_port()
     logs = [out_dir / f"rank{r}.log" for r in range(WORLD_SIZE)]
     procs: List[Tuple[subprocess.Popen, object]] = []
