@@ -24,8 +24,8 @@ def _input(a: LoopArgs) -> torch.Tensor:
     """``x``, or its (B, T) int32 ids when nothing differentiates ``x`` and it is one-hot (a
     character model's windows): a row gather of the kernel instead of a GEMM."""
     x = a.x
-    if torch.is_grad_enabled() and x.requires_grad:
-        return x
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
+        return x   # (under torch.compile the values are not there to inspect)
     dense = x.detach().contiguous().numpy()
     ids = one_hot_ids(dense)
     return x if ids is dense else torch.from_numpy(ids)
