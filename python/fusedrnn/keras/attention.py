@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 import keras
 
-from fusedrnn.keras.recurrent import _backend_reason, _on_gpu
+from fusedrnn.keras._backends import backend_reason, on_gpu as _on_gpu
 
 __all__ = ["AdditiveAttention", "Attention"]
 
@@ -50,7 +50,7 @@ class _FusedAttentionMixin:
     @property
     def fused_reason(self) -> Optional[str]:
         """Why the layer runs Keras's own implementation instead of the fused kernels; None when fused."""
-        reason = _backend_reason()
+        reason = backend_reason(["tensorflow"])
         if reason:
             return reason
         if self.fused_kind == "dot" and self.score_mode != "dot":

@@ -11,8 +11,10 @@ fused backward op for the gradient); otherwise Keras's own loop runs.
 ``layer.fused`` (read-only) says which path runs; ``layer.fused_reason`` says why not (None when
 fused). A configuration is fused when all of these hold:
 
-* Keras backend with a fused loop registered in :data:`FUSED_LOOPS` (today: ``"tensorflow"``)
-  and no GPU visible to it (GPU tensors go to Keras's own implementation, i.e. cuDNN);
+* Keras backend with a fused loop registered in :data:`FUSED_LOOPS` (``"tensorflow"``, and
+  ``"torch"`` through the autograd ops of :mod:`fusedrnn.torch.ops`) computing on the CPU: no GPU
+  visible to TensorFlow, Keras's PyTorch device ``"cpu"`` (GPU tensors go to Keras's own
+  implementation, i.e. cuDNN);
 * ``activation`` is tanh (SimpleRNN: tanh or relu), ``recurrent_activation`` sigmoid;
 * ``0 <= dropout < 1`` and ``0 <= recurrent_dropout < 1``.
 
@@ -25,15 +27,17 @@ layer with the same ``seed`` draw the same masks.
 
 A new backend plugs in by adding ``FUSED_LOOPS[backend_name] = loop`` with ``loop(layer,
 sequences, initial_state, mask, training) -> (last_output, outputs, states)`` (Keras's
-``inner_loop`` contract); that is the hook for the PyTorch ops of ``fusedrnn.torch``.
+``inner_loop`` contract); :mod:`fusedrnn.keras._recurrent_loop` holds the backend-neutral part
+(arguments in, results out) that the TensorFlow and PyTorch loops share.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Dict, Optional
 
 import keras
+
+from fusedrnn.keras._backends import backend_reason, on_gpu
 
 __all__ = ["FUSED_LOOPS", "GRU", "LSTM", "SimpleRNN"]
 
@@ -44,25 +48,14 @@ def _tensorflow_loop(layer: Any, sequences: Any, initial_state: Any, mask: Any, 
     return _tf_recurrent.inner_loop(layer, sequences, initial_state, mask, training)
 
 
+def _torch_loop(layer: Any, sequences: Any, initial_state: Any, mask: Any, training: bool) -> Any:
+    from fusedrnn.keras import _torch_recurrent  # imports fusedrnn.torch: only when that backend runs
+
+    return _torch_recurrent.inner_loop(layer, sequences, initial_state, mask, training)
+
+
 #: backend name -> fused inner loop; a backend missing here runs Keras's own loop.
-FUSED_LOOPS: Dict[str, Callable[..., Any]] = {"tensorflow": _tensorflow_loop}
-
-
-@functools.lru_cache(maxsize=None)
-def _tensorflow_sees_gpu() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
-def _backend_reason() -> Optional[str]:
-    backend = keras.backend.backend()
-    if backend not in FUSED_LOOPS:
-        return (f"the Keras backend is {backend!r}; fusedrnn.keras runs the fused kernels on the "
-                f"{', '.join(repr(b) for b in sorted(FUSED_LOOPS))} backend, Keras's own loop runs here")
-    if backend == "tensorflow" and _tensorflow_sees_gpu():
-        return "TensorFlow sees a GPU: Keras's own implementation (cuDNN) runs there"
-    return None
+FUSED_LOOPS: Dict[str, Callable[..., Any]] = {"tensorflow": _tensorflow_loop, "torch": _torch_loop}
 
 
 def _rate_reason(name: str, rate: float) -> Optional[str]:
@@ -80,14 +73,15 @@ class _FusedRecurrentMixin:
     _fused_activations = ("tanh",)
 
     def _finish_init(self) -> None:
-        if self.fused:
+        if self.fused and keras.backend.backend() == "tensorflow":
             # tf.numpy_function cannot be compiled by XLA: model.fit's jit_compile="auto" checks this.
+            # (The PyTorch ops are torch.library custom ops, which torch.compile traces.)
             self.supports_jit = False
 
     @property
     def fused_reason(self) -> Optional[str]:
         """Why the layer runs Keras's own loop instead of the fused kernels; None when it is fused."""
-        reason = _backend_reason()
+        reason = backend_reason(FUSED_LOOPS)
         if reason:
             return reason
         cell = self.cell
@@ -105,8 +99,8 @@ class _FusedRecurrentMixin:
         return self.fused_reason is None
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if (self.fused and isinstance(training, (bool, type(None))) and sequences.shape[1] != 0
-                and not _on_gpu(sequences)):
+        if (self.fused and isinstance(training, (bool, type(None))) and 0 not in tuple(sequences.shape[:2])
+                and not on_gpu(sequences)):
             loop = FUSED_LOOPS[keras.backend.backend()]
             return loop(self, sequences, initial_state, mask, bool(training))
         return super().inner_loop(sequences, initial_state, mask, training=training)
@@ -118,11 +112,6 @@ def _activation_name(fn: Any) -> Optional[str]:
         if fn is getattr(keras.activations, name):
             return name
     return None
-
-
-def _on_gpu(tensor: Any) -> bool:
-    device = getattr(tensor, "device", None)
-    return isinstance(device, str) and "GPU" in device.upper()
 
 
 @keras.saving.register_keras_serializable(package="fusedrnn")
