@@ -4,6 +4,7 @@ roofline, and the pause between timed runs."""
 from __future__ import annotations
 
 import os
+import platform
 import time
 
 import numpy as np
@@ -73,3 +74,15 @@ def busy_wait(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (the processor or architecture where it is absent)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -35,7 +35,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -46,7 +45,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import blas_cores, busy_wait, configure_threads, sgemm_runner  # noqa: E402
+from _common import blas_cores, busy_wait, configure_threads, cpu_model, sgemm_runner  # noqa: E402
 
 EXAMPLES = HERE.parent / "examples"
 TASKS = {
@@ -73,17 +72,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.steps, args.warmup, args.settle = 2, 3, 1, 0.05
     return args
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_example(stem: str) -> Any:

@@ -48,17 +48,10 @@ from nltk.lm import MLE, KneserNeyInterpolated, Laplace
 from nltk.lm.preprocessing import pad_both_ends, padded_everygram_pipeline
 from nltk.util import ngrams
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import cpu_model  # noqa: E402
+
 ORDER = 5
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _default_data() -> Path:
@@ -105,7 +98,7 @@ def main() -> int:
         return 1
     ap_levels = args.levels.split(",")
     raw_lines = [ln for ln in args.data.read_text(encoding="utf-8").lower().split("\n") if ln.strip()]
-    print(f"machine: {_cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"numpy {np.__version__}, nltk {nltk.__version__}")
     for level in ap_levels:
         lines = [ln.split() if level == "word" else list(ln) for ln in raw_lines]
