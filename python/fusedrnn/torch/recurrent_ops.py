@@ -37,17 +37,31 @@ _NAMES = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "dropou
 
 
 # -- what the ops run ----------------------------------------------------------------------------
+# One implementation for both paths: the registered operators below (what torch.compile traces)
+# and the eager autograd.Function (_Recurrent) call these two functions.
+def _arrays(names: Tuple[str, ...], tensors: Tuple[Optional[Tensor], ...]) -> Tuple[bool, list]:
+    """(on CUDA, the tensors as the kernels read them): NumPy views on the CPU, detached
+    contiguous tensors on CUDA."""
+    if arr.all_on_cpu(tensors):
+        return False, [arr.to_host(name, t) for name, t in zip(names, tensors)]
+    if arr.check_device(list(zip(names, tensors))):
+        return True, [arr.on_device(t) for t in tensors]
+    return False, [arr.to_host(name, t) for name, t in zip(names, tensors)]  # pragma: no cover - check_device raised
+
+
+def _tensors(results: Tuple[Any, ...], cuda: bool) -> Tuple[Optional[Tensor], ...]:
+    """The kernels' results as tensors (over the same memory on the CPU); None stays None."""
+    if cuda:
+        return results
+    return tuple(None if r is None else torch.from_numpy(r) for r in results)
+
+
 def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool) -> Tuple[Tensor, ...]:
-    """(outputs, h_last, c_last, gates, hprev, aux); (0,) tensors where there is nothing."""
-    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
-    cuda = arr.check_device(list(zip(_NAMES, tensors)))
-    if cuda:
-        a = [arr.on_device(t) for t in tensors]
-    else:
-        a = [arr.to_host(name, t) for name, t in zip(_NAMES, tensors)]
+                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool) -> Tuple[Optional[Tensor], ...]:
+    """(outputs, h_last, c_last, gates, hprev, aux); None where there is nothing."""
+    cuda, a = _arrays(_NAMES, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask))
     options: Dict[str, Any] = dict(mask=a[6], go_backwards=go_backwards, dropout_mask=a[7],
                                    recurrent_dropout_mask=a[8], keep_cache=keep_cache)
     c_last = None
@@ -58,34 +72,32 @@ def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor
     else:
         outputs, h_last, cache = np_ops.rnn_forward(a[0], a[1], a[3], a[4], a[5], activation=activation, **options)
     saved = (None, None, None) if cache is None else (cache.gates, cache.hprev, cache.aux)
-    results = (outputs, h_last, c_last) + saved
-    if cuda:
-        return tuple(kernel.new_empty((0,)) if r is None else r for r in results)
-    return tuple(arr.from_host(r, kernel) for r in results)
+    return _tensors((outputs, h_last, c_last) + saved, cuda)
+
+
+_BACKWARD_NAMES = _NAMES + ("gates", "hprev", "aux", "d_outputs", "d_h_last", "d_c_last")
 
 
 def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                   recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
                   activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Optional[Tensor],
-                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
-                  ) -> Tuple[Tensor, ...]:
-    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); (0,) tensors where there is nothing."""
-    if gates.dim() == 1:
+                  recurrent_dropout_mask: Optional[Tensor], gates: Optional[Tensor], hprev: Optional[Tensor],
+                  aux: Optional[Tensor], d_outputs: Optional[Tensor], d_h_last: Optional[Tensor],
+                  d_c_last: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); None where there is nothing.
+
+    gates, hprev and aux are what the forward returned; None or (0,) where it kept nothing."""
+    if gates is None or gates.dim() == 1:
         raise RuntimeError(f"gates: empty: {cell}_forward ran with keep_cache=False, which keeps nothing for a "
                            "backward pass")
     B, H = int(x.shape[0]), int(recurrent_kernel.shape[0])
     h0 = kernel.new_zeros((B, H)) if h0 is None else h0
     if cell == "lstm" and c0 is None:
         c0 = kernel.new_zeros((B, H))
-    names = _NAMES + ("gates", "hprev", "aux", "d_outputs", "d_h_last", "d_c_last")
-    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask, gates, hprev,
-               aux, d_outputs, d_h_last, d_c_last)
-    cuda = arr.check_device(list(zip(names, tensors)))
-    if cuda:
-        a = [arr.on_device(t) for t in tensors]
-    else:
-        a = [arr.to_host(name, t) for name, t in zip(names, tensors)]
+    cuda, a = _arrays(_BACKWARD_NAMES, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask,
+                                        recurrent_dropout_mask, gates, hprev, arr.none_if_empty(aux), d_outputs,
+                                        d_h_last, d_c_last))
+    if not cuda:
         # The host cache holds what the CPU forward op hands its kernel: int32 ids, a uint8 mask and
         # (n, B, width) dropout masks.
         if not np.issubdtype(a[0].dtype, np.floating):
@@ -102,10 +114,12 @@ def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tenso
         (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, a[12], a[13]), None
     else:
         (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, a[12], a[13]), None
-    results = (dx, dh0, dc0, dk, drk, db)
-    if cuda:
-        return tuple(kernel.new_empty((0,)) if r is None else r for r in results)
-    return tuple(arr.from_host(r, kernel) for r in results)
+    return _tensors((dx, dh0, dc0, dk, drk, db), cuda)
+
+
+def _filled(like: Tensor, results: Tuple[Optional[Tensor], ...]) -> Tuple[Tensor, ...]:
+    """An operator's results: an empty (0,) tensor stands for None (custom ops return tensors)."""
+    return tuple(like.new_empty((0,)) if r is None else r for r in results)
 
 
 def _fake_forward(cell: str, x: Tensor, kernel: Tensor, keep_cache: bool) -> Tuple[Tensor, ...]:
@@ -133,8 +147,9 @@ def rnn_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kerne
                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """SimpleRNN forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev)``."""
-    out, h, _, g, hp, _ = _run_forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                       activation, True, dropout_mask, recurrent_dropout_mask, keep_cache)
+    out, h, _, g, hp, _ = _filled(kernel, _run_forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                                       go_backwards, activation, True, dropout_mask,
+                                                       recurrent_dropout_mask, keep_cache))
     return out, h, g, hp
 
 
@@ -144,8 +159,8 @@ def lstm_forward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: 
                  recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM forward: ``(outputs (B, T, H), h_last (B, H), c_last (B, H), gates, hprev, cell states)``."""
-    return _run_forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh", True,
-                        dropout_mask, recurrent_dropout_mask, keep_cache)
+    return _filled(kernel, _run_forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
+                                        True, dropout_mask, recurrent_dropout_mask, keep_cache))
 
 
 @torch.library.custom_op("fusedrnn::gru_forward", mutates_args=())
@@ -154,8 +169,9 @@ def gru_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kerne
                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """GRU forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev, candidate terms)``."""
-    out, h, _, g, hp, aux = _run_forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                         "tanh", reset_after, dropout_mask, recurrent_dropout_mask, keep_cache)
+    out, h, _, g, hp, aux = _filled(kernel, _run_forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                                         go_backwards, "tanh", reset_after, dropout_mask,
+                                                         recurrent_dropout_mask, keep_cache))
     return out, h, g, hp, aux
 
 
@@ -165,9 +181,10 @@ def rnn_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kern
                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, d_outputs: Optional[Tensor],
                  d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """SimpleRNN backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _run_backward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                            activation, True, dropout_mask, recurrent_dropout_mask, gates, hprev, None,
-                                            d_outputs, d_h_last, None)
+    dx, dh0, _, dk, drk, db = _filled(kernel, _run_backward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                                            go_backwards, activation, True, dropout_mask,
+                                                            recurrent_dropout_mask, gates, hprev, None, d_outputs,
+                                                            d_h_last, None))
     return dx, dh0, dk, drk, db
 
 
@@ -178,8 +195,9 @@ def lstm_backward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel:
                   d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM backward: ``(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    return _run_backward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh", True,
-                         dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs, d_h_last, d_c_last)
+    return _filled(kernel, _run_backward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
+                                         True, dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs,
+                                         d_h_last, d_c_last))
 
 
 @torch.library.custom_op("fusedrnn::gru_backward", mutates_args=())
@@ -188,9 +206,10 @@ def gru_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kern
                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Tensor,
                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """GRU backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _run_backward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                            "tanh", reset_after, dropout_mask, recurrent_dropout_mask, gates, hprev,
-                                            aux, d_outputs, d_h_last, None)
+    dx, dh0, _, dk, drk, db = _filled(kernel, _run_backward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                                            go_backwards, "tanh", reset_after, dropout_mask,
+                                                            recurrent_dropout_mask, gates, hprev, aux, d_outputs,
+                                                            d_h_last, None))
     return dx, dh0, dk, drk, db
 
 
@@ -296,20 +315,91 @@ for _cell, _fwd, _bwd in (("rnn", rnn_forward, rnn_backward), ("lstm", lstm_forw
     _fwd.register_autograd(_backward, setup_context=_setup)
 
 
+# -- eager mode: the same two functions without the operator dispatcher ------------------------
+class _Recurrent(torch.autograd.Function):
+    """What a forward op and its registered backward compute, as a plain autograd.Function: in eager
+    mode this skips the custom-op dispatch (argument normalisation, redispatch, the (0,)
+    placeholders), which costs more than a small layer's kernels. It runs :func:`_run_forward` and
+    :func:`_run_backward`, as the operators do."""
+
+    @staticmethod
+    def forward(ctx: Any, cell: str, go_backwards: bool, activation: str, reset_after: bool, x: Tensor,
+                h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
+                mask: Optional[Tensor], dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
+                ) -> Tuple[Tensor, ...]:
+        outputs, h_last, c_last, gates, hprev, aux = _run_forward(
+            cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, reset_after, dropout_mask,
+            recurrent_dropout_mask, True)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
+        ctx.options = (cell, go_backwards, activation, reset_after)
+        ctx.kept = (gates, hprev, aux)  # the kernels' own intermediates, not seen by autograd
+        return (outputs, h_last) if c_last is None else (outputs, h_last, c_last)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+        if all(g is None for g in grads):
+            return (None,) * 13
+        cell, go_backwards, activation, reset_after = ctx.options
+        x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask = ctx.saved_tensors
+        d_c_last = grads[2] if len(grads) == 3 else None
+        dx, dh0, dc0, dk, drk, db = _run_backward(
+            cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, reset_after, dropout_mask,
+            recurrent_dropout_mask, *ctx.kept, grads[0], grads[1], d_c_last)
+        need = ctx.needs_input_grad
+        return (None, None, None, None, dx if need[4] else None, dh0 if need[5] else None, dc0 if need[6] else None,
+                dk if need[7] else None, drk if need[8] else None, db if need[9] else None, None, None, None)
+
+
+_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
+_EAGER_TYPES = (Tensor, torch.nn.Parameter)
+
+
+def _eager(tensors: Tuple[Optional[Tensor], ...]) -> bool:
+    """Whether a call can skip the operators: not traced by torch.compile, no dispatch mode (fake
+    tensors, make_fx) active, and only plain tensors (no subclasses that need dispatch)."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+        return False
+    return all(t is None or type(t) in _EAGER_TYPES for t in tensors)
+
+
+def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+               recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool, activation: str,
+               reset_after: bool, dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
+               ) -> Tuple[Tensor, ...]:
+    """(outputs, h_last[, c_last]) of one cell: eagerly through _Recurrent (or straight through
+    :func:`_run_forward` when nothing needs a gradient), else through the registered operator."""
+    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
+    _check_args(cell, tensors)
+    n_out = 3 if cell == "lstm" else 2
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors[:6])
+    if _eager(tensors):
+        if keep:
+            return _Recurrent.apply(cell, go_backwards, activation, reset_after, *tensors)
+        return _run_forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation,
+                            reset_after, dropout_mask, recurrent_dropout_mask, False)[:n_out]
+    if cell == "lstm":
+        results = operator(x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, dropout_mask,
+                           recurrent_dropout_mask, keep)
+    else:
+        option = activation if cell == "rnn" else reset_after
+        results = operator(x, h0, kernel, recurrent_kernel, bias, mask, go_backwards, option, dropout_mask,
+                           recurrent_dropout_mask, keep)
+    return tuple(results[:n_out])
+
+
 # -- differentiable entry points ------------------------------------------------------------------
-def _needs_cache(*tensors: Optional[Tensor]) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _check_args(x: Any, named: Tuple[Tuple[str, Any, bool], ...]) -> None:
+def _check_args(cell: str, tensors: Tuple[Any, ...]) -> None:
+    """TypeError naming the argument unless x is a tensor (float, or integer ids), the weights
+    float tensors and the optional ones tensors or None. Shapes are the kernels' to check."""
+    x = tensors[0]
     arr.require_tensor("x", x)
     if x.is_floating_point():
         arr.require_float("x", x)
-    for name, t, optional in named:
-        arr.require_tensor(name, t, optional)
+    for name, t in zip(_NAMES[1:], tensors[1:]):
+        arr.require_tensor(name, t, optional=name not in _WEIGHTS)
         if t is not None and name != "mask":
             arr.require_float(name, t)
-    arr.check_device([("x", x)] + [(name, t) for name, t, _ in named])
 
 
 def rnn(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor, *,
@@ -320,12 +410,8 @@ def rnn(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tenso
 
     ``h_t = act(x_t kernel + bias + h_{t-1} recurrent_kernel)``; shapes in the module docstring.
     """
-    _check_args(x, (("h0", h0, True), ("kernel", kernel, False), ("recurrent_kernel", recurrent_kernel, False),
-                    ("bias", bias, False), ("mask", mask, True), ("dropout_mask", dropout_mask, True),
-                    ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
-    keep = _needs_cache(x, h0, kernel, recurrent_kernel, bias)
-    out, h, _, _ = rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask, bool(go_backwards), activation,
-                               dropout_mask, recurrent_dropout_mask, keep)
+    out, h = _recurrent("rnn", rnn_forward, x, h0, None, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                        activation, True, dropout_mask, recurrent_dropout_mask)
     return out, h
 
 
@@ -335,12 +421,8 @@ def lstm(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, 
          ) -> Tuple[Tensor, Tensor, Tensor]:
     """LSTM over a sequence with autograd (Keras gate order i, f, c, o):
     ``(outputs (B, T, H), h_last (B, H), c_last (B, H))``."""
-    _check_args(x, (("h0", h0, True), ("c0", c0, True), ("kernel", kernel, False),
-                    ("recurrent_kernel", recurrent_kernel, False), ("bias", bias, False), ("mask", mask, True),
-                    ("dropout_mask", dropout_mask, True), ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
-    keep = _needs_cache(x, h0, c0, kernel, recurrent_kernel, bias)
-    out, h, c, _, _, _ = lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
-                                      dropout_mask, recurrent_dropout_mask, keep)
+    out, h, c = _recurrent("lstm", lstm_forward, x, h0, c0, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                           "tanh", True, dropout_mask, recurrent_dropout_mask)
     return out, h, c
 
 
@@ -352,10 +434,6 @@ def gru(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tenso
 
     ``reset_after=True`` takes bias (2, 3H) (input bias, recurrent bias), the form of PyTorch's GRU.
     """
-    _check_args(x, (("h0", h0, True), ("kernel", kernel, False), ("recurrent_kernel", recurrent_kernel, False),
-                    ("bias", bias, False), ("mask", mask, True), ("dropout_mask", dropout_mask, True),
-                    ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
-    keep = _needs_cache(x, h0, kernel, recurrent_kernel, bias)
-    out, h, _, _, _ = gru_forward(x, h0, kernel, recurrent_kernel, bias, mask, bool(go_backwards), bool(reset_after),
-                                  dropout_mask, recurrent_dropout_mask, keep)
+    out, h = _recurrent("gru", gru_forward, x, h0, None, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                        "tanh", bool(reset_after), dropout_mask, recurrent_dropout_mask)
     return out, h
