@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from fusedrnn.torch import recurrent_ops
 from fusedrnn.torch._arrays import FLOAT_DTYPES
-from fusedrnn.torch._weights import keras_weights
+from fusedrnn.torch._weights import WeightCache, keras_weights
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -47,7 +47,7 @@ class _FusedRecurrent(torch.nn.RNNBase):
         the CPU and ``proj_size == 0``. Otherwise ``torch.nn``'s implementation runs."""
         if self.proj_size != 0:
             return False
-        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self._flat_weights)
+        return all(p.is_cpu and p.dtype in FLOAT_DTYPES for p in self._flat_weights)
 
     @property
     def _cell(self) -> str:
@@ -131,26 +131,20 @@ class _FusedRecurrent(torch.nn.RNNBase):
     def _weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Tensor]:
         """(kernel, recurrent_kernel, bias) of one layer and direction in Keras's layout.
 
-        Built from the Parameters on every call that autograd records (so gradients reach them);
-        without autograd (inference) kept from one call to the next while the Parameters are
-        unchanged (same storage, same version counter), which saves transposing them every call.
+        Under torch.compile: built from the Parameters by differentiable tensor ops (traced into the
+        graph). In eager mode: kept from one call to the next while the Parameters are unchanged
+        (see :class:`fusedrnn.torch._weights.WeightCache`), behind one autograd node that maps the
+        gradients back to the Parameters when autograd records the call.
         """
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        names = ["weight_ih" + suffix, "weight_hh" + suffix]
-        if self.bias:
-            names += ["bias_ih" + suffix, "bias_hh" + suffix]
-        params = [getattr(self, name) for name in names]
-        biases = params[2:] if self.bias else [None, None]
-        recorded = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        if recorded or torch.compiler.is_compiling():
-            return keras_weights(self._cell, params[0], params[1], biases[0], biases[1], self.hidden_size)
-        cache = self.__dict__.setdefault("_inference_weights", {})
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-        hit = cache.get((layer, direction))
-        if hit is None or hit[0] != key:
-            weights = keras_weights(self._cell, params[0], params[1], biases[0], biases[1], self.hidden_size)
-            hit = cache[(layer, direction)] = (key, weights)
-        return hit[1]
+        params = [getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)]
+        params += [getattr(self, "bias_ih" + suffix), getattr(self, "bias_hh" + suffix)] if self.bias else [None, None]
+        if torch.compiler.is_compiling():
+            return keras_weights(self._cell, *params, self.hidden_size)
+        cache = self.__dict__.get("_keras_weights")
+        if cache is None:
+            cache = self.__dict__["_keras_weights"] = WeightCache()
+        return cache.get((layer, direction), self._cell, params, self.hidden_size)
 
     def _direction(self, x: Tensor, mask: Optional[Tensor], states: Optional[List[Tensor]], index: int,
                    layer: int, reverse: bool) -> Tuple[Tensor, List[Tensor]]:
@@ -187,6 +181,8 @@ class _FusedRecurrent(torch.nn.RNNBase):
             x = outs[0] if directions == 1 else torch.cat(outs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
+        if len(finals) == 1:
+            return x, [s.unsqueeze(0) for s in finals[0]]
         return x, [torch.stack([f[k] for f in finals]) for k in range(len(finals[0]))]
 
 
