@@ -29,6 +29,7 @@ from fusedrnn import ops as np_ops
 from fusedrnn.ops import RecurrentCache
 from fusedrnn.ops._recurrent_cache import GATES
 from fusedrnn.torch import _arrays as arr
+from fusedrnn.torch._eager import eager as _eager
 
 __all__ = ["gru", "gru_backward", "gru_forward", "lstm", "lstm_backward", "lstm_forward", "rnn", "rnn_backward",
            "rnn_forward"]
@@ -352,17 +353,6 @@ class _Recurrent(torch.autograd.Function):
 
 
 _WEIGHTS = ("kernel", "recurrent_kernel", "bias")
-_EAGER_TYPES = (Tensor, torch.nn.Parameter)
-
-
-def _eager(tensors: Tuple[Optional[Tensor], ...]) -> bool:
-    """Whether a call can skip the operators: not traced by torch.compile, no dispatch mode (fake
-    tensors, make_fx) active, and only plain tensors (no subclasses that need dispatch)."""
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
-        return False
-    return all(t is None or type(t) in _EAGER_TYPES for t in tensors)
-
-
 def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool, activation: str,
                reset_after: bool, dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
