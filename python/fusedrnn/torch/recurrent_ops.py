@@ -50,18 +50,18 @@ def _arrays(names: Tuple[str, ...], tensors: Tuple[Optional[Tensor], ...]) -> Tu
     return False, [arr.to_host(name, t) for name, t in zip(names, tensors)]  # pragma: no cover - check_device raised
 
 
-def _tensors(results: Tuple[Any, ...], cuda: bool) -> Tuple[Optional[Tensor], ...]:
-    """The kernels' results as tensors (over the same memory on the CPU); None stays None."""
-    if cuda:
-        return results
-    return tuple(None if r is None else torch.from_numpy(r) for r in results)
+def _tensors(results: Tuple[Any, ...]) -> Tuple[Optional[Tensor], ...]:
+    """The kernels' results as tensors: NumPy arrays as tensors over the same memory, CUDA
+    tensors as they are, None as None."""
+    return tuple(torch.from_numpy(r) if isinstance(r, np.ndarray) else r for r in results)
 
 
 def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool) -> Tuple[Optional[Tensor], ...]:
-    """(outputs, h_last, c_last, gates, hprev, aux); None where there is nothing."""
+                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
+                 ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[RecurrentCache]]:
+    """(outputs, h_last, c_last or None, the kernels' cache for :func:`_run_backward` or None)."""
     cuda, a = _arrays(_NAMES, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask))
     options: Dict[str, Any] = dict(mask=a[6], go_backwards=go_backwards, dropout_mask=a[7],
                                    recurrent_dropout_mask=a[8], keep_cache=keep_cache)
@@ -72,32 +72,55 @@ def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor
         outputs, h_last, cache = np_ops.gru_forward(a[0], a[1], a[3], a[4], a[5], reset_after=reset_after, **options)
     else:
         outputs, h_last, cache = np_ops.rnn_forward(a[0], a[1], a[3], a[4], a[5], activation=activation, **options)
-    saved = (None, None, None) if cache is None else (cache.gates, cache.hprev, cache.aux)
-    return _tensors((outputs, h_last, c_last) + saved, cuda)
+    outputs, h_last, c_last = _tensors((outputs, h_last, c_last))
+    return outputs, h_last, c_last, cache
 
 
-_BACKWARD_NAMES = _NAMES + ("gates", "hprev", "aux", "d_outputs", "d_h_last", "d_c_last")
-
-
-def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
-                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
-                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                  recurrent_dropout_mask: Optional[Tensor], gates: Optional[Tensor], hprev: Optional[Tensor],
-                  aux: Optional[Tensor], d_outputs: Optional[Tensor], d_h_last: Optional[Tensor],
+def _run_backward(cell: str, cache: RecurrentCache, d_outputs: Optional[Tensor], d_h_last: Optional[Tensor],
                   d_c_last: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
-    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); None where there is nothing.
+    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias) from a forward's cache; None where there
+    is nothing (dx for integer ids, dc0 but for the LSTM)."""
+    _, d = _arrays(("d_outputs", "d_h_last", "d_c_last"), (d_outputs, d_h_last, d_c_last))
+    if cell == "lstm":
+        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, d[0], d[1], d[2])
+    elif cell == "gru":
+        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, d[0], d[1]), None
+    else:
+        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, d[0], d[1]), None
+    return _tensors((dx, dh0, dc0, dk, drk, db))
 
-    gates, hprev and aux are what the forward returned; None or (0,) where it kept nothing."""
-    if gates is None or gates.dim() == 1:
+
+def _forward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+                recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool, activation: str,
+                reset_after: bool, dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor],
+                keep_cache: bool) -> Tuple[Tensor, ...]:
+    """What a forward operator returns: (outputs, h_last, c_last, gates, hprev, aux), the last
+    three being the cache's arrays as tensors; (0,) tensors where there is nothing."""
+    outputs, h_last, c_last, cache = _run_forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards,
+                                                  activation, reset_after, dropout_mask, recurrent_dropout_mask,
+                                                  keep_cache)
+    saved = (None, None, None) if cache is None else _tensors((cache.gates, cache.hprev, cache.aux))
+    return _filled(kernel, (outputs, h_last, c_last) + saved)
+
+
+def _backward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+                 recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
+                 activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
+                 recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Optional[Tensor],
+                 d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
+                 ) -> Tuple[Tensor, ...]:
+    """What a backward operator returns: the cache rebuilt from the forward operator's inputs and
+    results, then :func:`_run_backward`; (0,) tensors where there is nothing."""
+    if gates.dim() == 1:
         raise RuntimeError(f"gates: empty: {cell}_forward ran with keep_cache=False, which keeps nothing for a "
                            "backward pass")
     B, H = int(x.shape[0]), int(recurrent_kernel.shape[0])
     h0 = kernel.new_zeros((B, H)) if h0 is None else h0
     if cell == "lstm" and c0 is None:
         c0 = kernel.new_zeros((B, H))
-    cuda, a = _arrays(_BACKWARD_NAMES, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask,
-                                        recurrent_dropout_mask, gates, hprev, arr.none_if_empty(aux), d_outputs,
-                                        d_h_last, d_c_last))
+    names = _NAMES + ("gates", "hprev", "aux")
+    cuda, a = _arrays(names, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask,
+                              gates, hprev, arr.none_if_empty(aux)))
     if not cuda:
         # The host cache holds what the CPU forward op hands its kernel: int32 ids, a uint8 mask and
         # (n, B, width) dropout masks.
@@ -108,14 +131,8 @@ def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tenso
         for k in (7, 8):
             if a[k] is not None and a[k].ndim == 2:
                 a[k] = a[k].reshape(1, *a[k].shape)
-    cache = RecurrentCache(cell, activation, bool(reset_after), bool(go_backwards), *a[:12])
-    if cell == "lstm":
-        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, a[12], a[13], a[14])
-    elif cell == "gru":
-        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, a[12], a[13]), None
-    else:
-        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, a[12], a[13]), None
-    return _tensors((dx, dh0, dc0, dk, drk, db), cuda)
+    cache = RecurrentCache(cell, activation, bool(reset_after), bool(go_backwards), *a)
+    return _filled(kernel, _run_backward(cell, cache, d_outputs, d_h_last, d_c_last))
 
 
 def _filled(like: Tensor, results: Tuple[Optional[Tensor], ...]) -> Tuple[Tensor, ...]:
@@ -148,9 +165,9 @@ def rnn_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kerne
                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """SimpleRNN forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev)``."""
-    out, h, _, g, hp, _ = _filled(kernel, _run_forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
-                                                       go_backwards, activation, True, dropout_mask,
-                                                       recurrent_dropout_mask, keep_cache))
+    out, h, _, g, hp, _ = _forward_op("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                      go_backwards, activation, True, dropout_mask,
+                                      recurrent_dropout_mask, keep_cache)
     return out, h, g, hp
 
 
@@ -160,8 +177,8 @@ def lstm_forward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: 
                  recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM forward: ``(outputs (B, T, H), h_last (B, H), c_last (B, H), gates, hprev, cell states)``."""
-    return _filled(kernel, _run_forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
-                                        True, dropout_mask, recurrent_dropout_mask, keep_cache))
+    return _forward_op("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
+                       True, dropout_mask, recurrent_dropout_mask, keep_cache)
 
 
 @torch.library.custom_op("fusedrnn::gru_forward", mutates_args=())
@@ -170,9 +187,9 @@ def gru_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kerne
                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """GRU forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev, candidate terms)``."""
-    out, h, _, g, hp, aux = _filled(kernel, _run_forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
-                                                         go_backwards, "tanh", reset_after, dropout_mask,
-                                                         recurrent_dropout_mask, keep_cache))
+    out, h, _, g, hp, aux = _forward_op("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                        go_backwards, "tanh", reset_after, dropout_mask,
+                                        recurrent_dropout_mask, keep_cache)
     return out, h, g, hp, aux
 
 
@@ -182,10 +199,10 @@ def rnn_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kern
                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, d_outputs: Optional[Tensor],
                  d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """SimpleRNN backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _filled(kernel, _run_backward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
-                                                            go_backwards, activation, True, dropout_mask,
-                                                            recurrent_dropout_mask, gates, hprev, None, d_outputs,
-                                                            d_h_last, None))
+    dx, dh0, _, dk, drk, db = _backward_op("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                           go_backwards, activation, True, dropout_mask,
+                                           recurrent_dropout_mask, gates, hprev, None, d_outputs,
+                                           d_h_last, None)
     return dx, dh0, dk, drk, db
 
 
@@ -196,9 +213,9 @@ def lstm_backward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel:
                   d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM backward: ``(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    return _filled(kernel, _run_backward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
-                                         True, dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs,
-                                         d_h_last, d_c_last))
+    return _backward_op("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
+                        True, dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs,
+                        d_h_last, d_c_last)
 
 
 @torch.library.custom_op("fusedrnn::gru_backward", mutates_args=())
@@ -207,10 +224,10 @@ def gru_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kern
                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Tensor,
                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """GRU backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _filled(kernel, _run_backward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
-                                                            go_backwards, "tanh", reset_after, dropout_mask,
-                                                            recurrent_dropout_mask, gates, hprev, aux, d_outputs,
-                                                            d_h_last, None))
+    dx, dh0, _, dk, drk, db = _backward_op("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                           go_backwards, "tanh", reset_after, dropout_mask,
+                                           recurrent_dropout_mask, gates, hprev, aux, d_outputs,
+                                           d_h_last, None)
     return dx, dh0, dk, drk, db
 
 
@@ -320,7 +337,8 @@ for _cell, _fwd, _bwd in (("rnn", rnn_forward, rnn_backward), ("lstm", lstm_forw
 class _Recurrent(torch.autograd.Function):
     """What a forward op and its registered backward compute, as a plain autograd.Function: in eager
     mode this skips the custom-op dispatch (argument normalisation, redispatch, the (0,)
-    placeholders), which costs more than a small layer's kernels. It runs :func:`_run_forward` and
+    placeholders) and keeps the kernels' own cache for the backward instead of rebuilding it from
+    tensors; both cost more than a small layer's kernels. It runs :func:`_run_forward` and
     :func:`_run_backward`, as the operators do."""
 
     @staticmethod
@@ -328,31 +346,31 @@ class _Recurrent(torch.autograd.Function):
                 h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
                 mask: Optional[Tensor], dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
                 ) -> Tuple[Tensor, ...]:
-        outputs, h_last, c_last, gates, hprev, aux = _run_forward(
+        outputs, h_last, c_last, cache = _run_forward(
             cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, reset_after, dropout_mask,
             recurrent_dropout_mask, True)
         ctx.set_materialize_grads(False)
+        # saved for autograd's check that no input changed in place before the backward (the cache
+        # reads their memory)
         ctx.save_for_backward(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
-        ctx.options = (cell, go_backwards, activation, reset_after)
-        ctx.kept = (gates, hprev, aux)  # the kernels' own intermediates, not seen by autograd
+        ctx.cell, ctx.cache = cell, cache
         return (outputs, h_last) if c_last is None else (outputs, h_last, c_last)
 
     @staticmethod
     def backward(ctx: Any, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+        ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place since the forward
         if all(g is None for g in grads):
             return (None,) * 13
-        cell, go_backwards, activation, reset_after = ctx.options
-        x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask = ctx.saved_tensors
         d_c_last = grads[2] if len(grads) == 3 else None
-        dx, dh0, dc0, dk, drk, db = _run_backward(
-            cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, reset_after, dropout_mask,
-            recurrent_dropout_mask, *ctx.kept, grads[0], grads[1], d_c_last)
+        dx, dh0, dc0, dk, drk, db = _run_backward(ctx.cell, ctx.cache, grads[0], grads[1], d_c_last)
         need = ctx.needs_input_grad
         return (None, None, None, None, dx if need[4] else None, dh0 if need[5] else None, dc0 if need[6] else None,
                 dk if need[7] else None, drk if need[8] else None, db if need[9] else None, None, None, None)
 
 
 _WEIGHTS = ("kernel", "recurrent_kernel", "bias")
+
+
 def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool, activation: str,
                reset_after: bool, dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
