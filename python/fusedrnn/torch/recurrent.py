@@ -137,8 +137,13 @@ class _FusedRecurrent(torch.nn.RNNBase):
         gradients back to the Parameters when autograd records the call.
         """
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        params = [getattr(self, "weight_ih" + suffix), getattr(self, "weight_hh" + suffix)]
-        params += [getattr(self, "bias_ih" + suffix), getattr(self, "bias_hh" + suffix)] if self.bias else [None, None]
+        names = ["weight_ih" + suffix, "weight_hh" + suffix] + (["bias_ih" + suffix, "bias_hh" + suffix] if self.bias else [])
+        registered = self._parameters
+        if all(name in registered for name in names):  # what getattr reads, without nn.Module.__getattr__'s cost
+            params = [registered[name] for name in names]
+        else:  # e.g. a parametrized weight
+            params = [getattr(self, name) for name in names]
+        params += [None, None] * (not self.bias)
         if torch.compiler.is_compiling():
             return keras_weights(self._cell, *params, self.hidden_size)
         cache = self.__dict__.get("_keras_weights")
