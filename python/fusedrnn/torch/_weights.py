@@ -16,10 +16,10 @@ PyTorch's GRU adds ``b_hn`` inside ``r * (W_hn h + b_hn)``: that is Keras's ``re
 whose recurrent bias row enters the candidate the same way.
 
 :func:`keras_weights` builds the mapping from differentiable tensor ops (what torch.compile
-traces). In eager mode :class:`KerasWeights` keeps the mapped tensors while the Parameters are
-unchanged and puts one autograd node between them and the Parameters, whose backward maps the
-gradients back to PyTorch's layout (instead of autograd stepping back through a dozen small
-transpose, slice and cat nodes).
+traces). In eager mode the modules keep the mapped tensors while the Parameters are unchanged
+(:class:`WeightCache`) and their one autograd node per layer and direction maps the gradients back
+to PyTorch's layout by :func:`torch_gradients` (instead of autograd stepping back through a dozen
+small transpose, slice and cat nodes).
 """
 
 from __future__ import annotations
@@ -74,28 +74,6 @@ def torch_gradients(cell: str, d_kernel: Tensor, d_recurrent_kernel: Tensor, d_b
     return d_ih.contiguous(), d_hh.contiguous(), d_bias, d_bias.clone()  # two Parameters: two gradient tensors
 
 
-class KerasWeights(torch.autograd.Function):
-    """``(kernel, recurrent_kernel, bias)`` from given, already mapped tensors, as the output of
-    one node whose inputs are the Parameters ``(weight_ih, weight_hh, bias_ih, bias_hh)``."""
-
-    @staticmethod
-    def forward(ctx: Any, cell: str, hidden_size: int, mapped: Tuple[Tensor, Tensor, Tensor], weight_ih: Tensor,
-                weight_hh: Tensor, bias_ih: Optional[Tensor], bias_hh: Optional[Tensor]) -> Tuple[Tensor, ...]:
-        ctx.cell, ctx.hidden_size = cell, hidden_size
-        ctx.set_materialize_grads(False)
-        # new tensor objects over the kept memory: autograd attaches its node to these, not to the kept ones
-        return tuple(t.detach() for t in mapped)
-
-    @staticmethod
-    def backward(ctx: Any, d_kernel: Optional[Tensor], d_recurrent_kernel: Optional[Tensor],
-                 d_bias: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
-        if d_kernel is None or d_recurrent_kernel is None or d_bias is None:  # never from the fused ops
-            raise RuntimeError("fusedrnn.torch: a weight gradient is missing")
-        grads = torch_gradients(ctx.cell, d_kernel, d_recurrent_kernel, d_bias, ctx.hidden_size)
-        need = ctx.needs_input_grad
-        return (None, None, None) + tuple(g if n else None for g, n in zip(grads, need[3:]))
-
-
 class WeightCache:
     """The Keras-layout weights of one layer and direction, kept from one forward to the next while
     the Parameters are the same objects over the same memory at the same version (any in-place
@@ -106,6 +84,8 @@ class WeightCache:
 
     def get(self, slot: Any, cell: str, params: List[Optional[Tensor]], hidden_size: int
             ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The mapped weights of ``params`` (weight_ih, weight_hh, bias_ih or None, bias_hh or None)
+        kept under ``slot``; not recorded by autograd (see :func:`torch_gradients`)."""
         weight_ih, weight_hh, bias_ih, bias_hh = params
         inference = torch.is_inference_mode_enabled()
         key = [inference] + [(p, p.data_ptr(), p._version) for p in params if p is not None]
@@ -114,8 +94,6 @@ class WeightCache:
             with torch.no_grad():
                 mapped = keras_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, hidden_size)
             hit = self._kept[slot] = (key, mapped)
-        if torch.is_grad_enabled() and any(p is not None and p.requires_grad for p in params):
-            return KerasWeights.apply(cell, hidden_size, hit[1], weight_ih, weight_hh, bias_ih, bias_hh)
         return hit[1]
 
     def clear(self) -> None:

@@ -35,6 +35,7 @@ __all__ = ["gru", "gru_backward", "gru_forward", "lstm", "lstm_backward", "lstm_
            "rnn_forward"]
 
 _NAMES = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "dropout_mask", "recurrent_dropout_mask")
+_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
 
 
 # -- what the ops run ----------------------------------------------------------------------------
@@ -339,36 +340,41 @@ class _Recurrent(torch.autograd.Function):
     mode this skips the custom-op dispatch (argument normalisation, redispatch, the (0,)
     placeholders) and keeps the kernels' own cache for the backward instead of rebuilding it from
     tensors; both cost more than a small layer's kernels. It runs :func:`_run_forward` and
-    :func:`_run_backward`, as the operators do."""
+    :func:`_run_backward`, as the operators do.
+
+    With ``params`` (fusedrnn.torch's modules), kernel, recurrent_kernel and bias are the
+    Parameters' values in Keras's layout, not recorded by autograd, and ``to_params`` maps their
+    gradients to those of ``params``, which are what autograd differentiates."""
 
     @staticmethod
-    def forward(ctx: Any, cell: str, go_backwards: bool, activation: str, reset_after: bool, x: Tensor,
-                h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor,
-                mask: Optional[Tensor], dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
-                ) -> Tuple[Tensor, ...]:
+    def forward(ctx: Any, cell: str, go_backwards: bool, activation: str, reset_after: bool, to_params: Any,
+                x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor,
+                bias: Tensor, mask: Optional[Tensor], dropout_mask: Optional[Tensor],
+                recurrent_dropout_mask: Optional[Tensor], *params: Tensor) -> Tuple[Tensor, ...]:
         outputs, h_last, c_last, cache = _run_forward(
             cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, reset_after, dropout_mask,
             recurrent_dropout_mask, True)
         ctx.set_materialize_grads(False)
         # saved for autograd's check that no input changed in place before the backward (the cache
         # reads their memory)
-        ctx.save_for_backward(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
-        ctx.cell, ctx.cache = cell, cache
+        ctx.save_for_backward(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask,
+                              *params)
+        ctx.cell, ctx.cache, ctx.to_params = cell, cache, to_params
         return (outputs, h_last) if c_last is None else (outputs, h_last, c_last)
 
     @staticmethod
     def backward(ctx: Any, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
         ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place since the forward
+        need = ctx.needs_input_grad
         if all(g is None for g in grads):
-            return (None,) * 13
+            return (None,) * len(need)
         d_c_last = grads[2] if len(grads) == 3 else None
         dx, dh0, dc0, dk, drk, db = _run_backward(ctx.cell, ctx.cache, grads[0], grads[1], d_c_last)
-        need = ctx.needs_input_grad
-        return (None, None, None, None, dx if need[4] else None, dh0 if need[5] else None, dc0 if need[6] else None,
-                dk if need[7] else None, drk if need[8] else None, db if need[9] else None, None, None, None)
-
-
-_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
+        head = (None,) * 5 + (dx if need[5] else None, dh0 if need[6] else None, dc0 if need[7] else None)
+        if ctx.to_params is None:
+            return head + (dk if need[8] else None, drk if need[9] else None, db if need[10] else None, None, None, None)
+        d_params = tuple(g if n else None for g, n in zip(ctx.to_params(dk, drk, db), need[14:]))
+        return head + (None,) * 6 + d_params
 
 
 def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
@@ -383,7 +389,7 @@ def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Op
     keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors[:6])
     if _eager(tensors):
         if keep:
-            return _Recurrent.apply(cell, go_backwards, activation, reset_after, *tensors)
+            return _Recurrent.apply(cell, go_backwards, activation, reset_after, None, *tensors)
         return _run_forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation,
                             reset_after, dropout_mask, recurrent_dropout_mask, False)[:n_out]
     if cell == "lstm":
@@ -394,6 +400,20 @@ def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Op
         results = operator(x, h0, kernel, recurrent_kernel, bias, mask, go_backwards, option, dropout_mask,
                            recurrent_dropout_mask, keep)
     return tuple(results[:n_out])
+
+
+def eager_layer(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor],
+                weights: Tuple[Tensor, Tensor, Tensor], params: Tuple[Tensor, ...], to_params: Any, *,
+                mask: Optional[Tensor], go_backwards: bool, activation: str) -> Tuple[Tensor, ...]:
+    """One layer and direction of fusedrnn.torch's modules in eager mode (the caller checked
+    :func:`fusedrnn.torch._eager.eager` on every tensor): ``weights`` the Parameters ``params``
+    in Keras's layout (kept by the module, not recorded by autograd), ``to_params`` the map of
+    their gradients to those of ``params``. One autograd node from the Parameters to the results."""
+    tensors = (x, h0, c0) + tuple(weights) + (mask, None, None)
+    _check_args(cell, tensors)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, c0) + tuple(params)):
+        return _Recurrent.apply(cell, go_backwards, activation, True, to_params, *tensors, *params)
+    return _run_forward(cell, *tensors[:7], go_backwards, activation, True, None, None, False)[:3 if cell == "lstm" else 2]
 
 
 # -- differentiable entry points ------------------------------------------------------------------
