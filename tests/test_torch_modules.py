@@ -339,3 +339,13 @@ def test_eager_path_and_operators_give_identical_results_and_gradients(cell, see
     traced, traced_grads = _run(fused, x, hx, seed)
     for a, b in zip(eager + list(eager_grads), traced + list(traced_grads)):
         assert torch.equal(a, b), f"seed {seed}"
+
+
+def test_frozen_parameters_get_no_gradient_but_the_input_does(seed):
+    ref, fused = _pair("gru", seed, num_layers=2)
+    for m in (ref, fused):
+        m.requires_grad_(False)
+    x = torch.randn(4, 2, I, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    grads = [torch.autograd.grad(m(x)[0].square().sum(), x)[0] for m in (ref, fused)]
+    torch.testing.assert_close(grads[1], grads[0], **F32)
+    assert all(p.grad is None for p in fused.parameters())

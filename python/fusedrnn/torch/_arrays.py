@@ -80,13 +80,6 @@ def to_host(name: str, t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     return t.numpy()
 
 
-def from_host(a: Optional[np.ndarray], like: torch.Tensor) -> torch.Tensor:
-    """A tensor over the memory of a kernel's result; an empty (0,) tensor stands for None."""
-    if a is None:
-        return like.new_empty((0,))
-    return torch.from_numpy(a)
-
-
 def on_device(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """A CUDA tensor as the CUDA ops read it: detached, contiguous (one copy if it is not)."""
     if t is None:

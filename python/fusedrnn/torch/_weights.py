@@ -96,9 +96,6 @@ class WeightCache:
             hit = self._kept[slot] = (key, mapped)
         return hit[1]
 
-    def clear(self) -> None:
-        self._kept.clear()
-
 
 def _same(a: List[Any], b: List[Any]) -> bool:
     if len(a) != len(b) or a[0] != b[0]:

@@ -373,6 +373,8 @@ class _Recurrent(torch.autograd.Function):
         head = (None,) * 5 + (dx if need[5] else None, dh0 if need[6] else None, dc0 if need[7] else None)
         if ctx.to_params is None:
             return head + (dk if need[8] else None, drk if need[9] else None, db if need[10] else None, None, None, None)
+        if not any(need[14:]):  # frozen Parameters: no gradient to map back
+            return head + (None,) * len(need[8:])
         d_params = tuple(g if n else None for g, n in zip(ctx.to_params(dk, drk, db), need[14:]))
         return head + (None,) * 6 + d_params
 
