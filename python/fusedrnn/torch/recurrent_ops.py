@@ -410,9 +410,9 @@ def eager_layer(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor]
     """One layer and direction of fusedrnn.torch's modules in eager mode (the caller checked
     :func:`fusedrnn.torch._eager.eager` on every tensor): ``weights`` the Parameters ``params``
     in Keras's layout (kept by the module, not recorded by autograd), ``to_params`` the map of
-    their gradients to those of ``params``. One autograd node from the Parameters to the results."""
+    their gradients to those of ``params``. One autograd node from the Parameters to the results.
+    The module has checked the input and states (torch.nn's checks) and made the weights."""
     tensors = (x, h0, c0) + tuple(weights) + (mask, None, None)
-    _check_args(cell, tensors)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, c0) + tuple(params)):
         return _Recurrent.apply(cell, go_backwards, activation, True, to_params, *tensors, *params)
     return _run_forward(cell, *tensors[:7], go_backwards, activation, True, None, None, False)[:3 if cell == "lstm" else 2]
