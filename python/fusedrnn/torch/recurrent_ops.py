@@ -17,6 +17,10 @@ every step and the LSTM cell state or GRU candidate term, (B, T, ...)); with ``k
 (inference) these are empty (0,) tensors and the kernels keep O(B*H) memory instead of O(B*T*G*H).
 The backward ops return an empty (0,) tensor where the NumPy op returns None (``dx`` for integer
 ids). Double backward is not supported.
+
+Eager calls of :func:`rnn`, :func:`lstm` and :func:`gru` (no torch.compile, no dispatch mode,
+plain tensors) skip the operators: an ``autograd.Function`` runs the same :func:`_run_forward` and
+:func:`_run_backward` and keeps the kernels' cache itself (see :mod:`fusedrnn.torch._eager`).
 """
 
 from typing import Any, Dict, Optional, Tuple
