@@ -293,3 +293,59 @@ def test_inference_reuses_the_mapped_weights_until_the_parameters_change(seed):
         ref.load_state_dict(fused.state_dict())
         torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
     _compare(ref, fused, x.requires_grad_(), None, seed)  # and autograd still reaches the Parameters
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_reuses_mapped_weights_within_a_step_and_sees_every_update(cell, seed):
+    """With autograd the Keras-layout weights are kept too: two forwards in one step accumulate the
+    same gradients as torch.nn's, and every optimizer step (an in-place update) is seen by the
+    next forward; assigning new Parameters is seen as well."""
+    ref, fused = _pair(cell, seed, bidirectional=True, num_layers=2)
+    ref.train(), fused.train()
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.randn(4, 3, I, generator=g) for _ in range(2)]
+    opts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (ref, fused)]
+    for _ in range(3):
+        for m, opt in zip((ref, fused), opts):
+            opt.zero_grad()
+            for x in xs:  # gradient accumulation: two forwards, two backwards, one step
+                (m(x)[0] ** 2).sum().backward()
+        for (name, a), b in zip(ref.named_parameters(), fused.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, **F32, msg=f"{name}: seed {seed}")
+        for opt in opts:
+            opt.step()
+    for a, b in zip(ref.parameters(), fused.parameters()):
+        torch.testing.assert_close(b, a, **F32)
+    replaced = _pair(cell, seed + 3, bidirectional=True, num_layers=2)[0]
+    for name, p in replaced.named_parameters():
+        setattr(ref, name, torch.nn.Parameter(p.detach().clone()))
+        setattr(fused, name, torch.nn.Parameter(p.detach().clone()))
+    torch.testing.assert_close(fused(xs[0])[0], ref(xs[0])[0], **F32)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_eager_path_and_operators_give_identical_results_and_gradients(cell, seed, monkeypatch):
+    """The eager path (kept Keras-layout weights, one autograd node per layer and direction that
+    maps the gradients back to the Parameters) and the path torch.compile traces (differentiable
+    weight mapping, the registered operators) give the same bits."""
+    from fusedrnn.torch import recurrent, recurrent_ops
+
+    _, fused = _pair(cell, seed, num_layers=2, bidirectional=True, bias=cell != "gru")
+    x = torch.randn(5, 3, I, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    hx = _hx(fused, 3, seed)
+    eager, eager_grads = _run(fused, x, hx, seed)
+    monkeypatch.setattr(recurrent, "_eager", lambda tensors: False)
+    monkeypatch.setattr(recurrent_ops, "_eager", lambda tensors: False)
+    traced, traced_grads = _run(fused, x, hx, seed)
+    for a, b in zip(eager + list(eager_grads), traced + list(traced_grads)):
+        assert torch.equal(a, b), f"seed {seed}"
+
+
+def test_frozen_parameters_get_no_gradient_but_the_input_does(seed):
+    ref, fused = _pair("gru", seed, num_layers=2)
+    for m in (ref, fused):
+        m.requires_grad_(False)
+    x = torch.randn(4, 2, I, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+    grads = [torch.autograd.grad(m(x)[0].square().sum(), x)[0] for m in (ref, fused)]
+    torch.testing.assert_close(grads[1], grads[0], **F32)
+    assert all(p.grad is None for p in fused.parameters())

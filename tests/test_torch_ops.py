@@ -326,3 +326,71 @@ def test_cuda_tensors_run_the_cuda_backend_with_the_cpu_results(cell, seed):
     grads_gpu = torch.autograd.grad(sum((o * w.cuda()).sum() for o, w in zip(out_gpu, weights)), list(b.values()))
     for got, want in zip(list(out_gpu) + list(grads_gpu), list(out_cpu) + list(grads_cpu)):
         torch.testing.assert_close(got.cpu(), want, rtol=1e-9, atol=1e-10, msg=lambda m: f"seed {seed}: {m}")
+
+
+# -- eager calls (autograd.Function) and the registered operators run one implementation ----------
+def _through_operators(monkeypatch):
+    """Makes every call take the registered custom operators, as under torch.compile."""
+    from fusedrnn.torch import attention_ops, recurrent_ops
+
+    monkeypatch.setattr(recurrent_ops, "_eager", lambda tensors: False)
+    monkeypatch.setattr(attention_ops, "_eager", lambda tensors: False)
+
+
+def _results_and_grads(fn, tensors):
+    out = fn(*tensors)
+    g = torch.Generator().manual_seed(5)
+    loss = sum((torch.randn(o.shape, generator=g, dtype=o.dtype) * o).sum() for o in out)
+    leaves = [t for t in tensors if t.requires_grad]
+    return out, torch.autograd.grad(loss, leaves), {type(o.grad_fn).__name__ for o in out}
+
+
+@pytest.mark.parametrize("cell,variant", CASES)
+def test_eager_path_and_operators_give_identical_results_and_gradients(cell, variant, seed, monkeypatch):
+    """Eager calls skip the custom-op dispatcher (an autograd.Function over the same functions);
+    both paths must give the same bits, forward and backward, and the operators still pass gradcheck."""
+    torch.manual_seed(seed)
+    B, T, I, H = 3, 4, 3, 2
+    a = _recurrent_args(cell, B, T, I, H, torch.float32)
+    opts = _options(cell, B, T, I, H, torch.float32, variant)
+    names = list(a)
+
+    def f(*tensors):
+        return _call(cell, dict(zip(names, tensors)), **opts)
+
+    eager, eager_grads, eager_nodes = _results_and_grads(f, tuple(a.values()))
+    with torch.no_grad():
+        inference = f(*a.values())
+    assert eager_nodes == {"_RecurrentBackward"}, eager_nodes
+    _through_operators(monkeypatch)
+    op, op_grads, op_nodes = _results_and_grads(f, tuple(a.values()))
+    assert "_RecurrentBackward" not in op_nodes, op_nodes
+    for got, want in zip(list(eager) + list(eager_grads) + list(inference), list(op) + list(op_grads) + list(op)):
+        np.testing.assert_array_equal(got.detach().numpy(), want.detach().numpy(), err_msg=f"seed {seed}")
+    a64 = {k: v.detach().double().requires_grad_() for k, v in a.items()}
+    opts.update({k: v.double() for k, v in opts.items() if isinstance(v, torch.Tensor) and v.is_floating_point()})
+    assert torch.autograd.gradcheck(f, tuple(a64.values())), f"seed {seed}"
+
+
+@pytest.mark.parametrize("kind", ["dot", "additive"])
+def test_attention_eager_path_and_operators_give_identical_results_and_gradients(kind, seed, monkeypatch):
+    torch.manual_seed(seed)
+    B, Tq, Tv, D = 2, 3, 4, 5
+    q, v, k = (torch.randn(B, t, D, requires_grad=True) for t in (Tq, Tv, Tv))
+    scale = torch.tensor(0.7, requires_grad=True) if kind == "dot" else torch.randn(D, requires_grad=True)
+    value_mask = torch.rand(B, Tv) > 0.3
+    value_mask[:, 0] = True
+    fn = ops.dot_attention if kind == "dot" else ops.additive_attention
+
+    def f(*t):
+        return fn(t[0], t[1], t[2], scale=t[3], value_mask=value_mask, causal=True)
+
+    eager, eager_grads, eager_nodes = _results_and_grads(f, (q, v, k, scale))
+    assert eager_nodes == {"_AttentionBackward"}, eager_nodes
+    _through_operators(monkeypatch)
+    op, op_grads, op_nodes = _results_and_grads(f, (q, v, k, scale))
+    assert "_AttentionBackward" not in op_nodes, op_nodes
+    for got, want in zip(list(eager) + list(eager_grads), list(op) + list(op_grads)):
+        np.testing.assert_array_equal(got.detach().numpy(), want.detach().numpy(), err_msg=f"seed {seed}")
+    t64 = tuple(t.detach().double().requires_grad_() for t in (q, v, k, scale))
+    assert torch.autograd.gradcheck(f, t64), f"seed {seed}"

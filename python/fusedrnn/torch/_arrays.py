@@ -34,6 +34,15 @@ def require_float(name: str, t: torch.Tensor) -> None:
         raise TypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
 
 
+def all_on_cpu(tensors: Sequence[Optional[torch.Tensor]]) -> bool:
+    """Whether every tensor (None skipped) is a CPU tensor: the cheap test that spares the common
+    case the naming and checks of :func:`check_device`."""
+    for t in tensors:
+        if t is not None and not t.is_cpu:
+            return False
+    return True
+
+
 def check_device(named: Sequence[Tuple[str, Optional[torch.Tensor]]]) -> bool:
     """Checks that every tensor sits on the first one's device and that fusedrnn can run there.
 
@@ -64,17 +73,11 @@ def to_host(name: str, t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
         return None
     if t.dtype not in _NUMPY_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if not t.is_contiguous():
         t = t.contiguous()
     return t.numpy()
-
-
-def from_host(a: Optional[np.ndarray], like: torch.Tensor) -> torch.Tensor:
-    """A tensor over the memory of a kernel's result; an empty (0,) tensor stands for None."""
-    if a is None:
-        return like.new_empty((0,))
-    return torch.from_numpy(a)
 
 
 def on_device(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -14,11 +14,17 @@ GRU gate order         r, z, n                           z, r, h (r and z swap)
 
 PyTorch's GRU adds ``b_hn`` inside ``r * (W_hn h + b_hn)``: that is Keras's ``reset_after=True``,
 whose recurrent bias row enters the candidate the same way.
+
+:func:`keras_weights` builds the mapping from differentiable tensor ops (what torch.compile
+traces). In eager mode the modules keep the mapped tensors while the Parameters are unchanged
+(:class:`WeightCache`) and their one autograd node per layer and direction maps the gradients back
+to PyTorch's layout by :func:`torch_gradients` (instead of autograd stepping back through a dozen
+small transpose, slice and cat nodes).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -27,7 +33,7 @@ from fusedrnn.ops._recurrent_cache import GATES
 
 
 def _gru_gate_order(w: Tensor, hidden_size: int) -> Tensor:
-    """Rows (r, z, n) of a GRU weight or bias as (z, r, n)."""
+    """Rows (r, z, n) of a GRU weight or bias as (z, r, n); the same swap maps (z, r, n) back."""
     H = hidden_size
     return torch.cat((w[H:2 * H], w[:H], w[2 * H:]))
 
@@ -54,3 +60,44 @@ def keras_weights(cell: str, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Opti
     else:
         bias = bias_ih + bias_hh
     return kernel, recurrent_kernel, bias
+
+
+def torch_gradients(cell: str, d_kernel: Tensor, d_recurrent_kernel: Tensor, d_bias: Tensor, hidden_size: int
+                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The gradients of ``(weight_ih, weight_hh, bias_ih, bias_hh)`` from those of
+    :func:`keras_weights`'s results (the inverse mapping: transpose, swap the GRU's r and z back;
+    the summed LSTM/RNN bias passes its gradient to both bias vectors)."""
+    d_ih, d_hh = d_kernel.t(), d_recurrent_kernel.t()
+    if cell == "gru":
+        return (_gru_gate_order(d_ih, hidden_size), _gru_gate_order(d_hh, hidden_size),
+                _gru_gate_order(d_bias[0], hidden_size), _gru_gate_order(d_bias[1], hidden_size))
+    return d_ih.contiguous(), d_hh.contiguous(), d_bias, d_bias.clone()  # two Parameters: two gradient tensors
+
+
+class WeightCache:
+    """The Keras-layout weights of one layer and direction, kept from one forward to the next while
+    the Parameters are the same objects over the same memory at the same version (any in-place
+    change, an optimizer step, ``load_state_dict``, ``.to()``, assigning ``.data``, makes it stale)."""
+
+    def __init__(self) -> None:
+        self._kept: Dict[Any, Tuple[List[Any], Tuple[Tensor, Tensor, Tensor]]] = {}
+
+    def get(self, slot: Any, cell: str, params: List[Optional[Tensor]], hidden_size: int
+            ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The mapped weights of ``params`` (weight_ih, weight_hh, bias_ih or None, bias_hh or None)
+        kept under ``slot``; not recorded by autograd (see :func:`torch_gradients`)."""
+        weight_ih, weight_hh, bias_ih, bias_hh = params
+        inference = torch.is_inference_mode_enabled()
+        key = [inference] + [(p, p.data_ptr(), p._version) for p in params if p is not None]
+        hit = self._kept.get(slot)
+        if hit is None or not _same(hit[0], key):
+            with torch.no_grad():
+                mapped = keras_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, hidden_size)
+            hit = self._kept[slot] = (key, mapped)
+        return hit[1]
+
+
+def _same(a: List[Any], b: List[Any]) -> bool:
+    if len(a) != len(b) or a[0] != b[0]:
+        return False
+    return all(x[0] is y[0] and x[1] == y[1] and x[2] == y[2] for x, y in zip(a[1:], b[1:]))

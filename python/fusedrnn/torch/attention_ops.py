@@ -24,6 +24,7 @@ from torch import Tensor
 from fusedrnn import ops as np_ops
 from fusedrnn.ops import AttentionCache
 from fusedrnn.torch import _arrays as arr
+from fusedrnn.torch._eager import eager as _eager
 
 __all__ = ["additive_attention", "additive_attention_backward", "additive_attention_forward", "dot_attention",
            "dot_attention_backward", "dot_attention_forward"]
@@ -32,23 +33,30 @@ _NAMES = ("query", "value", "key", "scale", "query_mask", "value_mask")
 
 
 def _host(named: Tuple[Tuple[str, Optional[Tensor]], ...]) -> list:
-    if arr.check_device(list(named)):
+    if not arr.all_on_cpu([t for _, t in named]) and arr.check_device(list(named)):
         raise RuntimeError(f"{named[0][0]}: is a CUDA tensor, but fusedrnn's attention kernels run on the CPU only; "
                            "move the tensors to the CPU")
     return [arr.to_host(name, t) for name, t in named]
 
 
+# One implementation for both paths: the registered operators below (what torch.compile traces)
+# and the eager autograd.Function (_Attention) call these two functions.
 def _run_forward(kind: str, query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
-                 query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool) -> Tuple[Tensor, ...]:
+                 query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
+                 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """(context, weights, scores); scores None for the additive form."""
     q, v, k, s, qm, vm = _host(tuple(zip(_NAMES, (query, value, key, scale, query_mask, value_mask))))
     forward = np_ops.dot_attention_forward if kind == "dot" else np_ops.additive_attention_forward
     context, weights, cache = forward(q, v, k, scale=s, query_mask=qm, value_mask=vm, causal=causal)
-    return arr.from_host(context, query), arr.from_host(weights, query), arr.from_host(cache.scores, query)
+    scores = None if cache.scores is None else torch.from_numpy(cache.scores)
+    return torch.from_numpy(context), torch.from_numpy(weights), scores
 
 
 def _run_backward(kind: str, query: Tensor, value: Tensor, key: Optional[Tensor], scale: Optional[Tensor],
                   query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool, weights: Tensor,
-                  scores: Tensor, d_context: Optional[Tensor], d_weights: Optional[Tensor]) -> Tuple[Tensor, ...]:
+                  scores: Optional[Tensor], d_context: Optional[Tensor], d_weights: Optional[Tensor]
+                  ) -> Tuple[Optional[Tensor], ...]:
+    """(d_query, d_key, d_value, d_scale); None for d_key without a key and d_scale without a scale."""
     names = _NAMES + ("weights", "scores", "d_context", "d_weights")
     a = _host(tuple(zip(names, (query, value, key, scale, query_mask, value_mask, weights,
                                 arr.none_if_empty(scores), d_context, d_weights))))
@@ -58,7 +66,12 @@ def _run_backward(kind: str, query: Tensor, value: Tensor, key: Optional[Tensor]
     vm = None if vm is None else vm.view(np.uint8)
     cache = AttentionCache(kind, q, k, v, s, qm, vm, bool(causal), w, sc)
     backward = np_ops.dot_attention_backward if kind == "dot" else np_ops.additive_attention_backward
-    return tuple(arr.from_host(g, query) for g in backward(cache, dc, dw))
+    return tuple(None if g is None else torch.from_numpy(g) for g in backward(cache, dc, dw))
+
+
+def _filled(like: Tensor, results: Tuple[Optional[Tensor], ...]) -> Tuple[Tensor, ...]:
+    """An operator's results: an empty (0,) tensor stands for None (custom ops return tensors)."""
+    return tuple(like.new_empty((0,)) if r is None else r for r in results)
 
 
 def _fake_forward(kind: str, query: Tensor, value: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -79,7 +92,7 @@ def dot_attention_forward(query: Tensor, value: Tensor, key: Optional[Tensor], s
                           query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
                           ) -> Tuple[Tensor, Tensor, Tensor]:
     """Dot-product (Luong) attention forward: ``(context, weights, scores)``."""
-    return _run_forward("dot", query, value, key, scale, query_mask, value_mask, causal)
+    return _filled(query, _run_forward("dot", query, value, key, scale, query_mask, value_mask, causal))
 
 
 @torch.library.custom_op("fusedrnn::additive_attention_forward", mutates_args=())
@@ -87,7 +100,7 @@ def additive_attention_forward(query: Tensor, value: Tensor, key: Optional[Tenso
                                query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
                                ) -> Tuple[Tensor, Tensor, Tensor]:
     """Additive (Bahdanau) attention forward: ``(context, weights, empty)``."""
-    return _run_forward("additive", query, value, key, scale, query_mask, value_mask, causal)
+    return _filled(query, _run_forward("additive", query, value, key, scale, query_mask, value_mask, causal))
 
 
 @torch.library.custom_op("fusedrnn::dot_attention_backward", mutates_args=())
@@ -96,8 +109,8 @@ def dot_attention_backward(query: Tensor, value: Tensor, key: Optional[Tensor], 
                            scores: Tensor, d_context: Optional[Tensor], d_weights: Optional[Tensor]
                            ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Dot-product attention backward: ``(d_query, d_key, d_value, d_scale)``."""
-    return _run_backward("dot", query, value, key, scale, query_mask, value_mask, causal, weights, scores, d_context,
-                         d_weights)
+    return _filled(query, _run_backward("dot", query, value, key, scale, query_mask, value_mask, causal, weights,
+                                        scores, d_context, d_weights))
 
 
 @torch.library.custom_op("fusedrnn::additive_attention_backward", mutates_args=())
@@ -106,8 +119,8 @@ def additive_attention_backward(query: Tensor, value: Tensor, key: Optional[Tens
                                 weights: Tensor, scores: Tensor, d_context: Optional[Tensor],
                                 d_weights: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Additive attention backward: ``(d_query, d_key, d_value, d_scale)``."""
-    return _run_backward("additive", query, value, key, scale, query_mask, value_mask, causal, weights, scores,
-                         d_context, d_weights)
+    return _filled(query, _run_backward("additive", query, value, key, scale, query_mask, value_mask, causal,
+                                        weights, scores, d_context, d_weights))
 
 
 @dot_attention_forward.register_fake
@@ -154,12 +167,47 @@ for _fwd, _bwd in ((dot_attention_forward, dot_attention_backward),
     _fwd.register_autograd(_backward, setup_context=_setup)
 
 
-def _checked(query: Any, value: Any, key: Any, scale: Any, query_mask: Any, value_mask: Any) -> None:
-    for name, t, optional in (("query", query, False), ("value", value, False), ("key", key, True),
-                              ("scale", scale, True), ("query_mask", query_mask, True), ("value_mask", value_mask, True)):
-        arr.require_tensor(name, t, optional)
+class _Attention(torch.autograd.Function):
+    """A forward op and its registered backward as a plain autograd.Function, for eager calls (no
+    custom-op dispatch); it runs :func:`_run_forward` and :func:`_run_backward`, as the operators do."""
+
+    @staticmethod
+    def forward(ctx: Any, kind: str, causal: bool, query: Tensor, value: Tensor, key: Optional[Tensor],
+                scale: Optional[Tensor], query_mask: Optional[Tensor], value_mask: Optional[Tensor]
+                ) -> Tuple[Tensor, Tensor]:
+        context, weights, scores = _run_forward(kind, query, value, key, scale, query_mask, value_mask, causal)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(query, value, key, scale, query_mask, value_mask, weights)
+        ctx.kind, ctx.causal, ctx.scores = kind, causal, scores
+        return context, weights
+
+    @staticmethod
+    def backward(ctx: Any, d_context: Optional[Tensor], d_weights: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+        if d_context is None and d_weights is None:
+            return (None,) * 8
+        query, value, key, scale, query_mask, value_mask, weights = ctx.saved_tensors
+        dq, dk, dv, ds = _run_backward(ctx.kind, query, value, key, scale, query_mask, value_mask, ctx.causal, weights,
+                                       ctx.scores, d_context, d_weights)
+        need = ctx.needs_input_grad
+        return (None, None, dq if need[2] else None, dv if need[3] else None, dk if need[4] else None,
+                ds if need[5] else None, None, None)
+
+
+def _attention(kind: str, operator: Any, query: Any, value: Any, key: Any, scale: Any, query_mask: Any,
+               value_mask: Any, causal: bool) -> Tuple[Tensor, Tensor]:
+    """(context, weights): eagerly through _Attention (or straight through :func:`_run_forward`
+    when nothing needs a gradient), else (torch.compile, dispatch modes) through the operator."""
+    tensors = (query, value, key, scale, query_mask, value_mask)
+    for name, t in zip(_NAMES, tensors):
+        arr.require_tensor(name, t, optional=name not in ("query", "value"))
         if t is not None and not name.endswith("mask"):
             arr.require_float(name, t)
+    if _eager(tensors):
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors[:4]):
+            return _Attention.apply(kind, causal, *tensors)
+        return _run_forward(kind, query, value, key, scale, query_mask, value_mask, causal)[:2]
+    context, weights, _ = operator(query, value, key, scale, query_mask, value_mask, causal)
+    return context, weights
 
 
 def dot_attention(query: Tensor, value: Tensor, key: Optional[Tensor] = None, *, scale: Any = None,
@@ -172,9 +220,7 @@ def dot_attention(query: Tensor, value: Tensor, key: Optional[Tensor] = None, *,
     """
     if isinstance(scale, (int, float)) and not isinstance(scale, bool):
         scale = torch.tensor(float(scale), dtype=getattr(query, "dtype", torch.float32))
-    _checked(query, value, key, scale, query_mask, value_mask)
-    context, weights, _ = dot_attention_forward(query, value, key, scale, query_mask, value_mask, bool(causal))
-    return context, weights
+    return _attention("dot", dot_attention_forward, query, value, key, scale, query_mask, value_mask, bool(causal))
 
 
 def additive_attention(query: Tensor, value: Tensor, key: Optional[Tensor] = None, *, scale: Optional[Tensor] = None,
@@ -185,6 +231,5 @@ def additive_attention(query: Tensor, value: Tensor, key: Optional[Tensor] = Non
     ``scores[b, i, j] = sum_d scale[d] * tanh(query[b, i, d] + key[b, j, d])`` (scale (D,) or None
     for ones), then the masked softmax and weighted sum of :func:`dot_attention`.
     """
-    _checked(query, value, key, scale, query_mask, value_mask)
-    context, weights, _ = additive_attention_forward(query, value, key, scale, query_mask, value_mask, bool(causal))
-    return context, weights
+    return _attention("additive", additive_attention_forward, query, value, key, scale, query_mask, value_mask,
+                      bool(causal))

@@ -20,6 +20,7 @@ steps are then read last to first from the initial state, as PyTorch does.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, List, Optional, Tuple, Union
 
 import torch
@@ -29,7 +30,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from fusedrnn.torch import recurrent_ops
 from fusedrnn.torch._arrays import FLOAT_DTYPES
-from fusedrnn.torch._weights import keras_weights
+from fusedrnn.torch._eager import eager as _eager
+from fusedrnn.torch._weights import WeightCache, keras_weights, torch_gradients
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -47,7 +49,7 @@ class _FusedRecurrent(torch.nn.RNNBase):
         the CPU and ``proj_size == 0``. Otherwise ``torch.nn``'s implementation runs."""
         if self.proj_size != 0:
             return False
-        return all(p.device.type == "cpu" and p.dtype in FLOAT_DTYPES for p in self._flat_weights)
+        return all(p.is_cpu and p.dtype in FLOAT_DTYPES for p in self._flat_weights)
 
     @property
     def _cell(self) -> str:
@@ -128,47 +130,48 @@ class _FusedRecurrent(torch.nn.RNNBase):
         self.check_forward_args(input, self._pack_states(states), batch_sizes)
 
     # -- the layers ------------------------------------------------------------------------------
-    def _weights(self, layer: int, direction: int) -> Tuple[Tensor, Tensor, Tensor]:
-        """(kernel, recurrent_kernel, bias) of one layer and direction in Keras's layout.
-
-        Built from the Parameters on every call that autograd records (so gradients reach them);
-        without autograd (inference) kept from one call to the next while the Parameters are
-        unchanged (same storage, same version counter), which saves transposing them every call.
-        """
+    def _params(self, layer: int, direction: int) -> List[Optional[Tensor]]:
+        """[weight_ih, weight_hh, bias_ih, bias_hh] of one layer and direction (None, None without bias)."""
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        names = ["weight_ih" + suffix, "weight_hh" + suffix]
-        if self.bias:
-            names += ["bias_ih" + suffix, "bias_hh" + suffix]
-        params = [getattr(self, name) for name in names]
-        biases = params[2:] if self.bias else [None, None]
-        recorded = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        if recorded or torch.compiler.is_compiling():
-            return keras_weights(self._cell, params[0], params[1], biases[0], biases[1], self.hidden_size)
-        cache = self.__dict__.setdefault("_inference_weights", {})
-        key = tuple((p.data_ptr(), p._version, p.dtype) for p in params)
-        hit = cache.get((layer, direction))
-        if hit is None or hit[0] != key:
-            weights = keras_weights(self._cell, params[0], params[1], biases[0], biases[1], self.hidden_size)
-            hit = cache[(layer, direction)] = (key, weights)
-        return hit[1]
+        names = ["weight_ih" + suffix, "weight_hh" + suffix] + (["bias_ih" + suffix, "bias_hh" + suffix] if self.bias else [])
+        registered = self._parameters
+        if all(name in registered for name in names):  # what getattr reads, without nn.Module.__getattr__'s cost
+            params: List[Optional[Tensor]] = [registered[name] for name in names]
+        else:  # e.g. a parametrized weight
+            params = [getattr(self, name) for name in names]
+        return params + [None, None] * (not self.bias)
 
     def _direction(self, x: Tensor, mask: Optional[Tensor], states: Optional[List[Tensor]], index: int,
-                   layer: int, reverse: bool) -> Tuple[Tensor, List[Tensor]]:
-        """One layer in one direction: (outputs (B, T, H) in time order, [h_last] or [h_last, c_last])."""
-        kernel, recurrent_kernel, bias = self._weights(layer, int(reverse))
+                   layer: int, reverse: bool, eager: bool) -> Tuple[Tensor, List[Tensor]]:
+        """One layer in one direction: (outputs (B, T, H) in time order, [h_last] or [h_last, c_last]).
+
+        Eager (no torch.compile, plain tensors): the weights in Keras's layout are kept from one call
+        to the next while the Parameters are unchanged (:class:`fusedrnn.torch._weights.WeightCache`),
+        and one autograd node maps the gradients back to the Parameters. Otherwise they are built
+        from the Parameters by differentiable tensor ops, traced into the graph.
+        """
+        params = self._params(layer, int(reverse))
         h0 = None if states is None else states[0][index]
-        options = dict(mask=mask, go_backwards=reverse)
-        if self._cell == "lstm":
-            c0 = None if states is None else states[1][index]
-            out, h, c = recurrent_ops.lstm(x, h0, c0, kernel, recurrent_kernel, bias, **options)
-            finals = [h, c]
-        elif self._cell == "gru":
-            out, h = recurrent_ops.gru(x, h0, kernel, recurrent_kernel, bias, reset_after=True, **options)
-            finals = [h]
+        c0 = None if states is None or self._cell != "lstm" else states[1][index]
+        activation = "relu" if self.mode == "RNN_RELU" else "tanh"
+        if eager:
+            cache = self.__dict__.get("_keras_weights")
+            if cache is None:
+                cache = self.__dict__["_keras_weights"] = WeightCache()
+            weights = cache.get((layer, int(reverse)), self._cell, params, self.hidden_size)
+            to_params = functools.partial(torch_gradients, self._cell, hidden_size=self.hidden_size)
+            results = recurrent_ops.eager_layer(self._cell, x, h0, c0, weights, tuple(p for p in params if p is not None),
+                                                to_params, mask=mask, go_backwards=reverse, activation=activation)
         else:
-            activation = "relu" if self.mode == "RNN_RELU" else "tanh"
-            out, h = recurrent_ops.rnn(x, h0, kernel, recurrent_kernel, bias, activation=activation, **options)
-            finals = [h]
+            kernel, recurrent_kernel, bias = keras_weights(self._cell, *params, self.hidden_size)
+            options = dict(mask=mask, go_backwards=reverse)
+            if self._cell == "lstm":
+                results = recurrent_ops.lstm(x, h0, c0, kernel, recurrent_kernel, bias, **options)
+            elif self._cell == "gru":
+                results = recurrent_ops.gru(x, h0, kernel, recurrent_kernel, bias, reset_after=True, **options)
+            else:
+                results = recurrent_ops.rnn(x, h0, kernel, recurrent_kernel, bias, activation=activation, **options)
+        out, finals = results[0], list(results[1:])
         if reverse:  # outputs[:, s] belongs to time T-1-s
             out = out.flip(1)
         return out, finals
@@ -177,16 +180,19 @@ class _FusedRecurrent(torch.nn.RNNBase):
                 ) -> Tuple[Tensor, List[Tensor]]:
         """Every layer over x (B, T, I): (output (B, T, D*H), [h_n] or [h_n, c_n] (L*D, B, H))."""
         directions = 2 if self.bidirectional else 1
+        eager = not torch.compiler.is_compiling() and _eager([x, mask] + (states or []) + self._flat_weights)
         finals: List[List[Tensor]] = []
         for layer in range(self.num_layers):
             outs = []
             for d in range(directions):
-                out, last = self._direction(x, mask, states, layer * directions + d, layer, bool(d))
+                out, last = self._direction(x, mask, states, layer * directions + d, layer, bool(d), eager)
                 outs.append(out)
                 finals.append(last)
             x = outs[0] if directions == 1 else torch.cat(outs, dim=2)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
+        if len(finals) == 1:
+            return x, [s.unsqueeze(0) for s in finals[0]]
         return x, [torch.stack([f[k] for f in finals]) for k in range(len(finals[0]))]
 
 

@@ -17,6 +17,10 @@ every step and the LSTM cell state or GRU candidate term, (B, T, ...)); with ``k
 (inference) these are empty (0,) tensors and the kernels keep O(B*H) memory instead of O(B*T*G*H).
 The backward ops return an empty (0,) tensor where the NumPy op returns None (``dx`` for integer
 ids). Double backward is not supported.
+
+Eager calls of :func:`rnn`, :func:`lstm` and :func:`gru` (no torch.compile, no dispatch mode,
+plain tensors) skip the operators: an ``autograd.Function`` runs the same :func:`_run_forward` and
+:func:`_run_backward` and keeps the kernels' cache itself (see :mod:`fusedrnn.torch._eager`).
 """
 
 from typing import Any, Dict, Optional, Tuple
@@ -29,25 +33,41 @@ from fusedrnn import ops as np_ops
 from fusedrnn.ops import RecurrentCache
 from fusedrnn.ops._recurrent_cache import GATES
 from fusedrnn.torch import _arrays as arr
+from fusedrnn.torch._eager import eager as _eager
 
 __all__ = ["gru", "gru_backward", "gru_forward", "lstm", "lstm_backward", "lstm_forward", "rnn", "rnn_backward",
            "rnn_forward"]
 
 _NAMES = ("x", "h0", "c0", "kernel", "recurrent_kernel", "bias", "mask", "dropout_mask", "recurrent_dropout_mask")
+_WEIGHTS = ("kernel", "recurrent_kernel", "bias")
 
 
 # -- what the ops run ----------------------------------------------------------------------------
+# One implementation for both paths: the registered operators below (what torch.compile traces)
+# and the eager autograd.Function (_Recurrent) call these two functions.
+def _arrays(names: Tuple[str, ...], tensors: Tuple[Optional[Tensor], ...]) -> Tuple[bool, list]:
+    """(on CUDA, the tensors as the kernels read them): NumPy views on the CPU, detached
+    contiguous tensors on CUDA."""
+    if arr.all_on_cpu(tensors):
+        return False, [arr.to_host(name, t) for name, t in zip(names, tensors)]
+    if arr.check_device(list(zip(names, tensors))):
+        return True, [arr.on_device(t) for t in tensors]
+    return False, [arr.to_host(name, t) for name, t in zip(names, tensors)]  # pragma: no cover - check_device raised
+
+
+def _tensors(results: Tuple[Any, ...]) -> Tuple[Optional[Tensor], ...]:
+    """The kernels' results as tensors: NumPy arrays as tensors over the same memory, CUDA
+    tensors as they are, None as None."""
+    return tuple(torch.from_numpy(r) if isinstance(r, np.ndarray) else r for r in results)
+
+
 def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool) -> Tuple[Tensor, ...]:
-    """(outputs, h_last, c_last, gates, hprev, aux); (0,) tensors where there is nothing."""
-    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
-    cuda = arr.check_device(list(zip(_NAMES, tensors)))
-    if cuda:
-        a = [arr.on_device(t) for t in tensors]
-    else:
-        a = [arr.to_host(name, t) for name, t in zip(_NAMES, tensors)]
+                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
+                 ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[RecurrentCache]]:
+    """(outputs, h_last, c_last or None, the kernels' cache for :func:`_run_backward` or None)."""
+    cuda, a = _arrays(_NAMES, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask))
     options: Dict[str, Any] = dict(mask=a[6], go_backwards=go_backwards, dropout_mask=a[7],
                                    recurrent_dropout_mask=a[8], keep_cache=keep_cache)
     c_last = None
@@ -57,20 +77,45 @@ def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor
         outputs, h_last, cache = np_ops.gru_forward(a[0], a[1], a[3], a[4], a[5], reset_after=reset_after, **options)
     else:
         outputs, h_last, cache = np_ops.rnn_forward(a[0], a[1], a[3], a[4], a[5], activation=activation, **options)
-    saved = (None, None, None) if cache is None else (cache.gates, cache.hprev, cache.aux)
-    results = (outputs, h_last, c_last) + saved
-    if cuda:
-        return tuple(kernel.new_empty((0,)) if r is None else r for r in results)
-    return tuple(arr.from_host(r, kernel) for r in results)
+    outputs, h_last, c_last = _tensors((outputs, h_last, c_last))
+    return outputs, h_last, c_last, cache
 
 
-def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
-                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
-                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Optional[Tensor],
-                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
-                  ) -> Tuple[Tensor, ...]:
-    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); (0,) tensors where there is nothing."""
+def _run_backward(cell: str, cache: RecurrentCache, d_outputs: Optional[Tensor], d_h_last: Optional[Tensor],
+                  d_c_last: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+    """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias) from a forward's cache; None where there
+    is nothing (dx for integer ids, dc0 but for the LSTM)."""
+    _, d = _arrays(("d_outputs", "d_h_last", "d_c_last"), (d_outputs, d_h_last, d_c_last))
+    if cell == "lstm":
+        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, d[0], d[1], d[2])
+    elif cell == "gru":
+        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, d[0], d[1]), None
+    else:
+        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, d[0], d[1]), None
+    return _tensors((dx, dh0, dc0, dk, drk, db))
+
+
+def _forward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+                recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool, activation: str,
+                reset_after: bool, dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor],
+                keep_cache: bool) -> Tuple[Tensor, ...]:
+    """What a forward operator returns: (outputs, h_last, c_last, gates, hprev, aux), the last
+    three being the cache's arrays as tensors; (0,) tensors where there is nothing."""
+    outputs, h_last, c_last, cache = _run_forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards,
+                                                  activation, reset_after, dropout_mask, recurrent_dropout_mask,
+                                                  keep_cache)
+    saved = (None, None, None) if cache is None else _tensors((cache.gates, cache.hprev, cache.aux))
+    return _filled(kernel, (outputs, h_last, c_last) + saved)
+
+
+def _backward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+                 recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
+                 activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
+                 recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Optional[Tensor],
+                 d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
+                 ) -> Tuple[Tensor, ...]:
+    """What a backward operator returns: the cache rebuilt from the forward operator's inputs and
+    results, then :func:`_run_backward`; (0,) tensors where there is nothing."""
     if gates.dim() == 1:
         raise RuntimeError(f"gates: empty: {cell}_forward ran with keep_cache=False, which keeps nothing for a "
                            "backward pass")
@@ -78,14 +123,10 @@ def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tenso
     h0 = kernel.new_zeros((B, H)) if h0 is None else h0
     if cell == "lstm" and c0 is None:
         c0 = kernel.new_zeros((B, H))
-    names = _NAMES + ("gates", "hprev", "aux", "d_outputs", "d_h_last", "d_c_last")
-    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask, gates, hprev,
-               aux, d_outputs, d_h_last, d_c_last)
-    cuda = arr.check_device(list(zip(names, tensors)))
-    if cuda:
-        a = [arr.on_device(t) for t in tensors]
-    else:
-        a = [arr.to_host(name, t) for name, t in zip(names, tensors)]
+    names = _NAMES + ("gates", "hprev", "aux")
+    cuda, a = _arrays(names, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask,
+                              gates, hprev, arr.none_if_empty(aux)))
+    if not cuda:
         # The host cache holds what the CPU forward op hands its kernel: int32 ids, a uint8 mask and
         # (n, B, width) dropout masks.
         if not np.issubdtype(a[0].dtype, np.floating):
@@ -95,17 +136,13 @@ def _run_backward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tenso
         for k in (7, 8):
             if a[k] is not None and a[k].ndim == 2:
                 a[k] = a[k].reshape(1, *a[k].shape)
-    cache = RecurrentCache(cell, activation, bool(reset_after), bool(go_backwards), *a[:12])
-    if cell == "lstm":
-        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, a[12], a[13], a[14])
-    elif cell == "gru":
-        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, a[12], a[13]), None
-    else:
-        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, a[12], a[13]), None
-    results = (dx, dh0, dc0, dk, drk, db)
-    if cuda:
-        return tuple(kernel.new_empty((0,)) if r is None else r for r in results)
-    return tuple(arr.from_host(r, kernel) for r in results)
+    cache = RecurrentCache(cell, activation, bool(reset_after), bool(go_backwards), *a)
+    return _filled(kernel, _run_backward(cell, cache, d_outputs, d_h_last, d_c_last))
+
+
+def _filled(like: Tensor, results: Tuple[Optional[Tensor], ...]) -> Tuple[Tensor, ...]:
+    """An operator's results: an empty (0,) tensor stands for None (custom ops return tensors)."""
+    return tuple(like.new_empty((0,)) if r is None else r for r in results)
 
 
 def _fake_forward(cell: str, x: Tensor, kernel: Tensor, keep_cache: bool) -> Tuple[Tensor, ...]:
@@ -133,8 +170,9 @@ def rnn_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kerne
                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """SimpleRNN forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev)``."""
-    out, h, _, g, hp, _ = _run_forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                       activation, True, dropout_mask, recurrent_dropout_mask, keep_cache)
+    out, h, _, g, hp, _ = _forward_op("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                      go_backwards, activation, True, dropout_mask,
+                                      recurrent_dropout_mask, keep_cache)
     return out, h, g, hp
 
 
@@ -144,8 +182,8 @@ def lstm_forward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: 
                  recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                  ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM forward: ``(outputs (B, T, H), h_last (B, H), c_last (B, H), gates, hprev, cell states)``."""
-    return _run_forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh", True,
-                        dropout_mask, recurrent_dropout_mask, keep_cache)
+    return _forward_op("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
+                       True, dropout_mask, recurrent_dropout_mask, keep_cache)
 
 
 @torch.library.custom_op("fusedrnn::gru_forward", mutates_args=())
@@ -154,8 +192,9 @@ def gru_forward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kerne
                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """GRU forward: ``(outputs (B, T, H), h_last (B, H), gates, hprev, candidate terms)``."""
-    out, h, _, g, hp, aux = _run_forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                         "tanh", reset_after, dropout_mask, recurrent_dropout_mask, keep_cache)
+    out, h, _, g, hp, aux = _forward_op("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                        go_backwards, "tanh", reset_after, dropout_mask,
+                                        recurrent_dropout_mask, keep_cache)
     return out, h, g, hp, aux
 
 
@@ -165,9 +204,10 @@ def rnn_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kern
                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, d_outputs: Optional[Tensor],
                  d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """SimpleRNN backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _run_backward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                            activation, True, dropout_mask, recurrent_dropout_mask, gates, hprev, None,
-                                            d_outputs, d_h_last, None)
+    dx, dh0, _, dk, drk, db = _backward_op("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                           go_backwards, activation, True, dropout_mask,
+                                           recurrent_dropout_mask, gates, hprev, None, d_outputs,
+                                           d_h_last, None)
     return dx, dh0, dk, drk, db
 
 
@@ -178,8 +218,9 @@ def lstm_backward(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel:
                   d_outputs: Optional[Tensor], d_h_last: Optional[Tensor], d_c_last: Optional[Tensor]
                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """LSTM backward: ``(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    return _run_backward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh", True,
-                         dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs, d_h_last, d_c_last)
+    return _backward_op("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, "tanh",
+                        True, dropout_mask, recurrent_dropout_mask, gates, hprev, aux, d_outputs,
+                        d_h_last, d_c_last)
 
 
 @torch.library.custom_op("fusedrnn::gru_backward", mutates_args=())
@@ -188,9 +229,10 @@ def gru_backward(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kern
                  recurrent_dropout_mask: Optional[Tensor], gates: Tensor, hprev: Tensor, aux: Tensor,
                  d_outputs: Optional[Tensor], d_h_last: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """GRU backward: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _run_backward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask, go_backwards,
-                                            "tanh", reset_after, dropout_mask, recurrent_dropout_mask, gates, hprev,
-                                            aux, d_outputs, d_h_last, None)
+    dx, dh0, _, dk, drk, db = _backward_op("gru", x, h0, None, kernel, recurrent_kernel, bias, mask,
+                                           go_backwards, "tanh", reset_after, dropout_mask,
+                                           recurrent_dropout_mask, gates, hprev, aux, d_outputs,
+                                           d_h_last, None)
     return dx, dh0, dk, drk, db
 
 
@@ -296,20 +338,102 @@ for _cell, _fwd, _bwd in (("rnn", rnn_forward, rnn_backward), ("lstm", lstm_forw
     _fwd.register_autograd(_backward, setup_context=_setup)
 
 
+# -- eager mode: the same two functions without the operator dispatcher ------------------------
+class _Recurrent(torch.autograd.Function):
+    """What a forward op and its registered backward compute, as a plain autograd.Function: in eager
+    mode this skips the custom-op dispatch (argument normalisation, redispatch, the (0,)
+    placeholders) and keeps the kernels' own cache for the backward instead of rebuilding it from
+    tensors; both cost more than a small layer's kernels. It runs :func:`_run_forward` and
+    :func:`_run_backward`, as the operators do.
+
+    With ``params`` (fusedrnn.torch's modules), kernel, recurrent_kernel and bias are the
+    Parameters' values in Keras's layout, not recorded by autograd, and ``to_params`` maps their
+    gradients to those of ``params``, which are what autograd differentiates."""
+
+    @staticmethod
+    def forward(ctx: Any, cell: str, go_backwards: bool, activation: str, reset_after: bool, to_params: Any,
+                x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor,
+                bias: Tensor, mask: Optional[Tensor], dropout_mask: Optional[Tensor],
+                recurrent_dropout_mask: Optional[Tensor], *params: Tensor) -> Tuple[Tensor, ...]:
+        outputs, h_last, c_last, cache = _run_forward(
+            cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation, reset_after, dropout_mask,
+            recurrent_dropout_mask, True)
+        ctx.set_materialize_grads(False)
+        # saved for autograd's check that no input changed in place before the backward (the cache
+        # reads their memory)
+        ctx.save_for_backward(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask,
+                              *params)
+        ctx.cell, ctx.cache, ctx.to_params = cell, cache, to_params
+        return (outputs, h_last) if c_last is None else (outputs, h_last, c_last)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+        ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place since the forward
+        need = ctx.needs_input_grad
+        if all(g is None for g in grads):
+            return (None,) * len(need)
+        d_c_last = grads[2] if len(grads) == 3 else None
+        dx, dh0, dc0, dk, drk, db = _run_backward(ctx.cell, ctx.cache, grads[0], grads[1], d_c_last)
+        head = (None,) * 5 + (dx if need[5] else None, dh0 if need[6] else None, dc0 if need[7] else None)
+        if ctx.to_params is None:
+            return head + (dk if need[8] else None, drk if need[9] else None, db if need[10] else None, None, None, None)
+        if not any(need[14:]):  # frozen Parameters: no gradient to map back
+            return head + (None,) * len(need[8:])
+        d_params = tuple(g if n else None for g, n in zip(ctx.to_params(dk, drk, db), need[14:]))
+        return head + (None,) * 6 + d_params
+
+
+def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
+               recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool, activation: str,
+               reset_after: bool, dropout_mask: Optional[Tensor], recurrent_dropout_mask: Optional[Tensor]
+               ) -> Tuple[Tensor, ...]:
+    """(outputs, h_last[, c_last]) of one cell: eagerly through _Recurrent (or straight through
+    :func:`_run_forward` when nothing needs a gradient), else through the registered operator."""
+    tensors = (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask)
+    _check_args(cell, tensors)
+    n_out = 3 if cell == "lstm" else 2
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors[:6])
+    if _eager(tensors):
+        if keep:
+            return _Recurrent.apply(cell, go_backwards, activation, reset_after, None, *tensors)
+        return _run_forward(cell, x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, activation,
+                            reset_after, dropout_mask, recurrent_dropout_mask, False)[:n_out]
+    if cell == "lstm":
+        results = operator(x, h0, c0, kernel, recurrent_kernel, bias, mask, go_backwards, dropout_mask,
+                           recurrent_dropout_mask, keep)
+    else:
+        option = activation if cell == "rnn" else reset_after
+        results = operator(x, h0, kernel, recurrent_kernel, bias, mask, go_backwards, option, dropout_mask,
+                           recurrent_dropout_mask, keep)
+    return tuple(results[:n_out])
+
+
+def eager_layer(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor],
+                weights: Tuple[Tensor, Tensor, Tensor], params: Tuple[Tensor, ...], to_params: Any, *,
+                mask: Optional[Tensor], go_backwards: bool, activation: str) -> Tuple[Tensor, ...]:
+    """One layer and direction of fusedrnn.torch's modules in eager mode (the caller checked
+    :func:`fusedrnn.torch._eager.eager` on every tensor): ``weights`` the Parameters ``params``
+    in Keras's layout (kept by the module, not recorded by autograd), ``to_params`` the map of
+    their gradients to those of ``params``. One autograd node from the Parameters to the results.
+    The module has checked the input and states (torch.nn's checks) and made the weights."""
+    tensors = (x, h0, c0) + tuple(weights) + (mask, None, None)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, c0) + tuple(params)):
+        return _Recurrent.apply(cell, go_backwards, activation, True, to_params, *tensors, *params)
+    return _run_forward(cell, *tensors[:7], go_backwards, activation, True, None, None, False)[:3 if cell == "lstm" else 2]
+
+
 # -- differentiable entry points ------------------------------------------------------------------
-def _needs_cache(*tensors: Optional[Tensor]) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def _check_args(x: Any, named: Tuple[Tuple[str, Any, bool], ...]) -> None:
+def _check_args(cell: str, tensors: Tuple[Any, ...]) -> None:
+    """TypeError naming the argument unless x is a tensor (float, or integer ids), the weights
+    float tensors and the optional ones tensors or None. Shapes are the kernels' to check."""
+    x = tensors[0]
     arr.require_tensor("x", x)
     if x.is_floating_point():
         arr.require_float("x", x)
-    for name, t, optional in named:
-        arr.require_tensor(name, t, optional)
+    for name, t in zip(_NAMES[1:], tensors[1:]):
+        arr.require_tensor(name, t, optional=name not in _WEIGHTS)
         if t is not None and name != "mask":
             arr.require_float(name, t)
-    arr.check_device([("x", x)] + [(name, t) for name, t, _ in named])
 
 
 def rnn(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tensor, bias: Tensor, *,
@@ -320,12 +444,8 @@ def rnn(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tenso
 
     ``h_t = act(x_t kernel + bias + h_{t-1} recurrent_kernel)``; shapes in the module docstring.
     """
-    _check_args(x, (("h0", h0, True), ("kernel", kernel, False), ("recurrent_kernel", recurrent_kernel, False),
-                    ("bias", bias, False), ("mask", mask, True), ("dropout_mask", dropout_mask, True),
-                    ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
-    keep = _needs_cache(x, h0, kernel, recurrent_kernel, bias)
-    out, h, _, _ = rnn_forward(x, h0, kernel, recurrent_kernel, bias, mask, bool(go_backwards), activation,
-                               dropout_mask, recurrent_dropout_mask, keep)
+    out, h = _recurrent("rnn", rnn_forward, x, h0, None, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                        activation, True, dropout_mask, recurrent_dropout_mask)
     return out, h
 
 
@@ -335,12 +455,8 @@ def lstm(x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor, 
          ) -> Tuple[Tensor, Tensor, Tensor]:
     """LSTM over a sequence with autograd (Keras gate order i, f, c, o):
     ``(outputs (B, T, H), h_last (B, H), c_last (B, H))``."""
-    _check_args(x, (("h0", h0, True), ("c0", c0, True), ("kernel", kernel, False),
-                    ("recurrent_kernel", recurrent_kernel, False), ("bias", bias, False), ("mask", mask, True),
-                    ("dropout_mask", dropout_mask, True), ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
-    keep = _needs_cache(x, h0, c0, kernel, recurrent_kernel, bias)
-    out, h, c, _, _, _ = lstm_forward(x, h0, c0, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
-                                      dropout_mask, recurrent_dropout_mask, keep)
+    out, h, c = _recurrent("lstm", lstm_forward, x, h0, c0, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                           "tanh", True, dropout_mask, recurrent_dropout_mask)
     return out, h, c
 
 
@@ -352,10 +468,6 @@ def gru(x: Tensor, h0: Optional[Tensor], kernel: Tensor, recurrent_kernel: Tenso
 
     ``reset_after=True`` takes bias (2, 3H) (input bias, recurrent bias), the form of PyTorch's GRU.
     """
-    _check_args(x, (("h0", h0, True), ("kernel", kernel, False), ("recurrent_kernel", recurrent_kernel, False),
-                    ("bias", bias, False), ("mask", mask, True), ("dropout_mask", dropout_mask, True),
-                    ("recurrent_dropout_mask", recurrent_dropout_mask, True)))
-    keep = _needs_cache(x, h0, kernel, recurrent_kernel, bias)
-    out, h, _, _, _ = gru_forward(x, h0, kernel, recurrent_kernel, bias, mask, bool(go_backwards), bool(reset_after),
-                                  dropout_mask, recurrent_dropout_mask, keep)
+    out, h = _recurrent("gru", gru_forward, x, h0, None, kernel, recurrent_kernel, bias, mask, bool(go_backwards),
+                        "tanh", bool(reset_after), dropout_mask, recurrent_dropout_mask)
     return out, h
