@@ -38,18 +38,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import blas_cores, busy_wait, configure_threads, sgemm_runner  # noqa: E402
+from _common import blas_cores, busy_wait, configure_threads, cpu_model, sgemm_runner  # noqa: E402
 from bench_cpu import GATES, SGEMM_FLOPS, SGEMM_N, SHAPES, Case, contract_runner  # noqa: E402
 
 CELLS = ("lstm", "gru")
@@ -113,16 +111,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.repeats < 1 or args.threads < 1 or any(b < 1 for b in args.batches):
         p.error("--repeats, --threads and --batches: expected positive integers")
     return args
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # -- the three implementations --------------------------------------------------------------------
