@@ -70,10 +70,16 @@ def _parallel_small_steps():
         return
     before = _C.get_min_parallel_step_macs()
     setter(0)
+    # and every batch that may project its inputs before the time loop does (default: B <= 2)
+    project_before = _C.get_project_inputs_batch() if hasattr(_C, "get_project_inputs_batch") else None
+    if project_before is not None:
+        _C.set_project_inputs_batch(8)
     try:
         yield
     finally:
         setter(before)
+        if project_before is not None:
+            _C.set_project_inputs_batch(project_before)
 
 
 @pytest.fixture(autouse=True)

@@ -336,6 +336,10 @@ void register_recurrent(py::module_& m) {
       "weights as pack_recurrent_weights packed them (then kernel and recurrent_kernel are not read again, but "
       "for one-hot ids the kernel's rows).");
 
+  m.def("set_project_inputs_batch", &cpu::set_project_inputs_batch, py::arg("n"),
+        "Benchmark/test hook: forward passes of at most n sequences (default 2, most 8; 0: none) project the "
+        "inputs of all steps before the time loop.");
+  m.def("get_project_inputs_batch", &cpu::project_inputs_batch);
   py::class_<PackedWeights>(m, "PackedRecurrentWeights",
                             "Forward weights of one cell packed for the CPU kernels (pack_recurrent_weights).")
       .def_property_readonly("cell", [](const PackedWeights& p) { return p.cell; })

@@ -68,6 +68,11 @@ template <typename T>
 void recurrent_forward(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                        const ForwardOutputs<T>& out);
 
+// Benchmark and test hook: the largest batch whose forward pass projects its inputs before the
+// time loop (default 2, at most kProjectInputsBatch; 0: never), so that the lever can be measured.
+int project_inputs_batch();
+void set_project_inputs_batch(int n);
+
 // The forward weights of a cell packed once, for later calls to pass in SequenceInputs::packed
 // (so that calls on unchanged weights, such as a decoder's single steps, do not pack them
 // again): one array per forward plan of the cell, over [kernel; recurrent kernel] (kernel

@@ -195,6 +195,10 @@ void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, 
   }
 }
 
+// Rows of x per block of the input projection (project_inputs): 128 rows of up to a few hundred
+// features stay in L2 while every group of the kernel's panels multiplies them.
+constexpr int kProjectRows = 128;
+
 template <typename Cell, typename T>
 void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                  const ForwardOutputs<T>& out) {
@@ -225,7 +229,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   // Few sequences: the inputs of all steps are projected first (one product over the B*S rows
   // of x against the kernel's part of the packed weights), in the layout of a tile row per
   // group; the steps then multiply only their state by the recurrent kernel.
-  const bool project = project_inputs(in);
+  const bool project = project_inputs(in) && B <= project_inputs_batch();
   const long gx_values = project ? static_cast<long>(weights[0].groups()) * plans[0].slots() * kLanes<T> : 0;
   T* gx = project ? ws.take<T>(static_cast<size_t>(B) * S * gx_values) : nullptr;
   const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);
@@ -272,16 +276,21 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     if (!claims_rows) start_rows(share.rows);
 #pragma omp barrier  // the packed weights (and, under a unit split, every unit of h_0) are ready
     if (project) {
+      // The thread's rows in blocks of kProjectRows, each multiplied by every group of units
+      // while it stays in cache (one product over all rows would read them again per group).
       const Range r = split_range(B * S, tid, nt, 1);
-      const T* a = in.x + static_cast<long>(r.begin) * in.input_size;
       const int width = weights[0].group_units(), filled = plans[0].panels * kLanes<T>;
-      if (r.size() > 0)
-        weights[0].multiply(r.size(), &a, in.input_size, false, 0, kx, 0, H, [&](int i, int u0, int, const T* tile) {
-          T* dst = gx + (static_cast<long>(r.begin + i) * weights[0].groups() + u0 / width) * (gx_values / weights[0].groups());
-          std::copy(tile, tile + filled, dst);
-          // A split panel's second slot (the state's sum) gets nothing from the input.
-          std::fill(dst + filled, dst + gx_values / weights[0].groups(), T(0));
-        });
+      const long group_values = gx_values / weights[0].groups();
+      for (int r0 = r.begin; r0 < r.end; r0 += kProjectRows) {
+        const T* a = in.x + static_cast<long>(r0) * in.input_size;
+        weights[0].multiply(std::min(kProjectRows, r.end - r0), &a, in.input_size, false, 0, kx, 0, H,
+                            [&](int i, int u0, int, const T* tile) {
+                              T* dst = gx + (static_cast<long>(r0 + i) * weights[0].groups() + u0 / width) * group_values;
+                              std::copy(tile, tile + filled, dst);
+                              // A split panel's second slot (the state's sum) gets nothing from the input.
+                              std::fill(dst + filled, dst + group_values, T(0));
+                            });
+      }
 #pragma omp barrier  // every row's projection is ready
     }
 
