@@ -10,11 +10,16 @@ The cases of issue 21, for the LSTM and the GRU:
 * forward + backward at (1, 100, 256, 256) and (4, 200, 256, 256).
 
 Every implementation runs in this one process with the same threads. The runs are interleaved:
-in every round each implementation runs a burst of calls (one untimed, then `inner` timed ones,
-as a decoder's loop calls it), and the table shows the median over the rounds of the time per
-call, and each peer's time divided by fusedrnn's. fusedrnn appears twice: ``fused`` is the
-fastest route it offers for the case (weights packed once and kept, the step API), ``fused-ops``
-the plain op of fusedrnn.ops that packs nothing between calls (what every call did before).
+in every round each implementation runs a burst of calls (one untimed, then about `budget-ms`
+of calls, each timed on its own, as a decoder's loop calls it), and the table shows the median
+over all calls of all rounds, and each peer's time divided by fusedrnn's. (On a loaded machine
+the median of single calls is the time of a call that the scheduler did not interrupt, while
+the mean of a burst would mostly measure the other processes.) fusedrnn appears twice: ``fused`` is the
+fastest route it offers for the case (``layer.step`` for single steps, the ops with a
+``PackedWeights`` kept between calls for sequences), ``fused-ops`` the plain op of fusedrnn.ops
+that packs nothing between calls (what every call did before). For single steps the column
+"step overhead" is layer.step's time minus that of the compiled step called directly with
+prepared arguments: the cost of the Python layer and its checks.
 
 Memory-bound cases (batch at most 8) also report the weight traffic of fusedrnn's best route in
 GB/s: the bytes of the weights a step multiplies (single steps: kernel and recurrent kernel;
@@ -28,6 +33,7 @@ hierarchy.
     python benchmarks/bench_latency.py               # every case, 2 threads (or all cores)
     python benchmarks/bench_latency.py --quick       # fewer rounds, the T=1000 case at T=250
     python benchmarks/bench_latency.py --cells lstm --json out.json --markdown
+    python benchmarks/bench_latency.py --levers      # each lever of fusedrnn without and with it
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--budget-ms", type=float, default=20.0, help="about how long one timed burst runs")
     p.add_argument("--quick", action="store_true", help="5 rounds, 5 ms bursts, the T=1000 case at T=250")
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    p.add_argument("--levers", action="store_true", help="instead of the peers, time each lever of fusedrnn without and with it")
+    p.add_argument("--only", nargs="+", metavar="WORD", help="only the cases whose kind or label holds one of these")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = p.parse_args(argv)
@@ -159,31 +167,48 @@ def fused_ops_runner(case: Case, d) -> Callable[[], object]:
 
 
 def fused_runner(case: Case, d) -> Optional[Callable[[], object]]:
-    """fusedrnn's fastest route: a layer that keeps its packed weights; steps through layer.step."""
+    """fusedrnn's fastest route: steps through layer.step (weights packed once, states written in
+    place); sequences through the ops with a PackedWeights kept between calls."""
     import fusedrnn
+    from fusedrnn import ops
 
-    if not hasattr(fusedrnn.LSTM, "step"):
+    if not hasattr(ops, "PackedWeights"):
         return None  # this version of fusedrnn has only the plain ops
-    H = d["recurrent"].shape[0]
-    layer = {"lstm": fusedrnn.LSTM, "gru": fusedrnn.GRU}[case.cell](H, return_sequences=True, return_state=True)
-    layer.set_weights([d["kernel"], d["recurrent"], d["bias"]])
-    states = [d["h0"], d["c0"]] if case.cell == "lstm" else [d["h0"]]
-    x = d["x"]
+    x, k, r, b, h0, c0 = d["x"], d["kernel"], d["recurrent"], d["bias"], d["h0"], d["c0"]
     if case.kind == "step":
+        layer = {"lstm": fusedrnn.LSTM, "gru": fusedrnn.GRU}[case.cell](case.H)
+        layer.set_weights([k, r, b])
+        states = [h0, c0] if case.cell == "lstm" else [h0]
         x_t = np.ascontiguousarray(x[:, 0])
         out = [np.empty_like(s) for s in states]
         return lambda: layer.step(x_t, states, out=out)
-    if case.kind == "fwd":
-        def infer():
-            with fusedrnn.no_grad():
-                return layer(x, initial_state=states)
-        return infer
-    dy = d["dy"]
+    packed = ops.PackedWeights(case.cell)
+    keep = case.kind == "fwd+bwd"
+    if case.cell == "lstm":
+        fwd = lambda: ops.lstm_forward(x, h0, c0, k, r, b, keep_cache=keep, packed=packed)  # noqa: E731
+        bwd = lambda cache: ops.lstm_backward(cache, d["dy"], None, None)  # noqa: E731
+    else:
+        fwd = lambda: ops.gru_forward(x, h0, k, r, b, keep_cache=keep, packed=packed)  # noqa: E731
+        bwd = lambda cache: ops.gru_backward(cache, d["dy"], None)  # noqa: E731
+    if keep:
+        return lambda: bwd(fwd()[-1])
+    return fwd
 
-    def train():
-        layer(x, initial_state=states)
-        return layer.backward(dy)
-    return train
+
+def fused_kernel_runner(case: Case, d) -> Optional[Callable[[], object]]:
+    """The compiled step alone (fusedrnn._C.recurrent_step, arguments prepared once): what
+    layer.step costs without its Python checks, to measure their overhead."""
+    from fusedrnn import _C, ops
+
+    if case.kind != "step" or not hasattr(ops, "PackedWeights"):
+        return None
+    x, k, r, b, h0, c0 = d["x"], d["kernel"], d["recurrent"], d["bias"], d["h0"], d["c0"]
+    handle = ops.PackedWeights(case.cell).handle(k, r)
+    x_t = np.ascontiguousarray(x[:, :1])
+    h_out, c_out = np.empty_like(h0), np.empty_like(c0)
+    lstm = case.cell == "lstm"
+    return lambda: _C.recurrent_step(case.cell, x_t, h0, c0 if lstm else None, k, r, b, handle, h_out,
+                                     c_out if lstm else None, "tanh", True)
 
 
 def torch_runner(case: Case, d) -> Optional[Callable[[], object]]:
@@ -278,7 +303,8 @@ def triad_runner(case: Case) -> Callable[[], object]:
 
 def runners_for(case: Case, peers: List[str]) -> Dict[str, Callable[[], object]]:
     d = make_data(case.cell, case.B, case.T, case.I, case.H)
-    made = {"fused": fused_runner(case, d), "fused-ops": fused_ops_runner(case, d)}
+    made = {"fused": fused_runner(case, d), "fused-ops": fused_ops_runner(case, d),
+            "fused-kernel": fused_kernel_runner(case, d)}
     if "pytorch" in peers:
         made["pytorch"] = torch_runner(case, d)
     if "keras" in peers:
@@ -296,15 +322,74 @@ def time_case(case: Case, peers: List[str], rounds: int, budget_s: float) -> Non
         t0 = time.perf_counter()
         run()
         once = max(time.perf_counter() - t0, 1e-7)
-        inner[name] = int(min(2000, max(1, budget_s / once)))
+        inner[name] = int(min(500, max(1, budget_s / once)))
         case.times[name] = []
+    clock = time.perf_counter
     for _ in range(rounds):
         for name, run in runners.items():
             run()  # untimed: wakes this library's threads after the previous library ran
-            t0 = time.perf_counter()
+            samples = case.times[name]
             for _ in range(inner[name]):
+                t0 = clock()
                 run()
-            case.times[name].append((time.perf_counter() - t0) / inner[name])
+                samples.append(clock() - t0)
+
+
+def with_hook(setter: Callable[[int], None], getter: Callable[[], int], value: int, run: Callable[[], object]
+              ) -> Callable[[], object]:
+    """`run` with a kernel setting changed for the call only."""
+    def call():
+        before = getter()
+        setter(value)
+        try:
+            return run()
+        finally:
+            setter(before)
+    return call
+
+
+def lever_variants(case: Case, d) -> Dict[str, Dict[str, Callable[[], object]]]:
+    """For each lever that applies to the case, fusedrnn without and with it (same process)."""
+    from fusedrnn import _C
+
+    levers: Dict[str, Dict[str, Callable[[], object]]] = {}
+    plain, best = fused_ops_runner(case, d), fused_runner(case, d)
+    if case.kind == "step":
+        if case.B <= 8:
+            levers["packed once + panel kernel (vs BLAS per call)"] = {"without": plain, "with": best}
+    else:
+        levers["weights kept packed (packed=)"] = {"without": plain, "with": best}
+        if case.B <= 8 and hasattr(_C, "set_project_inputs_batch"):
+            levers["inputs projected before the loop"] = {
+                "without": with_hook(_C.set_project_inputs_batch, _C.get_project_inputs_batch, 0, plain),
+                "with": plain}
+    if hasattr(_C, "set_min_parallel_step_macs"):
+        levers["small steps on one thread"] = {
+            "without": with_hook(_C.set_min_parallel_step_macs, _C.get_min_parallel_step_macs, 0, best or plain),
+            "with": best or plain}
+    return levers
+
+
+def time_levers(cases: List[Case], rounds: int, budget_s: float) -> None:
+    """Each lever without and with, interleaved, medians of single calls."""
+    print("\nlevers (fusedrnn without / with each, interleaved in this process; medians of single calls)")
+    for case in cases:
+        d = make_data(case.cell, case.B, case.T, case.I, case.H)
+        for lever, pair in lever_variants(case, d).items():
+            sub = Case(case.cell, case.kind, case.B, case.T, case.I, case.H, case.label)
+            times: Dict[str, List[float]] = {}
+            for name, run in pair.items():
+                run()
+                times[name] = []
+            for _ in range(rounds):
+                for name, run in pair.items():
+                    run()
+                    for _ in range(max(1, min(200, int(budget_s / max(1e-6, sub.T * 2e-5))))):
+                        t0 = time.perf_counter()
+                        run()
+                        times[name].append(time.perf_counter() - t0)
+            w, wo = statistics.median(times["with"]), statistics.median(times["without"])
+            print(f"  {case.cell:4} {case.label:21} {lever:48} {fmt_time(wo):>10} -> {fmt_time(w):>10}  {wo / w:5.2f}x")
 
 
 def fmt_time(s: Optional[float]) -> str:
@@ -328,6 +413,8 @@ def rows(cases: List[Case], peers: List[str]) -> List[List[str]]:
             m = c.median(p)
             row.append(f"{m / fused:.2f}x" if m else "-")
         row.append(f"{c.target:.1f}x")
+        kernel = c.median("fused-kernel")
+        row.append(f"{(c.median('fused') - kernel) * 1e6:.1f} us" if kernel and c.median("fused") else "")
         if c.memory_bound:
             gbs = c.weight_bytes_per_step * c.T / fused / 1e9
             triad = 3 * (max(1024, c.weight_bytes_per_step // 12) * 4) / c.median("triad") / 1e9
@@ -340,7 +427,7 @@ def rows(cases: List[Case], peers: List[str]) -> List[List[str]]:
 
 def header(peers: List[str]) -> List[str]:
     return (["cell", "case", "shape", "fused", "fused-ops"] + list(peers) + [f"{p}/fused" for p in peers]
-            + ["target", "weights GB/s", "triad GB/s", "% triad"])
+            + ["target", "step overhead", "weights GB/s", "triad GB/s", "% triad"])
 
 
 def print_table(cases: List[Case], peers: List[str], threads: int) -> None:
@@ -370,7 +457,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         for kind, B, T, I, H, label in CASES:
             if args.quick and T == 1000:
                 T = 250
+            if args.only and not any(w in f"{kind} {label}" for w in args.only):
+                continue
             cases.append(Case(cell, kind, B, T, I, H, label))
+    if args.levers:
+        print(f"\n{machine()}; threads={args.threads}")
+        time_levers(cases, args.rounds, args.budget_ms / 1e3)
+        return 0
     for k, case in enumerate(cases):
         print(f"[{k + 1}/{len(cases)}] {case.cell} {case.label}", file=sys.stderr, flush=True)
         time_case(case, args.peers, args.rounds, args.budget_ms / 1e3)
