@@ -55,6 +55,34 @@ def one_or_two_threads(request) -> int:
 
 
 @pytest.fixture(autouse=True)
+def _parallel_small_steps():
+    """Small test problems take the same multi-threaded paths as large ones: the kernels' rule
+    that runs small steps on one thread (min_parallel_step_macs) is off in tests, except where a
+    test sets it."""
+    try:
+        from fusedrnn import _C
+    except Exception:
+        yield
+        return
+    setter = getattr(_C, "set_min_parallel_step_macs", None)
+    if setter is None:
+        yield
+        return
+    before = _C.get_min_parallel_step_macs()
+    setter(0)
+    # and every batch that may project its inputs before the time loop does (default: B <= 2)
+    project_before = _C.get_project_inputs_batch() if hasattr(_C, "get_project_inputs_batch") else None
+    if project_before is not None:
+        _C.set_project_inputs_batch(8)
+    try:
+        yield
+    finally:
+        setter(before)
+        if project_before is not None:
+            _C.set_project_inputs_batch(project_before)
+
+
+@pytest.fixture(autouse=True)
 def _poison_outputs():
     try:
         from fusedrnn import _C

@@ -50,6 +50,10 @@ PYBIND11_MODULE(_C, m) {
         "Test hook: under a split of the batch, thread 0 waits at the start of each of its time loops until "
         "another thread asks it for rows, or at most this long, so that the other threads run out of rows "
         "first and take some of its rows; they wait as long at most for thread 0 to start (0: off).");
+  m.def("set_min_parallel_step_macs", &fusedrnn::cpu::set_min_parallel_step_macs, py::arg("n"),
+        "Test hook: forward passes whose steps multiply fewer values run on one thread (default 131072; 0: "
+        "every problem takes the parallel paths).");
+  m.def("get_min_parallel_step_macs", &fusedrnn::cpu::min_parallel_step_macs);
   m.def("handovers_made", &fusedrnn::cpu::RowHandover::handovers_made,
         "Test hook: how many times a forward pass's thread has handed rows to another (since import).");
 

@@ -1,9 +1,15 @@
 // Bindings of the recurrent kernels: recurrent_forward / recurrent_backward for every cell,
-// float32 and float64. Arguments are validated in fusedrnn/ops/recurrent.py.
+// float32 and float64; the forward weights packed once (PackedRecurrentWeights) and the single
+// step into preallocated states (recurrent_step). Arguments are validated in
+// fusedrnn/ops/recurrent.py.
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "bindings/arrays.h"
+#include "cpu/finite.h"
 #include "cpu/recurrent.h"
 
 namespace fusedrnn {
@@ -93,13 +99,138 @@ cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::arr
 
 bool has_aux(const cpu::CellConfig& cfg) { return cfg.kind != cpu::CellKind::kRnn; }
 
+// The forward weights of one cell packed once (cpu::pack_forward_weights), for the calls that
+// pass it: they skip packing, and single steps run on the packed kernel instead of BLAS.
+struct PackedWeights {
+  cpu::CellConfig cfg;
+  std::string cell;
+  bool float64 = false;
+  bool one_hot = false;
+  int input_size = 0, units = 0;
+  std::vector<std::vector<float>> f32;
+  std::vector<std::vector<double>> f64;
+
+  size_t nbytes() const {
+    size_t n = 0;
+    for (const auto& v : f32) n += v.size() * sizeof(float);
+    for (const auto& v : f64) n += v.size() * sizeof(double);
+    return n;
+  }
+
+  // Points `in` at the packed arrays, after checking that they were packed for this call.
+  template <typename T>
+  void attach(const cpu::CellConfig& call, cpu::SequenceInputs<T>& in) const {
+    if (call.kind != cfg.kind || (cfg.kind == cpu::CellKind::kGru && call.reset_after != cfg.reset_after))
+      throw py::value_error("packed: packed for another cell (" + cell + ")");
+    if (float64 != std::is_same<T, double>::value) throw py::type_error("packed: packed for another dtype");
+    if (in.input_size != input_size || in.units != units)
+      throw py::value_error("packed: packed for other shapes (input_size " + std::to_string(input_size) + ", units " +
+                            std::to_string(units) + ")");
+    if (one_hot != (in.ids != nullptr))
+      throw py::value_error(one_hot ? "packed: packed for one-hot ids, but x is dense"
+                                    : "packed: packed for a dense input, but x holds one-hot ids");
+    if (in.steps == 1 && in.batch > cpu::kPackedStepBatch) return;  // BLAS is faster there
+    const auto& arrays = storage<T>();
+    for (size_t i = 0; i < arrays.size() && i < 2; ++i) in.packed[i] = arrays[i].data();
+  }
+
+  template <typename T>
+  const std::vector<std::vector<T>>& storage() const {
+    if constexpr (std::is_same<T, double>::value) return f64;
+    else return f32;
+  }
+};
+
+template <typename T>
+void attach_packed(const py::object& packed, const cpu::CellConfig& cfg, cpu::SequenceInputs<T>& in) {
+  if (packed.is_none()) return;
+  if (!py::isinstance<PackedWeights>(packed))
+    throw py::type_error("packed: expected the object returned by pack_recurrent_weights");
+  packed.cast<const PackedWeights&>().attach(cfg, in);
+}
+
+template <typename T>
+std::unique_ptr<PackedWeights> pack_impl(const cpu::CellConfig& cfg, const std::string& cell,
+                                         const py::array& kernel, const py::array& recurrent, bool one_hot) {
+  if (kernel.ndim() != 2 || recurrent.ndim() != 2 || recurrent.shape(1) % cfg.gates() != 0)
+    throw py::value_error("kernel, recurrent_kernel: expected (input, gates*units) and (units, gates*units)");
+  const py::ssize_t H = recurrent.shape(1) / cfg.gates(), I = kernel.shape(0);
+  if (H < 1 || I < 1) throw py::value_error("kernel, recurrent_kernel: every dimension must be at least 1");
+  const T* k = input_ptr<T>(kernel, "kernel", {I, H * cfg.gates()});
+  const T* r = input_ptr<T>(recurrent, "recurrent_kernel", {H, H * cfg.gates()});
+  auto p = std::make_unique<PackedWeights>();
+  p->cfg = cfg;
+  p->cell = cell;
+  p->float64 = std::is_same<T, double>::value;
+  p->one_hot = one_hot;
+  p->input_size = static_cast<int>(I);
+  p->units = static_cast<int>(H);
+  {
+    py::gil_scoped_release release;
+    auto packed = cpu::pack_forward_weights<T>(cfg, k, r, p->input_size, p->units, one_hot);
+    if constexpr (std::is_same<T, double>::value) p->f64 = std::move(packed);
+    else p->f32 = std::move(packed);
+  }
+  return p;
+}
+
+// A (B, H) array of dtype T that the kernel writes: `given` when set (checked), else a new one.
+template <typename T>
+py::array_t<T> state_out(const py::object& given, const char* name, py::ssize_t B, py::ssize_t H) {
+  if (given.is_none()) return new_array<T>({B, H});
+  if (!py::isinstance<py::array_t<T>>(given)) throw py::type_error(std::string(name) + ": wrong dtype");
+  py::array_t<T> a = given.cast<py::array_t<T>>();
+  input_ptr<T>(a, name, {B, H});
+  if (!a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
+  return a;
+}
+
+// One step (x has one time step) on packed weights, the new states written to h_out (and c_out).
+template <typename T>
+py::tuple step_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
+                    const py::array& kernel, const py::array& recurrent, const py::array& bias,
+                    const py::object& packed, const py::object& h_out, const py::object& c_out) {
+  cpu::SequenceInputs<T> in = sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, py::none(), py::none(),
+                                                 py::none(), false);
+  if (in.steps != 1) throw py::value_error("x: expected one time step");
+  if (packed.is_none()) throw py::value_error("packed: required for a step");
+  attach_packed(packed, cfg, in);
+  const py::ssize_t B = in.batch, H = in.units, GH = in.width();
+  // The weights were checked when they were packed; the step's other inputs are checked here
+  // (small: the Python wrapper leaves every check of the fast path to this function).
+  const bool two_biases = cfg.kind == cpu::CellKind::kGru && cfg.reset_after;
+  if (in.x != nullptr && !cpu::all_finite(in.x, static_cast<long>(B) * in.input_size))
+    throw py::value_error("x: contains NaN or inf");
+  if (!cpu::all_finite(in.h0, static_cast<long>(B) * H)) throw py::value_error("h: contains NaN or inf");
+  if (in.c0 != nullptr && !cpu::all_finite(in.c0, static_cast<long>(B) * H)) throw py::value_error("c: contains NaN or inf");
+  if (!cpu::all_finite(in.bias, (two_biases ? 2 : 1) * GH)) throw py::value_error("bias: contains NaN or inf");
+  py::array_t<T> h = state_out<T>(h_out, "h_out", B, H);
+  py::object c = py::none();
+  cpu::ForwardOutputs<T> out{nullptr, h.mutable_data(), nullptr};
+  if (cfg.kind == cpu::CellKind::kLstm) {
+    py::array_t<T> ca = state_out<T>(c_out, "c_out", B, H);
+    out.c_last = ca.mutable_data();
+    c = ca;
+  }
+  // The saved gates and states of the one step: work memory of the calling thread.
+  static thread_local std::vector<T> work;
+  work.resize(static_cast<size_t>(B) * (GH + 2 * H));
+  cpu::SavedSequence<T> saved{work.data(), work.data() + B * GH, work.data() + B * (GH + H), 1};
+  {
+    py::gil_scoped_release release;
+    cpu::recurrent_forward(cfg, in, saved, out);
+  }
+  return py::make_tuple(h, c);
+}
+
 template <typename T>
 py::tuple forward_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
                        const py::array& kernel, const py::array& recurrent, const py::array& bias,
                        const py::object& mask, const py::object& dropout, const py::object& recurrent_dropout,
-                       bool go_backwards, bool keep_cache) {
-  const cpu::SequenceInputs<T> in =
+                       bool go_backwards, bool keep_cache, const py::object& packed) {
+  cpu::SequenceInputs<T> in =
       sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
+  attach_packed(packed, cfg, in);
   const py::ssize_t B = in.batch, S = in.steps, H = in.units, GH = in.width();
   py::array_t<T> outputs = new_array<T>({B, S, H}), h_last = new_array<T>({B, H});
   py::object c_last = py::none();
@@ -189,18 +320,62 @@ void register_recurrent(py::module_& m) {
       [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,
          const py::array& kernel, const py::array& recurrent, const py::array& bias, const py::object& mask,
          const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
-         const std::string& activation, bool reset_after, bool keep_cache) {
+         const std::string& activation, bool reset_after, bool keep_cache, const py::object& packed) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
         return is_float64(x, kernel) ? forward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
-                                                    recurrent_dropout, go_backwards, keep_cache)
+                                                    recurrent_dropout, go_backwards, keep_cache, packed)
                              : forward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
-                                                   recurrent_dropout, go_backwards, keep_cache);
+                                                   recurrent_dropout, go_backwards, keep_cache, packed);
       },
       py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
       py::arg("bias"), py::arg("mask"), py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"),
       py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"), py::arg("keep_cache") = true,
+      py::arg("packed") = py::none(),
       "Fused forward pass over a whole sequence. Returns (outputs, h_last, c_last, gates, hprev, aux); the last "
-      "three are None with keep_cache=False (a forward pass that no backward pass will follow).");
+      "three are None with keep_cache=False (a forward pass that no backward pass will follow). `packed`: the "
+      "weights as pack_recurrent_weights packed them (then kernel and recurrent_kernel are not read again, but "
+      "for one-hot ids the kernel's rows).");
+
+  m.def("set_project_inputs_batch", &cpu::set_project_inputs_batch, py::arg("n"),
+        "Benchmark/test hook: forward passes of at most n sequences (default 2, most 8; 0: none) project the "
+        "inputs of all steps before the time loop.");
+  m.def("get_project_inputs_batch", &cpu::project_inputs_batch);
+  py::class_<PackedWeights>(m, "PackedRecurrentWeights",
+                            "Forward weights of one cell packed for the CPU kernels (pack_recurrent_weights).")
+      .def_property_readonly("cell", [](const PackedWeights& p) { return p.cell; })
+      .def_property_readonly("reset_after", [](const PackedWeights& p) { return p.cfg.reset_after; })
+      .def_property_readonly("float64", [](const PackedWeights& p) { return p.float64; })
+      .def_property_readonly("one_hot", [](const PackedWeights& p) { return p.one_hot; })
+      .def_property_readonly("input_size", [](const PackedWeights& p) { return p.input_size; })
+      .def_property_readonly("units", [](const PackedWeights& p) { return p.units; })
+      .def_property_readonly("nbytes", &PackedWeights::nbytes);
+  m.def(
+      "pack_recurrent_weights",
+      [](const std::string& cell, const py::array& kernel, const py::array& recurrent, const std::string& activation,
+         bool reset_after, bool one_hot) {
+        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
+        if (py::isinstance<py::array_t<double>>(kernel)) return pack_impl<double>(cfg, cell, kernel, recurrent, one_hot);
+        if (py::isinstance<py::array_t<float>>(kernel)) return pack_impl<float>(cfg, cell, kernel, recurrent, one_hot);
+        throw py::type_error("kernel: expected float32 or float64");
+      },
+      py::arg("cell"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("activation"), py::arg("reset_after"),
+      py::arg("one_hot"),
+      "Packs the forward weights [kernel; recurrent_kernel] of a cell (only recurrent_kernel for one-hot ids) "
+      "for recurrent_forward(packed=...) and recurrent_step; a copy: later changes to the arrays are not seen.");
+  m.def(
+      "recurrent_step",
+      [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,
+         const py::array& kernel, const py::array& recurrent, const py::array& bias, const py::object& packed,
+         const py::object& h_out, const py::object& c_out, const std::string& activation, bool reset_after) {
+        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
+        return is_float64(x, kernel) ? step_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, packed, h_out, c_out)
+                                     : step_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, packed, h_out, c_out);
+      },
+      py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
+      py::arg("bias"), py::arg("packed"), py::arg("h_out"), py::arg("c_out"), py::arg("activation"),
+      py::arg("reset_after"),
+      "One step (x: (B, 1, I) or ids (B, 1)) on packed weights. Writes the new state to h_out (and c_out) "
+      "(new arrays when None; they may be h0 and c0 themselves) and returns (h, c or None).");
   m.def(
       "recurrent_backward",
       [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,

@@ -58,10 +58,12 @@ void add_one_hot_projection(const ForwardStep<T>& st, const PanelPlan& plan, int
   }
 }
 
-// The same where the input is one-hot; nothing (and no call) for a dense input.
+// The input's part of the pre-activations where the step's product leaves it out: one-hot
+// input, or inputs projected before the time loop; nothing for a dense input in the product.
 template <typename T>
-inline void add_one_hot_input(const ForwardStep<T>& st, const PanelPlan& plan, int b, int u0, int u1, T* pre) {
+inline void add_outside_inputs(const ForwardStep<T>& st, const PanelPlan& plan, int b, int u0, int u1, T* pre) {
   if (st.in.ids != nullptr) add_one_hot_projection(st, plan, b, u0, u1, pre);
+  if (st.gx != nullptr) st.add_projected_inputs(b, u0, pre);
 }
 
 // Where the gate math of a group puts its gates: straight into the saved gates g (gate k at
@@ -176,7 +178,7 @@ struct RnnCell {
     const PanelMatrix<T>& w = st.weights[0];
     st.product(w, [&](int b, int u0, int u1, T* pre) {
       if (st.in.active(b, st.t)) {
-        add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+        add_outside_inputs(st, w.plan(), b, u0, u1, pre);
         forward_units(activation, u1 - u0, pre, st.in.bias + u0, st.gates(b) + u0, st.h_new(b) + u0);
       } else {
         rows::carry(u0, u1, st.in.units, 1, st.h_prev(b), st.gates(b), st.h_new(b));
@@ -271,7 +273,7 @@ struct LstmCell {
       const T* cp = c_prev(st, b);
       T* c = st.aux(b);
       if (st.in.active(b, st.t)) {
-        add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+        add_outside_inputs(st, w.plan(), b, u0, u1, pre);
         with_gate_store(st.gate_sink, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
           forward_units(u1 - u0, H, pre, st.in.bias + u0, cp + u0, gates, c + u0, st.h_new(b) + u0);
         });
@@ -431,7 +433,7 @@ struct GruCell {
       st.product(w, [&](int b, int u0, int u1, T* pre) {
         T* rh = st.aux(b);
         if (st.in.active(b, st.t)) {
-          add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+          add_outside_inputs(st, w.plan(), b, u0, u1, pre);
           with_gate_store(st.gate_sink, u1 - u0, H, st.gates(b) + u0, [&](auto& gates) {
             forward_units_after(u1 - u0, H, pre, st.in.bias + u0, st.in.recurrent_bias + u0, st.h_prev(b) + u0,
                                 gates, rh + u0, st.h_new(b) + u0);
@@ -446,7 +448,7 @@ struct GruCell {
     st.product(w, [&](int b, int u0, int u1, T* pre) {
       T* rh = st.aux(b);
       if (st.in.active(b, st.t)) {
-        add_one_hot_input(st, w.plan(), b, u0, u1, pre);
+        add_outside_inputs(st, w.plan(), b, u0, u1, pre);
         gates_units_before(u1 - u0, H, pre, st.in.bias + u0, st.h_in(2, b) + u0, st.gates(b) + u0, rh + u0);
       } else {
         rows::carry(u0, u1, H, 3, st.h_prev(b), st.gates(b), st.h_new(b));

@@ -13,7 +13,11 @@ std::atomic<int>& thread_setting() {
 }
 
 std::atomic<bool> g_claim_others_first{false};
+std::atomic<long> g_min_parallel_step_macs{kMinParallelStepMacs};
 }  // namespace
+
+long min_parallel_step_macs() { return g_min_parallel_step_macs.load(std::memory_order_relaxed); }
+void set_min_parallel_step_macs(long n) { g_min_parallel_step_macs.store(n < 0 ? 0 : n); }
 
 bool BlockClaims::claim_others_first() { return g_claim_others_first.load(std::memory_order_relaxed); }
 void BlockClaims::set_claim_others_first(bool on) { g_claim_others_first.store(on); }

@@ -22,6 +22,15 @@ void set_num_threads(int n);
 // it finds): the kernels call BLAS from each of their own threads.
 int region_threads();
 
+// A forward pass that would split the units of its steps between threads (with a barrier per
+// step) runs on one thread instead when a step multiplies fewer than this many values
+// (batch x K x gates*units): the barrier and the waking of the other threads would cost more
+// than they save (a text-generation step, B=1, I=57, H=128, is about 100 k). The setting is
+// a test hook: the tests set it to 0 so that small problems still take the parallel paths.
+constexpr long kMinParallelStepMacs = 128 * 1024;
+long min_parallel_step_macs();
+void set_min_parallel_step_macs(long n);
+
 // Tells the core that the thread is spinning on a flag (frees resources for a sibling thread).
 inline void spin_pause() {
 #if defined(__x86_64__) || defined(__i386__)

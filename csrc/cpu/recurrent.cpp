@@ -1,5 +1,8 @@
 #include "cpu/recurrent.h"
 
+#include <algorithm>
+#include <atomic>
+
 #include "cpu/cells.h"
 
 namespace fusedrnn {
@@ -13,6 +16,53 @@ void recurrent_forward(const CellConfig& cfg, const SequenceInputs<T>& in, const
     case CellKind::kLstm: run_forward(LstmCell{}, in, saved, out); break;
     case CellKind::kGru: run_forward(GruCell{cfg.reset_after}, in, saved, out); break;
   }
+}
+
+namespace {
+// Measured on one AVX2 core (bench_latency.py --levers): B=1 gains 6-20 %, B=4 loses up to
+// 20 % (LSTM, I=H=256: the projection's B*T rows leave the caches before the steps read them).
+constexpr int kDefaultProjectInputsBatch = 2;
+std::atomic<int> g_project_inputs_batch{kDefaultProjectInputsBatch};
+}  // namespace
+
+int project_inputs_batch() { return g_project_inputs_batch.load(std::memory_order_relaxed); }
+void set_project_inputs_batch(int n) { g_project_inputs_batch.store(std::clamp(n, 0, kProjectInputsBatch)); }
+
+namespace {
+template <typename Cell, typename T>
+std::vector<std::vector<T>> pack_cell(const Cell& cell, const SequenceInputs<T>& in, bool one_hot) {
+  const int H = in.units, kx = one_hot ? 0 : in.input_size;
+  const std::vector<PanelPlan> plans = cell.forward_plans();
+  std::vector<std::vector<T>> packed;
+  for (size_t i = 0; i < plans.size(); ++i) {  // as run_forward lays them out
+    const int k = i == 0 ? kx + H : H;
+    packed.emplace_back(static_cast<size_t>(PanelMatrix<T>::values(plans[i], k, H)));
+    const PanelMatrix<T> w(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), packed.back().data());
+#pragma omp parallel num_threads(region_threads())
+    {
+      const Range groups = split_range(w.groups(), omp_get_thread_num(), omp_get_num_threads(), 1);
+      w.fill(groups.begin, groups.end);
+    }
+  }
+  return packed;
+}
+}  // namespace
+
+template <typename T>
+std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
+                                                 int input_size, int units, bool one_hot) {
+  SequenceInputs<T> in;
+  in.input_size = input_size;
+  in.units = units;
+  in.gates = cfg.gates();
+  in.kernel = kernel;
+  in.recurrent = recurrent;
+  switch (cfg.kind) {
+    case CellKind::kRnn: return pack_cell(RnnCell{cfg.activation}, in, one_hot);
+    case CellKind::kLstm: return pack_cell(LstmCell{}, in, one_hot);
+    case CellKind::kGru: return pack_cell(GruCell{cfg.reset_after}, in, one_hot);
+  }
+  return {};
 }
 
 template <typename T>
@@ -29,6 +79,10 @@ template void recurrent_forward<float>(const CellConfig&, const SequenceInputs<f
                                        const SavedSequence<float>&, const ForwardOutputs<float>&);
 template void recurrent_forward<double>(const CellConfig&, const SequenceInputs<double>&,
                                         const SavedSequence<double>&, const ForwardOutputs<double>&);
+template std::vector<std::vector<float>> pack_forward_weights<float>(const CellConfig&, const float*, const float*,
+                                                                     int, int, bool);
+template std::vector<std::vector<double>> pack_forward_weights<double>(const CellConfig&, const double*,
+                                                                       const double*, int, int, bool);
 template void recurrent_backward<float>(const CellConfig&, const SequenceInputs<float>&,
                                         const SavedSequence<float>&, const IncomingGrads<float>&,
                                         const SequenceGrads<float>&);

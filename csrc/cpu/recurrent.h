@@ -1,6 +1,8 @@
 // Public entry points of the CPU recurrent kernels (SimpleRNN, LSTM, GRU), used by the bindings.
 #pragma once
 
+#include <vector>
+
 #include "cpu/sequence.h"
 #include "fusedrnn/cell_math.h"
 
@@ -65,6 +67,19 @@ struct SequenceGrads {
 template <typename T>
 void recurrent_forward(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                        const ForwardOutputs<T>& out);
+
+// Benchmark and test hook: the largest batch whose forward pass projects its inputs before the
+// time loop (default 2, at most kProjectInputsBatch; 0: never), so that the lever can be measured.
+int project_inputs_batch();
+void set_project_inputs_batch(int n);
+
+// The forward weights of a cell packed once, for later calls to pass in SequenceInputs::packed
+// (so that calls on unchanged weights, such as a decoder's single steps, do not pack them
+// again): one array per forward plan of the cell, over [kernel; recurrent kernel] (kernel
+// (I, G*H), recurrent (H, G*H)), or over the recurrent kernel alone for one-hot input.
+template <typename T>
+std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
+                                                 int input_size, int units, bool one_hot);
 
 template <typename T>
 void recurrent_backward(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,

@@ -71,6 +71,11 @@ struct ForwardStep {
   int h_next_ld = 0;
   T* scratch = nullptr;           // share.rows.size() * H values, private to the thread
   GateSink gate_sink = GateSink::kCache;  // where the activated gates go (cells.h: GateStore)
+  // The inputs projected before the time loop (project_inputs), else null: per (b, t) row, per
+  // group of units of weights[0], a tile row (slots * L values) of x_t times the kernel. The
+  // step's product then runs over the state's K rows only, from k_first = kx.
+  const T* gx = nullptr;
+  int k_first = 0;
 
   long row(int b) const { return static_cast<long>(b) * in.steps + t; }          // (b, t) input row
   long saved_row(int b) const { return saved.row(b, t); }                        // (b, t) saved row
@@ -83,6 +88,14 @@ struct ForwardStep {
     if (in_place) return h_prev(b);
     const int rows = share.rows.size();
     return operand + (static_cast<long>(per_gate ? gate : 0) * rows + (b - share.rows.begin)) * lda + (lda - in.units);
+  }
+
+  // Adds row b's projected inputs (gx) to the pre-activations of the group of units from u0.
+  void add_projected_inputs(int b, int u0, T* pre) const {
+    const PanelMatrix<T>& w = weights[0];
+    const int values = w.plan().slots() * kLanes<T>;
+    const T* g = gx + (row(b) * w.groups() + u0 / w.group_units()) * values;
+    for (int i = 0; i < values; ++i) pre[i] += g[i];
   }
 
   // C = A * w for the share's rows and units, A the step's operands (or `a` with leading
@@ -100,14 +113,15 @@ struct ForwardStep {
         left[p] = a != nullptr ? a : operand + static_cast<long>(per_gate ? gate : 0) * rows * lda;
       }
       const int k = a != nullptr ? a_ld : lda;  // the operand rows are exactly K long
-      w.multiply(rows, left, k, per_gate && a == nullptr, 0, k, share.units.begin, share.units.end, to_finish);
+      w.multiply(rows, left, k, per_gate && a == nullptr, a != nullptr ? 0 : k_first, k, share.units.begin,
+                 share.units.end, to_finish);
       return;
     }
     // In place (packed weights, no dropout): x_t rows S * I apart, h_{s-1} rows slots * H apart.
     Operands<T> rows_of{{}, {}, in.steps * in.input_size, saved.slots * in.units, false};
     rows_of.h[0] = h_prev(b0);
     rows_of.x[0] = kx > 0 ? in.x + row(b0) * in.input_size : rows_of.h[0];
-    w.multiply(rows, rows_of, 0, kx + in.units, share.units.begin, share.units.end, to_finish);
+    w.multiply(rows, rows_of, k_first, kx + in.units, share.units.begin, share.units.end, to_finish);
   }
 };
 
@@ -181,6 +195,10 @@ void build_operands(const SequenceInputs<T>& in, const StepShare& share, int t, 
   }
 }
 
+// Rows of x per block of the input projection (project_inputs): 128 rows of up to a few hundred
+// features stay in L2 while every group of the kernel's panels multiplies them.
+constexpr int kProjectRows = 128;
+
 template <typename Cell, typename T>
 void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                  const ForwardOutputs<T>& out) {
@@ -194,6 +212,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   const std::vector<PanelPlan> plans = cell.forward_plans();
   std::vector<PanelMatrix<T>> weights;
   long weight_bytes = 0;
+  // Weights packed before the call (SequenceInputs::packed) are used as they are.
+  const bool prepacked = in.packed[0] != nullptr;
   // Under a split of the units, the threads claim the groups of units of each step one at a time
   // (counter `claimed[s]`) where the cell allows it (one product per step) and the weights are
   // packed: a thread that the machine holds up then takes fewer groups, instead of making every
@@ -202,10 +222,16 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
     const long values = PanelMatrix<T>::values(plans[i], k, H);
-    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, forward_source(in),
-                         pack_weights(in) ? ws.take<T>(values) : nullptr);
+    T* storage = prepacked ? const_cast<T*>(in.packed[i]) : (pack_weights(in) ? ws.take<T>(values) : nullptr);
+    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), storage);
     weight_bytes += values * static_cast<long>(sizeof(T));
   }
+  // Few sequences: the inputs of all steps are projected first (one product over the B*S rows
+  // of x against the kernel's part of the packed weights), in the layout of a tile row per
+  // group; the steps then multiply only their state by the recurrent kernel.
+  const bool project = project_inputs(in) && B <= project_inputs_batch();
+  const long gx_values = project ? static_cast<long>(weights[0].groups()) * plans[0].slots() * kLanes<T> : 0;
+  T* gx = project ? ws.take<T>(static_cast<size_t>(B) * S * gx_values) : nullptr;
   const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);
   for (int s = 0; claims && s < S; ++s) claimed[s].store(0, std::memory_order_relaxed);
   // Without a cache for the backward pass (inference) the activated gates are not kept; a cache
@@ -219,7 +245,11 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   // Under a batch split with more blocks of kBlockRows sequences than threads, each thread runs
   // the whole time loop on one claimed block at a time (BlockClaims). The outputs do not depend
   // on which thread computes a row.
-  const int threads = region_threads();
+  int threads = region_threads();
+  // Small steps under a split of the units run on one thread (kMinParallelStepMacs).
+  const long step_macs = static_cast<long>(B) * ((project ? 0 : kx) + H) * in.width();
+  if (threads > 1 && !step_share(B, H, weight_bytes, 0, threads).by_batch && step_macs < min_parallel_step_macs())
+    threads = 1;
   BlockClaims row_blocks(B, kBlockRows, threads);
   const bool claims_rows =
       threads > 1 && step_share(B, H, weight_bytes, 0, threads).by_batch && row_blocks.blocks() > threads;
@@ -232,7 +262,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units;
     const bool claim = claims && !share.by_batch;
-    for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w, claim);
+    if (!prepacked)
+      for (const PanelMatrix<T>& w : weights) pack_share(tid, nt, share, w, claim);
     const int lda = weights[0].kx() + H;
     const int most_rows = claims_rows ? kBlockRows : share.rows.size();
     std::vector<T> operand(in_place ? 0 : static_cast<size_t>(per_gate ? in.gates : 1) * most_rows * lda);
@@ -244,6 +275,24 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     };
     if (!claims_rows) start_rows(share.rows);
 #pragma omp barrier  // the packed weights (and, under a unit split, every unit of h_0) are ready
+    if (project) {
+      // The thread's rows in blocks of kProjectRows, each multiplied by every group of units
+      // while it stays in cache (one product over all rows would read them again per group).
+      const Range r = split_range(B * S, tid, nt, 1);
+      const int width = weights[0].group_units(), filled = plans[0].panels * kLanes<T>;
+      const long group_values = gx_values / weights[0].groups();
+      for (int r0 = r.begin; r0 < r.end; r0 += kProjectRows) {
+        const T* a = in.x + static_cast<long>(r0) * in.input_size;
+        weights[0].multiply(std::min(kProjectRows, r.end - r0), &a, in.input_size, false, 0, kx, 0, H,
+                            [&](int i, int u0, int, const T* tile) {
+                              T* dst = gx + (static_cast<long>(r0 + i) * weights[0].groups() + u0 / width) * group_values;
+                              std::copy(tile, tile + filled, dst);
+                              // A split panel's second slot (the state's sum) gets nothing from the input.
+                              std::fill(dst + filled, dst + group_values, T(0));
+                            });
+      }
+#pragma omp barrier  // every row's projection is ready
+    }
 
     // The batch rows the time loop runs on next, from step `from_step`: the thread's share once,
     // or claimed blocks; then rows handed over by another thread.
@@ -283,6 +332,8 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
         st.in_place = in_place;
         st.scratch = scratch.data();
         st.gate_sink = gate_sink;
+        st.gx = gx;
+        st.k_first = project ? kx : 0;
         if (s + 1 < S) {
           st.h_next = saved.hprev + saved.row(0, in.time_of_step(s + 1)) * H;
           st.h_next_ld = saved.slots * H;
@@ -295,6 +346,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
           st.share.units = u;
           cell.forward_step(st);
           for (int b = rows.begin; b < rows.end; ++b) {
+            if (out.outputs == nullptr) break;  // a single step whose output is h_last
             T* o = out.outputs + (static_cast<long>(b) * S + s) * H;
             if (s >= first[b]) copy_maybe_streamed(o + u.begin, st.h_new(b) + u.begin, u.size(), stream_outputs);
             else std::fill(o + u.begin, o + u.end, T(0));  // before the row's first unmasked step

@@ -59,6 +59,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fusedrnn import _C
+from fusedrnn.weight_versions import weights_changed
 
 __all__ = ["SGD", "RMSprop", "Adam", "sgd_update", "rmsprop_update", "adam_update"]
 
@@ -293,7 +294,10 @@ class _Optimizer(abc.ABC):
         if not params:
             return
         self._build(params)
-        self._update(params, self._clip_gradients(grads))
+        try:
+            self._update(params, self._clip_gradients(grads))
+        finally:  # also after a partial update: copies packed from the params repack (fusedrnn.weight_versions)
+            weights_changed(*params)
         self._iterations += 1
 
     def get_config(self) -> Dict[str, Any]:

@@ -23,12 +23,13 @@ import numpy as np
 from fusedrnn import initializers as init
 from fusedrnn import ops
 from fusedrnn.grad_mode import is_grad_enabled
+from fusedrnn.layers._recurrent_step import RecurrentStepMixin
 from fusedrnn.ops import _checks as chk
 
 ArrayOrTuple = Union[np.ndarray, Tuple[np.ndarray, ...]]
 
 
-class _Recurrent(abc.ABC):
+class _Recurrent(RecurrentStepMixin, abc.ABC):
     """Shared machinery of SimpleRNN, LSTM and GRU; see those classes."""
 
     _cell = ""

@@ -9,6 +9,7 @@ from fusedrnn.ops.attention import (
     dot_attention_backward,
     dot_attention_forward,
 )
+from fusedrnn.ops.packed import PackedWeights, gru_step, lstm_step, rnn_step
 from fusedrnn.ops.recurrent import (
     RecurrentCache,
     gru_backward,
@@ -27,7 +28,11 @@ __all__ = [
     "dense_forward",
     "dot_attention_backward",
     "dot_attention_forward",
+    "PackedWeights",
     "RecurrentCache",
+    "gru_step",
+    "lstm_step",
+    "rnn_step",
     "gru_backward",
     "gru_forward",
     "lstm_backward",

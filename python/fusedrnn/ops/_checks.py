@@ -68,12 +68,15 @@ def check_finite(name: str, a: np.ndarray) -> None:
         raise ValueError(f"{name}: contains NaN or inf")
 
 
-def float_input(name: str, a: Any, dtype: np.dtype, shape: Sequence[int], what: str = "") -> np.ndarray:
-    """All checks for a float input the kernels read: dtype, shape, contiguity, finiteness."""
+def float_input(name: str, a: Any, dtype: np.dtype, shape: Sequence[int], what: str = "", finite: bool = True
+                ) -> np.ndarray:
+    """All checks for a float input the kernels read: dtype, shape, contiguity, finiteness (unless
+    `finite` is False: weights checked when they were packed, fusedrnn.ops.packed)."""
     a = check_float(name, a, dtype)
     check_shape(name, a, shape, what)
     check_contiguous(name, a)
-    check_finite(name, a)
+    if finite:
+        check_finite(name, a)
     return a
 
 

@@ -13,14 +13,19 @@ import numpy as np
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
 from fusedrnn.ops._recurrent_cache import GATES, RecurrentCache, bias_spec, units_from_kernel
+from fusedrnn.ops.packed import check_packed
 
 
 def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
             mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
-            recurrent_dropout_mask: Any, keep_cache: bool
+            recurrent_dropout_mask: Any, keep_cache: bool, packed: Any = None
             ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], Optional[RecurrentCache]]:
-    """(outputs, h_last, c_last or None, cache or None) of one cell over a sequence of host arrays."""
+    """(outputs, h_last, c_last or None, cache or None) of one cell over a sequence of host arrays;
+    `packed`: a PackedWeights whose packed copy of the weights the kernels use."""
     gates = GATES[cell]
+    if packed is not None:
+        packed = check_packed(packed)
+        packed.check_options(cell, reset_after, activation)
     x = chk.as_array("x", x)
     if np.issubdtype(x.dtype, np.integer):
         kernel = chk.check_float("kernel", kernel)
@@ -42,8 +47,10 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
         raise ValueError(f"x: batch, time and feature sizes must be at least 1, got shape {x.shape}")
     kernel = chk.check_float("kernel", kernel, dtype)
     H = units_from_kernel(cell, kernel.shape, I)
-    kernel = chk.float_input("kernel", kernel, dtype, (I, gates * H))
-    recurrent_kernel = chk.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H), "(units, gates*units)")
+    # Packed weights are checked for NaN and inf when they are packed (PackedWeights.handle).
+    kernel = chk.float_input("kernel", kernel, dtype, (I, gates * H), finite=packed is None)
+    recurrent_kernel = chk.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H),
+                                       "(units, gates*units)", finite=packed is None)
     bias = chk.float_input("bias", bias, dtype, *bias_spec(cell, reset_after, H))
     h0 = np.zeros((B, H), dtype) if h0 is None else chk.float_input("h0", h0, dtype, (B, H), "(batch, units)")
     if cell == "lstm":
@@ -54,10 +61,11 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
     if activation not in ("tanh", "relu"):
         raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
     go_backwards = bool(go_backwards)
+    handle = None if packed is None else packed.handle(kernel, recurrent_kernel, x.dtype == np.int32)
 
     outputs, h_last, c_last, saved_gates, hprev, aux = _C.recurrent_forward(
         cell, x, h0, c0, kernel, recurrent_kernel, bias, mask_u8, dmask, rmask, go_backwards, activation,
-        bool(reset_after), keep_cache)
+        bool(reset_after), keep_cache, handle)
     if not keep_cache:
         return outputs, h_last, c_last, None
     cache = RecurrentCache(cell, activation, bool(reset_after), go_backwards, x, h0, c0, kernel,

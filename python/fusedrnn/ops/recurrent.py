@@ -30,6 +30,10 @@ NaN or inf in any input raises ValueError (the check is one pass over the inputs
 PyTorch's ``no_grad``): the returned cache is None, and the kernel keeps only the state of the
 step before instead of every step's gates and states (O(B*H) memory instead of O(B*T*G*H)). The
 outputs are the same numbers, bit for bit.
+
+``packed=ops.PackedWeights(cell)`` (CPU only) keeps the packed weights between calls instead of
+packing them in every call; see :mod:`fusedrnn.ops.packed`, which also has the single-step ops
+``lstm_step``/``gru_step``/``rnn_step`` for decoders.
 """
 
 from __future__ import annotations
@@ -42,22 +46,25 @@ from fusedrnn import _device
 from fusedrnn.ops import _checks as chk
 from fusedrnn.ops import _cpu_recurrent, _cuda_recurrent
 from fusedrnn.ops._recurrent_cache import RecurrentCache
+from fusedrnn.ops.packed import PackedWeights
 
 __all__ = ["RecurrentCache", "gru_backward", "gru_forward", "lstm_backward", "lstm_forward", "rnn_backward",
            "rnn_forward"]
 
 def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: Any, bias: Any, *,
              mask: Any, go_backwards: bool, activation: str, reset_after: bool, dropout_mask: Any,
-             recurrent_dropout_mask: Any, keep_cache: bool
+             recurrent_dropout_mask: Any, keep_cache: bool, packed: Any = None
              ) -> Tuple[Any, Any, Optional[Any], Optional[RecurrentCache]]:
     keep_cache = chk.check_flag("keep_cache", keep_cache)
     args = (cell, x, h0, c0, kernel, recurrent_kernel, bias)
     options = dict(mask=mask, go_backwards=go_backwards, activation=activation, reset_after=reset_after,
                    dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask)
     if _device.any_cuda_array(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask):
+        if packed is not None:
+            raise TypeError("packed: PackedWeights serve the CPU kernels only; pass packed=None with CUDA arrays")
         outputs, h_last, c_last, cache = _cuda_recurrent.forward(*args, **options)
         return outputs, h_last, c_last, cache if keep_cache else None
-    return _cpu_recurrent.forward(*args, **options, keep_cache=keep_cache)
+    return _cpu_recurrent.forward(*args, **options, keep_cache=keep_cache, packed=packed)
 
 
 def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
@@ -77,8 +84,8 @@ def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: An
 def rnn_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, recurrent_kernel: np.ndarray,
                 bias: np.ndarray, *, mask: Optional[np.ndarray] = None, go_backwards: bool = False,
                 activation: str = "tanh", dropout_mask: Optional[np.ndarray] = None,
-                recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True
-                ) -> Tuple[np.ndarray, np.ndarray, Optional[RecurrentCache]]:
+                recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True,
+                packed: Optional[PackedWeights] = None) -> Tuple[np.ndarray, np.ndarray, Optional[RecurrentCache]]:
     """SimpleRNN over a sequence: ``h_t = act(x_t kernel + bias + h_{t-1} recurrent_kernel)``.
 
     Args: x (B, T, I); h0 (B, H) or None for zeros; kernel (I, H); recurrent_kernel (H, H);
@@ -88,7 +95,7 @@ def rnn_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, rec
     outputs, h_last, _, cache = _forward("rnn", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
                                          go_backwards=go_backwards, activation=activation, reset_after=True,
                                          dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask,
-                                         keep_cache=keep_cache)
+                                         keep_cache=keep_cache, packed=packed)
     return outputs, h_last, cache
 
 
@@ -105,7 +112,8 @@ def rnn_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_las
 def lstm_forward(x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray], kernel: np.ndarray,
                  recurrent_kernel: np.ndarray, bias: np.ndarray, *, mask: Optional[np.ndarray] = None,
                  go_backwards: bool = False, dropout_mask: Optional[np.ndarray] = None,
-                 recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True
+                 recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True,
+                 packed: Optional[PackedWeights] = None
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[RecurrentCache]]:
     """LSTM over a sequence, Keras's equations and gate order (i, f, c, o).
 
@@ -115,7 +123,8 @@ def lstm_forward(x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarra
     """
     return _forward("lstm", x, h0, c0, kernel, recurrent_kernel, bias, mask=mask, go_backwards=go_backwards,
                     activation="tanh", reset_after=True, dropout_mask=dropout_mask,
-                    recurrent_dropout_mask=recurrent_dropout_mask, keep_cache=keep_cache)  # type: ignore[return-value]
+                    recurrent_dropout_mask=recurrent_dropout_mask, keep_cache=keep_cache,
+                    packed=packed)  # type: ignore[return-value]
 
 
 def lstm_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray],
@@ -127,8 +136,8 @@ def lstm_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_la
 def gru_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, recurrent_kernel: np.ndarray,
                 bias: np.ndarray, *, mask: Optional[np.ndarray] = None, go_backwards: bool = False,
                 reset_after: bool = True, dropout_mask: Optional[np.ndarray] = None,
-                recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True
-                ) -> Tuple[np.ndarray, np.ndarray, Optional[RecurrentCache]]:
+                recurrent_dropout_mask: Optional[np.ndarray] = None, keep_cache: bool = True,
+                packed: Optional[PackedWeights] = None) -> Tuple[np.ndarray, np.ndarray, Optional[RecurrentCache]]:
     """GRU over a sequence, Keras's equations and gate order (z, r, h).
 
     ``reset_after=True`` (Keras's default): ``hh = tanh(x_h + r * (h_{t-1} U_h + b_rec_h))`` and
@@ -139,7 +148,7 @@ def gru_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, rec
     outputs, h_last, _, cache = _forward("gru", x, h0, None, kernel, recurrent_kernel, bias, mask=mask,
                                          go_backwards=go_backwards, activation="tanh", reset_after=reset_after,
                                          dropout_mask=dropout_mask, recurrent_dropout_mask=recurrent_dropout_mask,
-                                         keep_cache=keep_cache)
+                                         keep_cache=keep_cache, packed=packed)
     return outputs, h_last, cache
 
 

@@ -1,0 +1,60 @@
+"""The single-step API of the recurrent layers (decoders, sampling, streaming), on weights packed
+once and kept between steps (:mod:`fusedrnn.ops.packed`)."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from fusedrnn import ops
+from fusedrnn.ops import packed as ops_packed
+from fusedrnn.weight_versions import weights_changed
+
+
+class RecurrentStepMixin:
+    """``layer.step(x_t, states)`` and ``layer.weights_changed()`` for SimpleRNN, LSTM and GRU."""
+
+    _step_packed: Optional[ops.PackedWeights] = None
+
+    def step(self, x_t: Any, states: Sequence[np.ndarray], out: Optional[Sequence[np.ndarray]] = None
+             ) -> List[np.ndarray]:
+        """One time step, for inference: x_t (B, I) (or integer ids (B,) standing for one-hot rows,
+        after ``build(vocabulary_size)``) and the states [h] ([h, c] for the LSTM), each (B, H).
+
+        Returns the new states, the output being the new h: the same numbers (to float rounding)
+        as calling the layer on ``x_t[:, None]`` with ``initial_state=states``, without dropout.
+        ``out``: arrays to write the new states into (may be ``states`` itself, to update them in
+        place), else new arrays. The layer keeps its weights packed between steps and packs them
+        again after ``set_weights`` or an optimizer step; after editing the weights in place any
+        other way call :meth:`weights_changed` (see :mod:`fusedrnn.weight_versions`).
+        """
+        packed = self._step_packed
+        if packed is None:
+            packed = self._start_stepping(x_t)
+        bias = self._op_bias()  # type: ignore[attr-defined]  # zeros with use_bias=False
+        if isinstance(states, np.ndarray):
+            states = [states]
+        n = self._n_states  # type: ignore[attr-defined]
+        if len(states) != n:
+            raise ValueError(f"states: expected {n} array(s) ({'[h, c]' if n == 2 else '[h]'}), got {len(states)}")
+        h, c = states[0], states[1] if n == 2 else None
+        new = ops_packed._step(self._cell, x_t, h, c, self.kernel, self.recurrent_kernel, bias, packed, out)  # type: ignore[attr-defined]
+        return [new[0], new[1]] if n == 2 else [new[0]]
+
+    def _start_stepping(self, x_t: Any) -> ops.PackedWeights:
+        """Builds the layer if needed (a float x_t gives the input size) and makes its PackedWeights."""
+        if not self.built:  # type: ignore[attr-defined]
+            if isinstance(x_t, np.ndarray) and x_t.ndim == 2 and x_t.dtype.kind == "f":
+                self.build(int(x_t.shape[1]))  # type: ignore[attr-defined]
+            else:
+                raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or "  # type: ignore[attr-defined]
+                                   "build(input_dim) first")
+        self._step_packed = ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
+                                              activation=getattr(self, "activation", "tanh"))
+        return self._step_packed
+
+    def weights_changed(self) -> None:
+        """Call after editing the weights in place (other than through an optimizer or set_weights),
+        so that the packed copy that :meth:`step` keeps is packed again."""
+        weights_changed(self.kernel, self.recurrent_kernel, self.bias)  # type: ignore[attr-defined]

@@ -1,0 +1,56 @@
+"""Version counters of weight arrays: how a packed copy of weights knows that they changed.
+
+The recurrent kernels can keep their weights packed between calls (:class:`fusedrnn.ops.PackedWeights`,
+``layer.step``). A packed copy remembers which arrays it was packed from and their versions here;
+it is packed again when a call passes other arrays or when the version of one of them has grown.
+No array is ever compared element by element.
+
+What bumps a version:
+
+* ``Optimizer.apply(params, grads)`` (every optimizer of :mod:`fusedrnn.optimizers`), after it
+  has updated the params in place;
+* ``layer.set_weights(...)`` (it also binds new arrays, which alone forces a repack);
+* ``weights_changed(*arrays)`` or ``layer.weights_changed()``: **the documented route for any
+  other in-place edit** (``layer.kernel[...] = ...``, ``np.add(w, d, out=w)``, an edit through a
+  view). Call it after the edit, before the next call; without it the packed copy still holds
+  the old values.
+
+Versions are kept per array object (the ones a layer holds in ``params``, not views of them);
+an array that was never bumped has version 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from typing import Any, Dict, Tuple
+
+__all__ = ["version", "weights_changed"]
+
+_counter = itertools.count(1)
+_versions: Dict[int, Tuple["weakref.ref[Any]", int]] = {}
+
+
+def _forget(key: int, ref: "weakref.ref[Any]") -> None:
+    entry = _versions.get(key)
+    if entry is not None and entry[0] is ref:
+        del _versions[key]
+
+
+def weights_changed(*arrays: Any) -> None:
+    """Marks arrays as changed (each gets a new, larger version): copies packed from them repack."""
+    for a in arrays:
+        if a is None:
+            continue
+        key = id(a)
+        entry = _versions.get(key)
+        ref = entry[0] if entry is not None and entry[0]() is a else weakref.ref(a, lambda r, k=key: _forget(k, r))
+        _versions[key] = (ref, next(_counter))
+
+
+def version(a: Any) -> int:
+    """The array's version: 0 until weights_changed(a) is first called, then growing."""
+    entry = _versions.get(id(a))
+    if entry is None or entry[0]() is not a:
+        return 0
+    return entry[1]
