@@ -166,7 +166,9 @@ def _layer(cls, H, I, rng, dtype="float32", **kw):
 
 
 @pytest.mark.parametrize("cls,kw", [(fusedrnn.LSTM, {}), (fusedrnn.GRU, {}), (fusedrnn.GRU, {"reset_after": False}),
-                                    (fusedrnn.SimpleRNN, {"activation": "relu"})])
+                                    (fusedrnn.SimpleRNN, {"activation": "relu"}),
+                                    (fusedrnn.LSTM, {"use_bias": False}), (fusedrnn.GRU, {"use_bias": False}),
+                                    (fusedrnn.SimpleRNN, {"use_bias": False})])
 def test_layer_step_equals_the_layer_call(cls, kw, one_or_two_threads, rng, seed):
     B, T, I, H = 3, 8, 10, 33
     layer = _layer(cls, H, I, rng, **kw)
