@@ -3,9 +3,11 @@ roofline, and the pause between timed runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
+from typing import Any
 
 import numpy as np
 
@@ -86,3 +88,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_json(path: str, payload: Any) -> None:
+    """Writes a benchmark's results as JSON atomically (a crash leaves the previous file whole)."""
+    from fusedrnn.io_utils import atomic_write
+
+    with atomic_write(path, "w") as f:
+        json.dump(payload, f, indent=1)

@@ -25,7 +25,6 @@ computes every input and weight gradient.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,7 +35,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import configure_threads  # noqa: E402
+from _common import configure_threads, write_json  # noqa: E402
 
 B, TV, D = 64, 16, 1024
 KINDS = ("dot", "additive", "bahdanau")
@@ -267,10 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "median_s": {k: statistics.median(v) for k, v in c.times.items() if v},
                        "min_s": {k: min(v) for k, v in c.times.items() if v}} for c in cases],
         }
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, payload)
     return 0
 
 

@@ -26,7 +26,6 @@ times that (the backward pass has twice the forward's GEMM work). Gate math is n
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,7 +36,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import blas_cores, busy_wait, configure_threads, sgemm_runner  # noqa: E402
+from _common import blas_cores, busy_wait, configure_threads, sgemm_runner, write_json  # noqa: E402
 
 SHAPES = {  # (B, T, I, H) of the three reference tasks
     "imdb": (32, 80, 128, 128),
@@ -297,10 +296,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "median_s": {k: statistics.median(v) for k, v in c.times.items() if v}}
                       for c in cases],
         }
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, payload)
     return 0
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
 import sys
@@ -45,7 +44,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import blas_cores, busy_wait, configure_threads, cpu_model, sgemm_runner  # noqa: E402
+from _common import blas_cores, busy_wait, configure_threads, cpu_model, sgemm_runner, write_json  # noqa: E402
 
 EXAMPLES = HERE.parent / "examples"
 TASKS = {
@@ -235,10 +234,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = [bench_task(task, args, rng) for task in args.tasks]
     print_table(rows, args.markdown)
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"machine": cpu_model(), "threads": args.threads, "rows": rows}, f, indent=2)
-        os.replace(tmp, args.json)
+        write_json(args.json, {"machine": cpu_model(), "threads": args.threads, "rows": rows})
     return 0
 
 

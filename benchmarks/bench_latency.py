@@ -39,9 +39,7 @@ hierarchy.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -51,7 +49,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import blas_cores, configure_threads  # noqa: E402
+from _common import blas_cores, configure_threads, cpu_model, write_json  # noqa: E402
 
 GATES = {"lstm": 4, "gru": 3}
 # (kind, B, T, I, H, label): kind "step" (T=1, one call per step), "fwd" (inference over a
@@ -91,16 +89,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def machine() -> str:
     """The CPU model, its vector extensions and the cores this process may use."""
-    model, flags = platform.processor() or platform.machine(), set()
+    flags = set()
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
     except OSError:
         pass
+    model = cpu_model()
     isa = "AVX-512" if "avx512f" in flags else ("AVX2+FMA" if {"avx2", "fma"} <= flags else "no AVX2")
     return f"{model}, {isa}, {len(os.sched_getaffinity(0))} cores"
 
@@ -474,10 +469,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         payload = {"machine": machine(), "threads": args.threads, "blas": blas_cores(),
                    "cases": [{"cell": c.cell, "kind": c.kind, "BTIH": [c.B, c.T, c.I, c.H], "label": c.label,
                               "median_s": {k: c.median(k) for k in c.times}} for c in cases]}
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, payload)
     return 0
 
 

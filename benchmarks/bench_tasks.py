@@ -29,7 +29,6 @@ Models (the tasks' defaults):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -39,7 +38,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import busy_wait, configure_threads  # noqa: E402
+from _common import busy_wait, configure_threads, write_json  # noqa: E402
 
 EPOCH_EXAMPLES = {"sentiment": 25000, "textgen": 190271, "translate": 24000}
 BATCH = {"sentiment": 32, "textgen": 128, "translate": 64}
@@ -222,8 +221,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"| {r['task']} | {r['fusedrnn_ms']:.1f} | {r['keras_ms']:.1f} | {r['ratio']:.2f}x | "
                   f"{r['fusedrnn_epoch_s']:.0f} s | {r['keras_epoch_s']:.0f} s |")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+        write_json(args.json, rows)
     return 0
 
 

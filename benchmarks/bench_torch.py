@@ -47,7 +47,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import blas_cores, busy_wait, configure_threads, cpu_model, sgemm_runner  # noqa: E402
+from _common import blas_cores, busy_wait, configure_threads, cpu_model, sgemm_runner, write_json  # noqa: E402
 from bench_cpu import GATES, SGEMM_FLOPS, SGEMM_N, SHAPES, Case, contract_runner  # noqa: E402
 
 CELLS = ("lstm", "gru")
@@ -256,12 +256,9 @@ def print_markdown(cases: List[TorchCase]) -> None:
               f"| {c.roof_rate:.1f} {unit} ({c.roof}) |")
 
 
-def write_json(path: str, cases: List[TorchCase], threads: int) -> None:
-    import json
-
+def write_results(path: str, cases: List[TorchCase], threads: int) -> None:
+    """The table as JSON at `path` (atomically)."""
     import torch
-
-    from fusedrnn.io_utils import atomic_write
 
     payload = {
         "machine": cpu_model(), "threads": threads, "torch": torch.__version__, "blas": blas_cores(),
@@ -269,8 +266,7 @@ def write_json(path: str, cases: List[TorchCase], threads: int) -> None:
                    "roof_rate": c.roof_rate, "rate_fused_torch": c.rate("fused.torch"), "adapter_overhead": c.overhead,
                    "median_s": {k: statistics.median(v) for k, v in c.times.items()}} for c in cases],
     }
-    with atomic_write(path, "w") as f:
-        json.dump(payload, f, indent=1)
+    write_json(path, payload)
 
 
 def build_cases(args: argparse.Namespace) -> List[TorchCase]:
@@ -307,7 +303,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.markdown:
         print_markdown(cases)
     if args.json:
-        write_json(args.json, cases, args.threads)
+        write_results(args.json, cases, args.threads)
     return 0
 
 
