@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def _package_root() -> str:
+    """The folder holding the fusedrnn this process imported (the installed package under CI, the
+    source tree with its built extension in a development checkout): the subprocess imports it too."""
+    import fusedrnn
+
+    return str(Path(fusedrnn.__file__).resolve().parents[1])
+
 
 SCRIPT = r"""
 import json
@@ -44,7 +51,7 @@ print("REPORT" + json.dumps(report))
 
 def _run(backend: str) -> dict:
     env = {**os.environ, "KERAS_BACKEND": backend,
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([_package_root(), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT"))

@@ -28,6 +28,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _package_root() -> str:
+    """The folder holding the fusedrnn this process imported (the installed package under CI, the
+    source tree with its built extension in a development checkout): the subprocess imports it too."""
+    import fusedrnn
+
+    return str(Path(fusedrnn.__file__).resolve().parents[1])
+
+
 # ================================ the subprocess (KERAS_BACKEND=torch) ================================
 class _OpCounter:
     """Counts the runs of fusedrnn.torch's recurrent forward/backward ops (wraps the functions the
@@ -398,7 +406,7 @@ def report(tmp_path_factory) -> Dict[str, str]:
     seed = int(os.environ.get("FUSEDRNN_TEST_SEED") or np.random.SeedSequence().entropy % 2**32)
     print(f"random seed: {seed} (rerun with FUSEDRNN_TEST_SEED={seed})")
     env = {**os.environ, "KERAS_BACKEND": "torch", "FUSEDRNN_TMP": str(tmp_path_factory.mktemp("keras_torch")),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "python"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([_package_root(), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, str(Path(__file__)), str(seed)], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
