@@ -50,8 +50,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import blas_cores, configure_threads, cpu_model, write_json  # noqa: E402
+from bench_cpu import GATES, make_inputs  # noqa: E402
 
-GATES = {"lstm": 4, "gru": 3}
 # (kind, B, T, I, H, label): kind "step" (T=1, one call per step), "fwd" (inference over a
 # sequence) or "fwd+bwd" (training: forward keeping the cache, then backward).
 CASES = [
@@ -72,7 +72,7 @@ MEMORY_BOUND_BATCH = 8
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="threads for every library")
-    p.add_argument("--cells", nargs="+", default=list(GATES), choices=list(GATES))
+    p.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
     p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (median reported)")
     p.add_argument("--budget-ms", type=float, default=20.0, help="about how long one timed burst runs")
     p.add_argument("--quick", action="store_true", help="5 rounds, 5 ms bursts, the T=1000 case at T=250")
@@ -131,15 +131,11 @@ class Case:
 
 
 def make_data(cell: str, B: int, T: int, I: int, H: int):
-    rng = np.random.default_rng(0)
-    G = GATES[cell]
-    x = rng.standard_normal((B, T, I), dtype=np.float32)
-    kernel = (rng.standard_normal((I, G * H)) / np.sqrt(I)).astype(np.float32)
-    recurrent = (rng.standard_normal((H, G * H)) / np.sqrt(H)).astype(np.float32)
-    bias = (0.1 * rng.standard_normal((2, G * H) if cell == "gru" else (G * H,))).astype(np.float32)
+    """bench_cpu's inputs and weights for the case, plus initial states."""
+    x, kernel, recurrent, bias, dy = make_inputs(cell, B, T, I, H)
+    rng = np.random.default_rng(1)
     h0 = (0.5 * rng.standard_normal((B, H))).astype(np.float32)
     c0 = (0.5 * rng.standard_normal((B, H))).astype(np.float32)
-    dy = rng.standard_normal((B, T, H), dtype=np.float32)
     return dict(x=x, kernel=kernel, recurrent=recurrent, bias=bias, h0=h0, c0=c0, dy=dy)
 
 
