@@ -93,3 +93,9 @@ def none_if_empty(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     if t is None or (t.dim() == 1 and t.shape[0] == 0):
         return None
     return t
+
+
+def empty_for_none(like: torch.Tensor, results: Sequence[Optional[torch.Tensor]]) -> Tuple[torch.Tensor, ...]:
+    """An operator's results: an empty (0,) tensor stands for None (custom ops return tensors);
+    :func:`none_if_empty` reads it back."""
+    return tuple(like.new_empty((0,)) if r is None else r for r in results)

@@ -69,11 +69,6 @@ def _run_backward(kind: str, query: Tensor, value: Tensor, key: Optional[Tensor]
     return tuple(None if g is None else torch.from_numpy(g) for g in backward(cache, dc, dw))
 
 
-def _filled(like: Tensor, results: Tuple[Optional[Tensor], ...]) -> Tuple[Tensor, ...]:
-    """An operator's results: an empty (0,) tensor stands for None (custom ops return tensors)."""
-    return tuple(like.new_empty((0,)) if r is None else r for r in results)
-
-
 def _fake_forward(kind: str, query: Tensor, value: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     B, Tq, Tv, Dv = query.shape[0], query.shape[1], value.shape[1], value.shape[2]
     scores = query.new_empty((B, Tq, Tv)) if kind == "dot" else query.new_empty((0,))
@@ -92,7 +87,7 @@ def dot_attention_forward(query: Tensor, value: Tensor, key: Optional[Tensor], s
                           query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
                           ) -> Tuple[Tensor, Tensor, Tensor]:
     """Dot-product (Luong) attention forward: ``(context, weights, scores)``."""
-    return _filled(query, _run_forward("dot", query, value, key, scale, query_mask, value_mask, causal))
+    return arr.empty_for_none(query, _run_forward("dot", query, value, key, scale, query_mask, value_mask, causal))
 
 
 @torch.library.custom_op("fusedrnn::additive_attention_forward", mutates_args=())
@@ -100,7 +95,7 @@ def additive_attention_forward(query: Tensor, value: Tensor, key: Optional[Tenso
                                query_mask: Optional[Tensor], value_mask: Optional[Tensor], causal: bool
                                ) -> Tuple[Tensor, Tensor, Tensor]:
     """Additive (Bahdanau) attention forward: ``(context, weights, empty)``."""
-    return _filled(query, _run_forward("additive", query, value, key, scale, query_mask, value_mask, causal))
+    return arr.empty_for_none(query, _run_forward("additive", query, value, key, scale, query_mask, value_mask, causal))
 
 
 @torch.library.custom_op("fusedrnn::dot_attention_backward", mutates_args=())
@@ -109,7 +104,7 @@ def dot_attention_backward(query: Tensor, value: Tensor, key: Optional[Tensor], 
                            scores: Tensor, d_context: Optional[Tensor], d_weights: Optional[Tensor]
                            ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Dot-product attention backward: ``(d_query, d_key, d_value, d_scale)``."""
-    return _filled(query, _run_backward("dot", query, value, key, scale, query_mask, value_mask, causal, weights,
+    return arr.empty_for_none(query, _run_backward("dot", query, value, key, scale, query_mask, value_mask, causal, weights,
                                         scores, d_context, d_weights))
 
 
@@ -119,7 +114,7 @@ def additive_attention_backward(query: Tensor, value: Tensor, key: Optional[Tens
                                 weights: Tensor, scores: Tensor, d_context: Optional[Tensor],
                                 d_weights: Optional[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Additive attention backward: ``(d_query, d_key, d_value, d_scale)``."""
-    return _filled(query, _run_backward("additive", query, value, key, scale, query_mask, value_mask, causal,
+    return arr.empty_for_none(query, _run_backward("additive", query, value, key, scale, query_mask, value_mask, causal,
                                         weights, scores, d_context, d_weights))
 
 

@@ -105,7 +105,7 @@ def _forward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor]
                                                   activation, reset_after, dropout_mask, recurrent_dropout_mask,
                                                   keep_cache)
     saved = (None, None, None) if cache is None else _tensors((cache.gates, cache.hprev, cache.aux))
-    return _filled(kernel, (outputs, h_last, c_last) + saved)
+    return arr.empty_for_none(kernel, (outputs, h_last, c_last) + saved)
 
 
 def _backward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
@@ -137,12 +137,7 @@ def _backward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor
             if a[k] is not None and a[k].ndim == 2:
                 a[k] = a[k].reshape(1, *a[k].shape)
     cache = RecurrentCache(cell, activation, bool(reset_after), bool(go_backwards), *a)
-    return _filled(kernel, _run_backward(cell, cache, d_outputs, d_h_last, d_c_last))
-
-
-def _filled(like: Tensor, results: Tuple[Optional[Tensor], ...]) -> Tuple[Tensor, ...]:
-    """An operator's results: an empty (0,) tensor stands for None (custom ops return tensors)."""
-    return tuple(like.new_empty((0,)) if r is None else r for r in results)
+    return arr.empty_for_none(kernel, _run_backward(cell, cache, d_outputs, d_h_last, d_c_last))
 
 
 def _fake_forward(cell: str, x: Tensor, kernel: Tensor, keep_cache: bool) -> Tuple[Tensor, ...]:
