@@ -32,7 +32,7 @@ import numpy as np
 
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
-from fusedrnn.ops._recurrent_cache import GATES
+from fusedrnn.ops._recurrent_cache import GATES, bias_spec
 from fusedrnn.weight_versions import version
 
 __all__ = ["PackedWeights", "gru_step", "lstm_step", "rnn_step"]
@@ -150,8 +150,7 @@ def _check_step(cell: str, x: Any, h: Any, c: Any, kernel: Any, recurrent_kernel
         raise ValueError("x: the batch must hold at least one row")
     chk.check_contiguous("kernel", kernel)
     chk.float_input("recurrent_kernel", recurrent_kernel, dtype, (H, gates * H), "(units, gates*units)")
-    bias_shape = (2, 3 * H) if cell == "gru" and packed.reset_after else (gates * H,)
-    chk.float_input("bias", bias, dtype, bias_shape)
+    chk.float_input("bias", bias, dtype, *bias_spec(cell, packed.reset_after, H))
     chk.float_input("h", h, dtype, (B, H), "(batch, units)")
     if cell == "lstm":
         chk.float_input("c", c, dtype, (B, H), "(batch, units)")
