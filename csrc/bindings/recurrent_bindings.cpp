@@ -263,7 +263,8 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
                         const py::array& kernel, const py::array& recurrent, const py::array& bias,
                         const py::object& mask, const py::object& dropout, const py::object& recurrent_dropout,
                         bool go_backwards, const py::array& gates, const py::array& hprev, const py::object& aux,
-                        const py::object& d_outputs, const py::object& d_h_last, const py::object& d_c_last) {
+                        const py::object& d_outputs, const py::object& d_h_last, const py::object& d_c_last,
+                        bool gate_major) {
   const cpu::SequenceInputs<T> in =
       sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
   const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
@@ -286,12 +287,13 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
     dx = a;
   }
   py::array_t<T> dh0 = new_array<T>({B, H});
-  py::array_t<T> dkernel = new_array<T>({I, GH}), drecurrent = new_array<T>({H, GH});
+  py::array_t<T> dkernel = gate_major ? new_array<T>({GH, I}) : new_array<T>({I, GH});
+  py::array_t<T> drecurrent = gate_major ? new_array<T>({GH, H}) : new_array<T>({H, GH});
   py::array_t<T> dbias = two_biases ? new_array<T>({2, GH}) : new_array<T>({GH});
   py::object dc0 = py::none();
   cpu::SequenceGrads<T> grads{dx_data, dh0.mutable_data(), nullptr, dkernel.mutable_data(),
                               drecurrent.mutable_data(), dbias.mutable_data(),
-                              two_biases ? dbias.mutable_data() + GH : nullptr};
+                              two_biases ? dbias.mutable_data() + GH : nullptr, gate_major};
   if (cfg.kind == cpu::CellKind::kLstm) {
     py::array_t<T> d = new_array<T>({B, H});
     grads.dc0 = d.mutable_data();
@@ -383,20 +385,21 @@ void register_recurrent(py::module_& m) {
          const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
          const std::string& activation, bool reset_after, const py::array& gates, const py::array& hprev,
          const py::object& aux, const py::object& d_outputs, const py::object& d_h_last,
-         const py::object& d_c_last) {
+         const py::object& d_c_last, bool gate_major) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
         return is_float64(x, kernel) ? backward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                      recurrent_dropout, go_backwards, gates, hprev, aux,
-                                                     d_outputs, d_h_last, d_c_last)
+                                                     d_outputs, d_h_last, d_c_last, gate_major)
                              : backward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                     recurrent_dropout, go_backwards, gates, hprev, aux,
-                                                    d_outputs, d_h_last, d_c_last);
+                                                    d_outputs, d_h_last, d_c_last, gate_major);
       },
       py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
       py::arg("bias"), py::arg("mask"), py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"),
       py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"), py::arg("gates"), py::arg("hprev"),
-      py::arg("aux"), py::arg("d_outputs"), py::arg("d_h_last"), py::arg("d_c_last"),
-      "Fused backward pass. Returns (dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias).");
+      py::arg("aux"), py::arg("d_outputs"), py::arg("d_h_last"), py::arg("d_c_last"), py::arg("gate_major") = false,
+      "Fused backward pass. Returns (dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); with gate_major the "
+      "weight gradients come transposed, d_kernel (G*H, I) and d_recurrent_kernel (G*H, H) (torch.nn's layout).");
 }
 
 }  // namespace bindings

@@ -201,9 +201,9 @@ struct RnnCell {
 
   template <typename T>
   void parameter_grads(const BackwardStep<T>& st, Range r, Range c, const WeightGrads<T>& out) const {
-    kernel_gradients(r, c, st.in, st.dgx, out.dkernel, out.dbias, st.grad_scratch);
+    kernel_gradients(r, c, st.in, st.dgx, out.dkernel, out.dbias, out.gate_major, st.grad_scratch);
     recurrent_gradients(r, c, st.in, st.saved.hprev, true, st.dgx, 0, 1, out.drecurrent, static_cast<T*>(nullptr),
-                        st.grad_scratch);
+                        out.gate_major, st.grad_scratch);
   }
 };
 
@@ -304,9 +304,9 @@ struct LstmCell {
 
   template <typename T>
   void parameter_grads(const BackwardStep<T>& st, Range r, Range c, const WeightGrads<T>& out) const {
-    kernel_gradients(r, c, st.in, st.dgx, out.dkernel, out.dbias, st.grad_scratch);
+    kernel_gradients(r, c, st.in, st.dgx, out.dkernel, out.dbias, out.gate_major, st.grad_scratch);
     recurrent_gradients(r, c, st.in, st.saved.hprev, true, st.dgx, 0, 4, out.drecurrent, static_cast<T*>(nullptr),
-                        st.grad_scratch);
+                        out.gate_major, st.grad_scratch);
   }
 };
 
@@ -507,15 +507,15 @@ struct GruCell {
 
   template <typename T>
   void parameter_grads(const BackwardStep<T>& st, Range r, Range c, const WeightGrads<T>& out) const {
-    kernel_gradients(r, c, st.in, st.dgx, out.dkernel, out.dbias, st.grad_scratch);
+    kernel_gradients(r, c, st.in, st.dgx, out.dkernel, out.dbias, out.gate_major, st.grad_scratch);
     if (reset_after) {
       recurrent_gradients(r, c, st.in, st.saved.hprev, true, st.dgrec, 0, 3, out.drecurrent, out.drecurrent_bias,
-                          st.grad_scratch);
+                          out.gate_major, st.grad_scratch);
     } else {
       recurrent_gradients(r, c, st.in, st.saved.hprev, true, st.dgx, 0, 2, out.drecurrent, static_cast<T*>(nullptr),
-                          st.grad_scratch);
+                          out.gate_major, st.grad_scratch);
       recurrent_gradients(r, c, st.in, st.saved.aux, false, st.dgx, 2, 3, out.drecurrent, static_cast<T*>(nullptr),
-                          st.grad_scratch);
+                          out.gate_major, st.grad_scratch);
     }
   }
 };

@@ -57,10 +57,14 @@ struct SequenceGrads {
   T* dx;               // (B, T, I)
   T* dh0;              // (B, H)
   T* dc0;              // (B, H), LSTM only
-  T* dkernel;          // (I, G*H)
-  T* drecurrent;       // (H, G*H)
+  T* dkernel;          // (I, G*H); (G*H, I) when gate_major
+  T* drecurrent;       // (H, G*H); (G*H, H) when gate_major
   T* dbias;            // (G*H,)
   T* drecurrent_bias;  // (G*H,), GRU reset_after only
+  // The weight gradients transposed, a row per gate unit: the layout of torch.nn's weight_ih and
+  // weight_hh. The products come out that way (sequence.cpp: transposed_product), so this layout
+  // skips a transpose rather than adding one.
+  bool gate_major = false;
 };
 
 // Runs the whole sequence. h0 and (LSTM) c0 must be set; `in.gates` must equal cfg.gates().

@@ -460,7 +460,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       for (int k; (k = dx_claimed.fetch_add(1, std::memory_order_relaxed)) < dx_blocks;)
         input_gradient_rows(split_range(static_cast<int>(rows_bt), k, dx_blocks, 1), in, kernel_t, dgx, grads.dx);
     };
-    const WeightGrads<T> outputs{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias};
+    const WeightGrads<T> outputs{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias, grads.gate_major};
     if (share.by_batch) {
       const Range r{rows.begin * S, rows.end * S};
       T* part = tid == 0 ? nullptr : partials + (tid - 1) * partial_stride;
@@ -468,7 +468,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       const WeightGrads<T> mine =
           tid == 0 ? outputs
                    : WeightGrads<T>{in.ids ? nullptr : part, part + recurrent_at, part + bias_at,
-                                    grads.drecurrent_bias ? part + bias_at + GH : nullptr};
+                                    grads.drecurrent_bias ? part + bias_at + GH : nullptr, grads.gate_major};
       cell.parameter_grads(st, r, Range{0, GH}, mine);
       input_gradient_blocks();
 #pragma omp barrier
@@ -484,7 +484,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       cell.parameter_grads(st, Range{0, static_cast<int>(rows_bt)}, split_range(GH, tid, nt), outputs);
       input_gradient_blocks();
     }
-    if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel);
+    if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel, grads.gate_major);
   }
 }
 

@@ -32,6 +32,17 @@ void column_sums(Range r, const T* a, int cols, int lda, T* out) {
     for (int c = 0; c < cols; ++c) out[c] += ar[c];
   }
 }
+
+// Zeros columns c of a (rows, G*H) weight gradient, or rows c of its (G*H, rows) transpose when
+// gate_major.
+template <typename T>
+void zero_columns(T* w, int rows, int GH, Range c, bool gate_major) {
+  if (gate_major) {
+    std::fill(w + static_cast<long>(c.begin) * rows, w + static_cast<long>(c.end) * rows, T(0));
+    return;
+  }
+  for (long i = 0; i < rows; ++i) std::fill(w + i * GH + c.begin, w + i * GH + c.end, T(0));
+}
 }  // namespace
 
 bool poison_outputs() { return g_poison.load(); }
@@ -78,12 +89,14 @@ void input_gradient_rows(Range r, const SequenceInputs<T>& in, const PanelMatrix
 
 namespace {
 // out[:, lo:hi] = left^T dg[:, lo:hi] for K rows of left (K, n) and dg (K, GH) (both row-major,
-// pointing at their first row), out (n, GH). left is packed once; dg is taken in blocks of
-// columns, each copied into contiguous memory that stays in L2 while every group of left's
-// columns multiplies it (read in place, its columns would be a stride of G*H apart). A block's
-// product comes out transposed (a row per column of dg) and is written to out in tiles.
+// pointing at their first row), out (n, GH), or its transpose out^T[lo:hi, :] with out (GH, n)
+// when gate_major. left is packed once; dg is taken in blocks of columns, each copied into
+// contiguous memory that stays in L2 while every group of left's columns multiplies it (read in
+// place, its columns would be a stride of G*H apart). A block's product comes out transposed (a
+// row per column of dg): gate-major output takes it as it comes; otherwise it goes through a
+// buffer and is written to out in tiles.
 template <typename T>
-void transposed_product(int K, const T* left, int n, const T* dg, int GH, int lo, int hi, T* out,
+void transposed_product(int K, const T* left, int n, const T* dg, int GH, int lo, int hi, T* out, bool gate_major,
                         const GradientScratch<T>& scratch) {
   const PanelMatrix<T> right(units_plan(0, 0), K, K, n, PanelSource<T>{left, left, n, 0, 1}, scratch.packed);
   right.fill(0, right.groups());
@@ -91,9 +104,12 @@ void transposed_product(int K, const T* left, int n, const T* dg, int GH, int lo
   for (int c0 = lo; c0 < hi; c0 += width) {
     const int m = std::min(width, hi - c0);
     for (long k = 0; k < K; ++k) std::copy(dg + k * GH + c0, dg + k * GH + c0 + m, scratch.columns + k * m);
+    T* rows_out = gate_major ? out + static_cast<long>(c0) * n : scratch.result;
+    const long rows_ld = gate_major ? n : ld;
     right.multiply_by_columns(m, scratch.columns, m, 0, K, 0, n, [&](int c, int u0, int u1, const T* tile) {
-      std::copy(tile, tile + (u1 - u0), scratch.result + static_cast<long>(c) * ld + u0);
+      std::copy(tile, tile + (u1 - u0), rows_out + c * rows_ld + u0);
     });
+    if (gate_major) continue;
     constexpr int kTile = 16;
     for (int i0 = 0; i0 < n; i0 += kTile)
       for (int j0 = 0; j0 < m; j0 += kTile)
@@ -107,13 +123,13 @@ void transposed_product(int K, const T* left, int n, const T* dg, int GH, int lo
 
 template <typename T>
 void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dgx, T* dkernel, T* dbias,
-                      const GradientScratch<T>& scratch) {
+                      bool gate_major, const GradientScratch<T>& scratch) {
   const int I = in.input_size, H = in.units, GH = in.width();
   if (c.size() <= 0) return;
   if (dbias != nullptr) column_sums(r, dgx + c.begin, c.size(), GH, dbias + c.begin);
   if (in.ids != nullptr) return;  // one_hot_kernel_grads_share
   if (r.size() <= 0) {
-    for (long i = 0; i < I; ++i) std::fill(dkernel + i * GH + c.begin, dkernel + i * GH + c.end, T(0));
+    zero_columns(dkernel, I, GH, c, gate_major);
     return;
   }
   // d_kernel = (x * dropout_g)^T dgx, one product per run of gates sharing a mask.
@@ -121,29 +137,31 @@ void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dg
                     [&](int g, int, int lo, int hi) {
                       const T* left = rows_times_mask(r, in.x, in.dropout_of_gate(g), in.steps, I, scratch.masked);
                       transposed_product(r.size(), left, I, dgx + static_cast<long>(r.begin) * GH, GH, lo, hi, dkernel,
-                                         scratch);
+                                         gate_major, scratch);
                     });
 }
 
 // One-hot input: dkernel[id, :] += dgx[row, :] * dropout_g[b, id] over all rows; each thread
 // owns a range of columns, so the scatter needs no atomics.
 template <typename T>
-void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel) {
-  const int H = in.units, GH = in.width();
+void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel,
+                                bool gate_major) {
+  const int H = in.units, GH = in.width(), I = in.input_size;
   const Range c = split_range(GH, tid, nt);
   if (c.size() <= 0) return;
-  for (long i = 0; i < in.input_size; ++i)
-    for (int k = c.begin; k < c.end; ++k) dkernel[i * GH + k] = T(0);
+  zero_columns(dkernel, I, GH, c, gate_major);
+  // Element (id, k) of the (I, G*H) gradient is o[k * k_stride] from o = dkernel + id * id_stride.
+  const long id_stride = gate_major ? 1 : GH, k_stride = gate_major ? I : 1;
   const long rows = static_cast<long>(in.batch) * in.steps;
   for (long row = 0; row < rows; ++row) {
     const long id = in.ids[row], b = row / in.steps;
     const T* d = dgx + row * GH;
-    T* o = dkernel + id * GH;
+    T* o = dkernel + id * id_stride;
     for (int g = c.begin / H; g < in.gates && g * H < c.end; ++g) {
       const T* m = in.dropout_of_gate(g);
       const T scale = m == nullptr ? T(1) : m[b * in.input_size + id];
       const int lo = std::max(c.begin, g * H), hi = std::min(c.end, (g + 1) * H);
-      for (int k = lo; k < hi; ++k) o[k] += d[k] * scale;
+      for (int k = lo; k < hi; ++k) o[k * k_stride] += d[k] * scale;
     }
   }
 }
@@ -151,20 +169,20 @@ void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, co
 template <typename T>
 void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
                          const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
-                         const GradientScratch<T>& scratch) {
+                         bool gate_major, const GradientScratch<T>& scratch) {
   const int H = in.units, GH = in.width();
   const Range cols{std::max(c.begin, g_begin * H), std::min(c.end, g_end * H)};
   if (cols.size() <= 0) return;
   if (drecurrent_bias != nullptr)
     column_sums(r, dgrec + cols.begin, cols.size(), GH, drecurrent_bias + cols.begin);
   if (r.size() <= 0) {
-    for (long k = 0; k < H; ++k) std::fill(drecurrent + k * GH + cols.begin, drecurrent + k * GH + cols.end, T(0));
+    zero_columns(drecurrent, H, GH, cols, gate_major);
     return;
   }
   auto mask_of = [&](int g) { return apply_dropout ? in.recurrent_dropout_of_gate(g) : nullptr; };
   for_each_mask_run(g_begin, g_end, H, cols, mask_of, [&](int g, int, int lo, int hi) {
     const T* l = rows_times_mask(r, left, mask_of(g), in.steps, H, scratch.masked);
-    transposed_product(r.size(), l, H, dgrec + static_cast<long>(r.begin) * GH, GH, lo, hi, drecurrent,
+    transposed_product(r.size(), l, H, dgrec + static_cast<long>(r.begin) * GH, GH, lo, hi, drecurrent, gate_major,
                        scratch);
   });
 }
@@ -180,11 +198,11 @@ void sum_partials_share(int tid, int nt, T* out, const T* parts, int n_parts, lo
 
 #define FUSEDRNN_INSTANTIATE(T)                                                                              \
   template void input_gradient_rows<T>(Range, const SequenceInputs<T>&, const PanelMatrix<T>&, const T*, T*);  \
-  template void kernel_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, T*, T*,                \
+  template void kernel_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, T*, T*, bool,          \
                                     const GradientScratch<T>&);                                               \
-  template void one_hot_kernel_grads_share<T>(int, int, const SequenceInputs<T>&, const T*, T*);             \
+  template void one_hot_kernel_grads_share<T>(int, int, const SequenceInputs<T>&, const T*, T*, bool);       \
   template void recurrent_gradients<T>(Range, Range, const SequenceInputs<T>&, const T*, bool, const T*, int,  \
-                                       int, T*, T*, const GradientScratch<T>&);                               \
+                                       int, T*, T*, bool, const GradientScratch<T>&);                         \
   template void sum_partials_share<T>(int, int, T*, const T*, int, long, long);
 FUSEDRNN_INSTANTIATE(float)
 FUSEDRNN_INSTANTIATE(double)

@@ -162,10 +162,11 @@ bool project_inputs(const SequenceInputs<T>& in) {
 // large weights) each thread computes a block of columns over all rows instead.
 template <typename T>
 struct WeightGrads {
-  T* dkernel;          // (I, G*H); unused with one-hot input
-  T* drecurrent;       // (H, G*H)
+  T* dkernel;          // (I, G*H), or (G*H, I) when gate_major
+  T* drecurrent;       // (H, G*H), or (G*H, H) when gate_major
   T* dbias;            // (G*H,)
   T* drecurrent_bias;  // (G*H,), GRU reset_after only
+  bool gate_major;     // SequenceGrads::gate_major
 };
 
 // One thread's work memory for the weight gradients of its K rows of the B*T: the
@@ -212,25 +213,26 @@ template <typename T>
 void input_gradient_rows(Range r, const SequenceInputs<T>& in, const PanelMatrix<T>& kernel_t, const T* dgx, T* dx);
 
 // The rows r's share of d_kernel[:, c] and d_bias[c] (d_bias may be null), c a block of the G*H
-// columns. With one-hot input only d_bias: the kernel's gradient is one_hot_kernel_grads_share's.
-// `scratch` holds r.size() rows.
+// columns; d_kernel transposed, (G*H, I), when gate_major. With one-hot input only d_bias: the
+// kernel's gradient is one_hot_kernel_grads_share's. `scratch` holds r.size() rows.
 template <typename T>
 void kernel_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* dgx, T* dkernel, T* dbias,
-                      const GradientScratch<T>& scratch);
+                      bool gate_major, const GradientScratch<T>& scratch);
 
-// One-hot input: d_kernel[id, :] = sum of the dgx rows with that id (times dropout), over all
-// rows; each thread computes a block of columns.
+// One-hot input: d_kernel[id, :] (d_kernel[:, id] when gate_major) = sum of the dgx rows with
+// that id (times dropout), over all rows; each thread computes a block of columns.
 template <typename T>
-void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel);
+void one_hot_kernel_grads_share(int tid, int nt, const SequenceInputs<T>& in, const T* dgx, T* dkernel,
+                                bool gate_major);
 
 // The rows r's share of the columns c of d_recurrent[:, gates g_begin..g_end) =
 // (left * recurrent_dropout_g)^T dgrec, left (B, T, H); with apply_dropout false the masks are
 // not applied (left already holds them). d_recurrent_bias (may be null) gets the column sums of
-// dgrec. `scratch` holds r.size() rows.
+// dgrec. d_recurrent is (G*H, H) when gate_major. `scratch` holds r.size() rows.
 template <typename T>
 void recurrent_gradients(Range r, Range c, const SequenceInputs<T>& in, const T* left, bool apply_dropout,
                          const T* dgrec, int g_begin, int g_end, T* drecurrent, T* drecurrent_bias,
-                         const GradientScratch<T>& scratch);
+                         bool gate_major, const GradientScratch<T>& scratch);
 
 // out[k] += sum over p < n_parts of parts[p * part_stride + k], for this thread's block of k < n.
 template <typename T>

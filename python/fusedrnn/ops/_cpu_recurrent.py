@@ -74,8 +74,10 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
 
 
 
-def backward(cell: str, cache: RecurrentCache, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
-    """(dx, dh0, dc0 or None, d_kernel, d_recurrent_kernel, d_bias) for a cache of host arrays."""
+def backward(cell: str, cache: RecurrentCache, d_outputs: Any, d_h_last: Any, d_c_last: Any,
+             gate_major: bool = False) -> Tuple[Any, ...]:
+    """(dx, dh0, dc0 or None, d_kernel, d_recurrent_kernel, d_bias) for a cache of host arrays; the
+    weight gradients transposed, (G*H, I) and (G*H, H), with `gate_major`."""
     B, T, H, dtype = cache.batch, cache.steps, cache.units, cache.kernel.dtype
     d_outputs = chk.optional_float_input("d_outputs", d_outputs, dtype, (B, T, H), "(batch, time, units)")
     d_h_last = chk.optional_float_input("d_h_last", d_h_last, dtype, (B, H), "(batch, units)")
@@ -84,4 +86,4 @@ def backward(cell: str, cache: RecurrentCache, d_outputs: Any, d_h_last: Any, d_
     return _C.recurrent_backward(
         cell, cache.x, cache.h0, cache.c0, cache.kernel, cache.recurrent_kernel, cache.bias, cache.mask,
         cache.dropout_mask, cache.recurrent_dropout_mask, cache.go_backwards, cache.activation,
-        cache.reset_after, cache.gates, cache.hprev, cache.aux, d_outputs, d_h_last, d_c_last)
+        cache.reset_after, cache.gates, cache.hprev, cache.aux, d_outputs, d_h_last, d_c_last, gate_major)

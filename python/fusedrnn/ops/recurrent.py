@@ -67,7 +67,8 @@ def _forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel:
     return _cpu_recurrent.forward(*args, **options, keep_cache=keep_cache, packed=packed)
 
 
-def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: Any) -> Tuple[Any, ...]:
+def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: Any, gate_major: Any
+              ) -> Tuple[Any, ...]:
     if cache is None:
         raise ValueError(f"cache: None: {cell}_forward ran with keep_cache=False, which keeps nothing for a "
                          f"backward pass; run it with keep_cache=True (the default) to take gradients")
@@ -75,9 +76,13 @@ def _backward(cell: str, cache: Any, d_outputs: Any, d_h_last: Any, d_c_last: An
         raise TypeError(f"cache: expected the cache returned by {cell}_forward, got {chk.describe(cache)}")
     if cache.cell != cell:
         raise ValueError(f"cache: comes from {cache.cell}_forward, not {cell}_forward")
+    gate_major = chk.check_flag("gate_major", gate_major)
     if _device.any_cuda_array(cache.x, d_outputs, d_h_last, d_c_last):
+        if gate_major:
+            raise ValueError("gate_major: the CUDA kernels return the weight gradients in Keras's layout only; "
+                             "pass gate_major=False with CUDA arrays")
         return _cuda_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last)
-    return _cpu_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last)
+    return _cpu_recurrent.backward(cell, cache, d_outputs, d_h_last, d_c_last, gate_major)
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,13 +104,16 @@ def rnn_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, rec
     return outputs, h_last, cache
 
 
-def rnn_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray]
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def rnn_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray], *,
+                 gate_major: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`rnn_forward`: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``.
 
     d_outputs (B, T, H) and d_h_last (B, H) may be None (no gradient arrives there).
+    ``gate_major=True`` (CPU only) returns the weight gradients transposed, d_kernel (G*H, I) and
+    d_recurrent_kernel (G*H, H): the layout of ``torch.nn``'s ``weight_ih``/``weight_hh``, which the
+    kernels produce without a transpose.
     """
-    dx, dh0, _, dk, drk, db = _backward("rnn", cache, d_outputs, d_h_last, None)
+    dx, dh0, _, dk, drk, db = _backward("rnn", cache, d_outputs, d_h_last, None, gate_major)
     return dx, dh0, dk, drk, db
 
 
@@ -128,9 +136,10 @@ def lstm_forward(x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarra
 
 
 def lstm_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray],
-                  d_c_last: Optional[np.ndarray]) -> Tuple[np.ndarray, ...]:
-    """Gradients of :func:`lstm_forward`: ``(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    return tuple(_backward("lstm", cache, d_outputs, d_h_last, d_c_last))
+                  d_c_last: Optional[np.ndarray], *, gate_major: bool = False) -> Tuple[np.ndarray, ...]:
+    """Gradients of :func:`lstm_forward`: ``(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias)``;
+    ``gate_major`` as in :func:`rnn_backward`."""
+    return tuple(_backward("lstm", cache, d_outputs, d_h_last, d_c_last, gate_major))
 
 
 def gru_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, recurrent_kernel: np.ndarray,
@@ -152,8 +161,9 @@ def gru_forward(x: np.ndarray, h0: Optional[np.ndarray], kernel: np.ndarray, rec
     return outputs, h_last, cache
 
 
-def gru_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray]
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of :func:`gru_forward`: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``."""
-    dx, dh0, _, dk, drk, db = _backward("gru", cache, d_outputs, d_h_last, None)
+def gru_backward(cache: RecurrentCache, d_outputs: Optional[np.ndarray], d_h_last: Optional[np.ndarray], *,
+                 gate_major: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`gru_forward`: ``(dx, dh0, d_kernel, d_recurrent_kernel, d_bias)``;
+    ``gate_major`` as in :func:`rnn_backward`."""
+    dx, dh0, _, dk, drk, db = _backward("gru", cache, d_outputs, d_h_last, None, gate_major)
     return dx, dh0, dk, drk, db

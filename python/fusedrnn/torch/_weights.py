@@ -62,16 +62,17 @@ def keras_weights(cell: str, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Opti
     return kernel, recurrent_kernel, bias
 
 
-def torch_gradients(cell: str, d_kernel: Tensor, d_recurrent_kernel: Tensor, d_bias: Tensor, hidden_size: int
+def torch_gradients(cell: str, d_kernel_t: Tensor, d_recurrent_kernel_t: Tensor, d_bias: Tensor, hidden_size: int
                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """The gradients of ``(weight_ih, weight_hh, bias_ih, bias_hh)`` from those of
-    :func:`keras_weights`'s results (the inverse mapping: transpose, swap the GRU's r and z back;
-    the summed LSTM/RNN bias passes its gradient to both bias vectors)."""
-    d_ih, d_hh = d_kernel.t(), d_recurrent_kernel.t()
+    :func:`keras_weights`'s results, the weights' given transposed (``gate_major``: d_kernel_t
+    (G*H, I), d_recurrent_kernel_t (G*H, H), contiguous, as the kernels write them). The inverse
+    mapping: swap the GRU's r and z rows back; the summed LSTM/RNN bias passes its gradient to
+    both bias vectors."""
     if cell == "gru":
-        return (_gru_gate_order(d_ih, hidden_size), _gru_gate_order(d_hh, hidden_size),
+        return (_gru_gate_order(d_kernel_t, hidden_size), _gru_gate_order(d_recurrent_kernel_t, hidden_size),
                 _gru_gate_order(d_bias[0], hidden_size), _gru_gate_order(d_bias[1], hidden_size))
-    return d_ih.contiguous(), d_hh.contiguous(), d_bias, d_bias.clone()  # two Parameters: two gradient tensors
+    return d_kernel_t, d_recurrent_kernel_t, d_bias, d_bias.clone()  # two Parameters: two gradient tensors
 
 
 class WeightCache:

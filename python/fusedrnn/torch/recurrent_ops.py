@@ -82,17 +82,23 @@ def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor
 
 
 def _run_backward(cell: str, cache: RecurrentCache, d_outputs: Optional[Tensor], d_h_last: Optional[Tensor],
-                  d_c_last: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+                  d_c_last: Optional[Tensor], gate_major: bool = False) -> Tuple[Optional[Tensor], ...]:
     """(dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias) from a forward's cache; None where there
-    is nothing (dx for integer ids, dc0 but for the LSTM)."""
-    _, d = _arrays(("d_outputs", "d_h_last", "d_c_last"), (d_outputs, d_h_last, d_c_last))
+    is nothing (dx for integer ids, dc0 but for the LSTM). With `gate_major` the weight gradients
+    are transposed, (G*H, I) and (G*H, H), contiguous: torch.nn's layout, which the CPU kernels
+    write directly."""
+    cuda, d = _arrays(("d_outputs", "d_h_last", "d_c_last"), (d_outputs, d_h_last, d_c_last))
+    layout = dict(gate_major=gate_major and not cuda)
     if cell == "lstm":
-        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, d[0], d[1], d[2])
+        dx, dh0, dc0, dk, drk, db = np_ops.lstm_backward(cache, d[0], d[1], d[2], **layout)
     elif cell == "gru":
-        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, d[0], d[1]), None
+        (dx, dh0, dk, drk, db), dc0 = np_ops.gru_backward(cache, d[0], d[1], **layout), None
     else:
-        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, d[0], d[1]), None
-    return _tensors((dx, dh0, dc0, dk, drk, db))
+        (dx, dh0, dk, drk, db), dc0 = np_ops.rnn_backward(cache, d[0], d[1], **layout), None
+    results = _tensors((dx, dh0, dc0, dk, drk, db))
+    if gate_major and cuda:
+        results = results[:3] + (results[3].t().contiguous(), results[4].t().contiguous(), results[5])
+    return results
 
 
 def _forward_op(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
@@ -368,7 +374,9 @@ class _Recurrent(torch.autograd.Function):
         if all(g is None for g in grads):
             return (None,) * len(need)
         d_c_last = grads[2] if len(grads) == 3 else None
-        dx, dh0, dc0, dk, drk, db = _run_backward(ctx.cell, ctx.cache, grads[0], grads[1], d_c_last)
+        # The modules' Parameters are in torch.nn's layout: their gradients come from the kernels that way.
+        dx, dh0, dc0, dk, drk, db = _run_backward(ctx.cell, ctx.cache, grads[0], grads[1], d_c_last,
+                                                  gate_major=ctx.to_params is not None)
         head = (None,) * 5 + (dx if need[5] else None, dh0 if need[6] else None, dc0 if need[7] else None)
         if ctx.to_params is None:
             return head + (dk if need[8] else None, drk if need[9] else None, db if need[10] else None, None, None, None)
