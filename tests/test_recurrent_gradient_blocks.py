@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _keras_oracle import VARIANTS, check_against_reference, close_to_scale, make_problem
+from _keras_oracle import VARIANTS, check_against_reference, close_to_scale, make_problem, relu_pattern_agrees
 
 # (B, T, I, H): few rows, wide gates (units split on two threads); a batch split with rows over
 # a K block per thread; a long sequence (B*T = 2800 rows: 48-column blocks); a batch split whose
@@ -37,7 +37,14 @@ TOL = {np.float32: 1e-4, np.float64: 1e-11}
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_gradients_across_blocks(variant, shape, dropout, dtype, one_or_two_threads, rng, seed):
     B, T, I, H = shape
-    problem = make_problem(rng, variant, B, T, I, H, dtype, mask="random" if rng.random() < 0.5 else None,
-                           dropout=dropout, recurrent_dropout=dropout)
+    for _ in range(10):
+        problem = make_problem(rng, variant, B, T, I, H, dtype, mask="random" if rng.random() < 0.5 else None,
+                               dropout=dropout, recurrent_dropout=dropout)
+        # ReLU in float32: a problem whose units switch as in float64 (see relu_pattern_agrees);
+        # rare (one of 82 seeds tried), but a failure then says nothing about the kernels.
+        if variant != "rnn_relu" or dtype == np.float64 or relu_pattern_agrees(problem):
+            break
+    else:
+        pytest.fail(f"[seed={seed}] ten float32 ReLU problems in a row switched units unlike float64")
     check_against_reference(problem, rng, lambda a, b, what: close_to_scale(a, b, what, TOL[dtype]),
                             f"[seed={seed}, threads={one_or_two_threads}] {problem.describe()}")
