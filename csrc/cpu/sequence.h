@@ -77,6 +77,9 @@ constexpr int kMinRowsPerThread = 4;
 // blocks than threads: three row tiles of the panel kernel (6 + 5 + 5).
 constexpr int kBlockRows = 16;
 constexpr long kBatchSplitWeightBytes = 1536 * 1024;
+// A split of the units stays fixed from step to step (no claims) when each thread's share of the
+// weights a step reads is at most this: the share then stays in the thread's own L2 cache.
+constexpr long kFixedSplitWeightBytes = 768 * 1024;
 // Unit splits fall on multiples of this: whole groups of every packed layout (panel_gemm.h).
 constexpr int kUnitAlign = 64;
 
