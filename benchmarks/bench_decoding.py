@@ -115,20 +115,28 @@ def progress(total: int, desc: str, unit: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
 
 
+def git(folder: str, *args: str) -> Optional[str]:
+    """A git command's output in `folder` (None outside git or without git)."""
+    try:
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def tree_info() -> Dict[str, Any]:
-    """Which fusedrnn this process imported: its folder, the git commit of that tree (None outside
-    git), and whether it has the latency work's step API."""
+    """Which fusedrnn this process imported: its folder; the commit checked out there and the last
+    commit that changed the package, its kernels or their build (python/, csrc/, CMakeLists.txt;
+    None outside git); whether it has the latency work's step API."""
     import fusedrnn
     from fusedrnn import ops
 
     folder = os.path.dirname(os.path.abspath(fusedrnn.__file__))
-    try:
-        commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
+    root = git(folder, "rev-parse", "--show-toplevel")
+    code = git(root, "log", "-1", "--format=%h", "--", "python", "csrc", "CMakeLists.txt") if root else None
     step_api = hasattr(ops, "PackedWeights") and hasattr(fusedrnn.GRU, "step")
-    return {"path": folder, "commit": commit, "step_api": step_api}
+    return {"path": folder, "head": git(folder, "rev-parse", "--short", "HEAD"), "code_commit": code,
+            "step_api": step_api}
 
 
 # -- the translation training step -----------------------------------------------------------------
@@ -285,7 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     runners = {"step": bench_step, "decode": bench_decode, "textgen": bench_textgen}
     results = {what: runners[what](args) for what in WHAT if what in args.what}
     header = f"{machine()}; threads={args.threads}; {blas_cores()}"
-    tree_line = (f"fusedrnn: {tree['path']} (commit {tree['commit'] or '?'}; step API "
+    tree_line = (f"fusedrnn: {tree['path']} (HEAD {tree['head'] or '?'}, code last changed in "
+                 f"{tree['code_commit'] or '?'}; step API "
                  f"{'present' if tree['step_api'] else 'absent'}, not called by the task code)")
     print(header)
     print(tree_line)
