@@ -70,25 +70,34 @@ def textgen_batch(rng: np.random.Generator, batch: int = 128, maxlen: int = 40, 
     return rng.integers(0, chars, (batch, maxlen)).astype(np.int32), rng.integers(0, chars, batch)
 
 
-def translate_batch(rng: np.random.Generator, batch: int = 64):
-    t = TRANSLATE
+def translate_batch(rng: np.random.Generator, batch: int = 64, shapes: Optional[Dict[str, int]] = None):
+    """(source (B, Ts), target_in (B, Tt), target_out (B, Tt)) random ids; `shapes` as TRANSLATE."""
+    t = shapes or TRANSLATE
     source = rng.integers(1, t["source_vocab"], (batch, t["source_len"])).astype(np.int32)
     target = rng.integers(1, t["target_vocab"], (batch, t["target_len"] + 1)).astype(np.int32)
     return source, target[:, :-1], target[:, 1:]
+
+
+def fusedrnn_translate_step(rng: np.random.Generator, batch: int = BATCH["translate"],
+                            shapes: Optional[Dict[str, int]] = None) -> Callable[[], None]:
+    """One training step of the translation model (`shapes` as TRANSLATE, the default) on a
+    random batch, as the task's `fit` runs it: forward, masked loss, backward, Adam."""
+    from fusedrnn.optimizers import Adam
+    from fusedrnn.tasks.seq2seq import AttentionSeq2Seq, masked_sequence_loss
+    from fusedrnn.training import train_step
+
+    t = shapes or TRANSLATE
+    model = AttentionSeq2Seq(t["source_vocab"], t["target_vocab"], t["embedding"], t["units"], seed=0)
+    source, target_in, target_out = translate_batch(rng, batch, t)
+    opt = Adam()
+    return lambda: train_step(model, masked_sequence_loss, opt, (source, target_in), target_out)
 
 
 def fusedrnn_step(task: str, rng: np.random.Generator) -> Callable[[], None]:
     from fusedrnn.training import train_step
 
     if task == "translate":
-        from fusedrnn.optimizers import Adam
-        from fusedrnn.tasks.seq2seq import AttentionSeq2Seq, masked_sequence_loss
-
-        t = TRANSLATE
-        model = AttentionSeq2Seq(t["source_vocab"], t["target_vocab"], t["embedding"], t["units"], seed=0)
-        source, target_in, target_out = translate_batch(rng)
-        opt = Adam()
-        return lambda: train_step(model, masked_sequence_loss, opt, (source, target_in), target_out)
+        return fusedrnn_translate_step(rng)
     if task == "sentiment":
         from fusedrnn.optimizers import Adam
         from fusedrnn.tasks import sentiment

@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""Task timings of issue 21: the translation training step in GFLOP/s next to sgemm, greedy
+decoding of the translate task's validation sentences, and text generation in characters/s.
+
+``--what step``: one training step of the ``fusedrnn train translate`` model (built by
+bench_tasks.fusedrnn_translate_step: forward, masked loss, backward, Adam on a random batch of
+64), timed in rounds interleaved with NumPy's 1024^3 float32 sgemm on the same threads; the
+table gives both medians, the step's FLOPs over its median time and that rate as a share of
+sgemm's (issue 21 asks for >= 80 %). The step's FLOPs come from the model's shapes (B batch,
+Ts source length, Tt target steps, E embedding, U units, V target vocabulary), counting 2*M*N*K
+for each (M, K) x (K, N) product of the forward pass and twice that for its backward (the
+gradients of both operands), so the step is 3x the forward::
+
+    encoder GRU     Ts steps of (B, E) x (E, 3U) and (B, U) x (U, 3U)   2*B*Ts*3U*(E + U)
+    attention keys  (B*Ts, U) x (U, U), once per batch                  2*B*Ts*U*U
+    per decoder step (Tt of them):
+      query         (B, U) x (U, U)                                     2*B*U*U
+      attention     scores v . tanh(q + k_j) and the context sum        2*B*Ts*U + 2*B*Ts*U
+      decoder GRU   (B, U + E) x (U + E, 3U) and (B, U) x (U, 3U)       2*B*3U*(2U + E)
+    output Dense    (B*Tt, U) x (U, V)                                  2*B*Tt*U*V
+    step = 3 * forward
+
+Embedding gathers, the gate math, the loss and Adam's update are element-wise and not counted.
+At the task's shapes (B=64, Ts=16, Tt=10, E=256, U=1024, V=4935) that is 81.4 GFLOP, 27.2 of
+them in the decoder's single GRU steps.
+
+``--what decode``: greedy decoding of the first ``--sentences`` validation sentences of the
+translate task (its defaults: the first 30,000 pairs of spa-eng/spa.txt, 20 % validation, seed
+0), with the task's model shapes and random weights (seed 0): the cost does not depend on
+training. With ``--decode-batch 256`` (default) in batches of 256 through
+seq2seq.decode_batch_greedy, padding columns trimmed, as ``fusedrnn evaluate translate`` does;
+with ``--decode-batch 1`` one sentence at a time through seq2seq.greedy_decode, as ``fusedrnn
+translate`` does. Every sentence runs the task's maximum target length (11 words) of decoder
+steps (no id is taken as <end>), so the work is the same whatever the weights.
+
+``--what textgen``: ``--chars`` characters from the ``fusedrnn train textgen`` model (LSTM(128)
+over 40-character windows, Dense(57), random weights, seed 0) through textgen.generate at
+temperature 1.0, seeded with the Nietzsche corpus's first 40 characters; each character is one
+forward pass over the last 40 characters (the Keras example's loop).
+
+Decoding and generation are one timed pass each (after a short warm-up): sentences or
+characters per second. Only the task functions, which exist unchanged before and after the
+latency work (commit 29b794d), are called, so the script also runs against the older tree
+(``PYTHONPATH=<old tree>/python``); the output names the fusedrnn tree, its commit, and whether
+it has the step API (layer.step, ops.PackedWeights) — the task code does not call it.
+
+    python benchmarks/bench_decoding.py                           # step, decode and textgen
+    python benchmarks/bench_decoding.py --what decode --sentences 1000 --decode-batch 1
+    python benchmarks/bench_decoding.py --smoke --json out.json   # tiny shapes, a few seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import blas_cores, busy_wait, configure_threads, sgemm_runner, write_json  # noqa: E402
+from bench_latency import machine  # noqa: E402
+from bench_tasks import BATCH, TRANSLATE, fusedrnn_translate_step  # noqa: E402
+
+WHAT = ("step", "decode", "textgen")
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SGEMM_N = 1024
+SMOKE_TRANSLATE = {"source_vocab": 9414, "target_vocab": 4935, "source_len": 16, "target_len": 10, "embedding": 16,
+                   "units": 32}
+TEXTGEN_UNITS = 128
+TEXTGEN_MAXLEN = 40
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--what", nargs="+", default=list(WHAT), choices=WHAT, help="which tasks to time (default: all)")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="threads for fusedrnn and NumPy")
+    p.add_argument("--rounds", type=int, default=5, help="step: interleaved rounds (default: 5)")
+    p.add_argument("--steps", type=int, default=3, help="step: timed steps per round (default: 3)")
+    p.add_argument("--sgemms", type=int, default=10, help="step: timed sgemms per round (default: 10)")
+    p.add_argument("--sentences", type=int, default=6000, help="decode: validation sentences (default: all 6000)")
+    p.add_argument("--decode-batch", type=int, default=256,
+                   help="decode: sentences per batch (default: 256 as `evaluate translate`; 1: greedy_decode each)")
+    p.add_argument("--chars", type=int, default=2000, help="textgen: characters to generate (default: 2000)")
+    p.add_argument("--data", default=str(DATA), help="folder with spa-eng/spa.txt and nietzsche.txt "
+                                                     "(default: ../shared/data from the project root)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny run for tests: step at U=32, E=16, B=8, one round; 8 sentences; 20 characters")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    args = p.parse_args(argv)
+    for name in ("rounds", "steps", "sgemms", "sentences", "decode_batch", "chars", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
+    if args.smoke:
+        args.rounds, args.steps, args.sgemms = 1, 1, 2
+        args.sentences, args.chars = min(args.sentences, 8), min(args.chars, 20)
+    return args
+
+
+def progress(total: int, desc: str, unit: str, enabled: bool):
+    """A tqdm bar on stderr (None when disabled or tqdm is missing)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+
+def git(folder: str, *args: str) -> Optional[str]:
+    """A git command's output in `folder` (None outside git or without git)."""
+    try:
+        return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def tree_info() -> Dict[str, Any]:
+    """Which fusedrnn this process imported: its folder; the commit checked out there and the last
+    commit that changed the package, its kernels or their build (python/, csrc/, CMakeLists.txt;
+    None outside git); whether it has the latency work's step API."""
+    import fusedrnn
+    from fusedrnn import ops
+
+    folder = os.path.dirname(os.path.abspath(fusedrnn.__file__))
+    root = git(folder, "rev-parse", "--show-toplevel")
+    code = git(root, "log", "-1", "--format=%h", "--", "python", "csrc", "CMakeLists.txt") if root else None
+    step_api = hasattr(ops, "PackedWeights") and hasattr(fusedrnn.GRU, "step")
+    return {"path": folder, "head": git(folder, "rev-parse", "--short", "HEAD"), "code_commit": code,
+            "step_api": step_api}
+
+
+# -- the translation training step -----------------------------------------------------------------
+def translate_step_flops(batch: int, shapes: Dict[str, int]) -> Dict[str, float]:
+    """FLOPs of one training step by part (forward, backward = 2x forward); see the module docstring."""
+    B, Ts, Tt = batch, shapes["source_len"], shapes["target_len"]
+    E, U, V = shapes["embedding"], shapes["units"], shapes["target_vocab"]
+    forward = {
+        "encoder_gru": 2 * B * Ts * 3 * U * (E + U),
+        "attention_keys": 2 * B * Ts * U * U,
+        "decoder_query": Tt * 2 * B * U * U,
+        "decoder_attention": Tt * 4 * B * Ts * U,
+        "decoder_gru": Tt * 2 * B * 3 * U * (2 * U + E),
+        "output_dense": 2 * B * Tt * U * V,
+    }
+    parts = {k: 3.0 * v for k, v in forward.items()}
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def time_calls(fn: Callable[[], Any], n: int) -> List[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_step(args: argparse.Namespace) -> Dict[str, Any]:
+    shapes, batch = (SMOKE_TRANSLATE, 8) if args.smoke else (TRANSLATE, BATCH["translate"])
+    step = fusedrnn_translate_step(np.random.default_rng(0), batch, shapes)
+    sgemm = sgemm_runner(SGEMM_N)
+    step()  # warm-up: first call allocates and packs
+    sgemm()
+    times: Dict[str, List[float]] = {"step": [], "sgemm": []}
+    bar = progress(args.rounds, "translate step", "round", not args.no_progress)
+    for _ in range(args.rounds):
+        busy_wait(0.1)
+        times["step"].extend(time_calls(step, args.steps))
+        busy_wait(0.1)
+        times["sgemm"].extend(time_calls(sgemm, args.sgemms))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    flops = translate_step_flops(batch, shapes)
+    step_s, sgemm_s = statistics.median(times["step"]), statistics.median(times["sgemm"])
+    step_gflops = flops["total"] / step_s / 1e9
+    sgemm_gflops = 2.0 * SGEMM_N ** 3 / sgemm_s / 1e9
+    return {"batch": batch, "shapes": dict(shapes), "step_ms": step_s * 1e3, "gflop": flops["total"] / 1e9,
+            "gflop_by_part": {k: v / 1e9 for k, v in flops.items() if k != "total"},
+            "gflops": step_gflops, "sgemm_ms": sgemm_s * 1e3, "sgemm_gflops": sgemm_gflops,
+            "percent_of_sgemm": 100.0 * step_gflops / sgemm_gflops, "target_percent": 80.0,
+            "steps_timed": len(times["step"]), "sgemms_timed": len(times["sgemm"])}
+
+
+# -- greedy decoding ------------------------------------------------------------------------------
+def bench_decode(args: argparse.Namespace) -> Dict[str, Any]:
+    from fusedrnn.datasets import translation
+    from fusedrnn.tasks.seq2seq import AttentionSeq2Seq, decode_batch_greedy, greedy_decode
+    from fusedrnn.tasks.translate import TranslateConfig, _trim
+
+    cfg = TranslateConfig()
+    ds = translation.load_translation(Path(args.data) / "spa-eng" / "spa.txt", num_examples=cfg.num_examples,
+                                      val_fraction=cfg.val_fraction, seed=cfg.seed)
+    if args.smoke:
+        model = AttentionSeq2Seq(ds.source_tokenizer.vocab_size, ds.target_tokenizer.vocab_size,
+                                 SMOKE_TRANSLATE["embedding"], SMOKE_TRANSLATE["units"], seed=0)
+    else:
+        model = AttentionSeq2Seq(ds.source_tokenizer.vocab_size, ds.target_tokenizer.vocab_size, cfg.embedding_dim,
+                                 cfg.units, seed=0)
+    start_id = int(ds.target_tokenizer.word_index[translation.START_TOKEN])
+    no_end = -1  # never produced: every sentence decodes max_length steps, whatever the weights
+    max_length = ds.max_target_len
+    src = ds.source_val[:args.sentences]
+    batch = args.decode_batch
+
+    def decode(rows: np.ndarray) -> int:
+        if batch == 1:
+            return sum(len(greedy_decode(model, _trim(r[None, :]), start_id, no_end, max_length).ids) for r in rows)
+        return sum(len(ids) for ids in decode_batch_greedy(model, _trim(rows), start_id, no_end, max_length))
+
+    decode(src[:min(len(src), batch, 4)])  # warm-up
+    bar = progress(len(src), f"greedy decoding (batch {batch})", "sentence", not args.no_progress)
+    words = 0
+    t0 = time.perf_counter()
+    for i in range(0, len(src), batch):
+        rows = src[i:i + batch]
+        words += decode(rows)
+        if bar is not None:
+            bar.update(len(rows))
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return {"sentences": len(src), "validation_sentences": len(ds.val_idx), "decode_batch": batch,
+            "api": "greedy_decode" if batch == 1 else "decode_batch_greedy", "max_length": max_length,
+            "words": words, "units": model.units, "seconds": seconds, "sentences_per_s": len(src) / seconds,
+            "words_per_s": words / seconds}
+
+
+# -- text generation ------------------------------------------------------------------------------
+def bench_textgen(args: argparse.Namespace) -> Dict[str, Any]:
+    from fusedrnn.datasets import nietzsche
+    from fusedrnn.tasks import textgen
+
+    text = nietzsche.load_text(Path(args.data) / "nietzsche.txt")
+    vocab = nietzsche.CharVocab.from_text(text)
+    model = textgen.build_model(len(vocab), TEXTGEN_UNITS, seed=0)
+    rng = np.random.default_rng(0)
+    seed = text[:TEXTGEN_MAXLEN]
+    textgen.generate(model, vocab, seed, 5, 1.0, rng, TEXTGEN_MAXLEN)  # warm-up
+    chunk = 100
+    bar = progress(args.chars, "text generation", "char", not args.no_progress)
+    generated = ""
+    t0 = time.perf_counter()
+    while len(generated) < args.chars:
+        n = min(chunk, args.chars - len(generated))
+        generated += textgen.generate(model, vocab, (seed + generated)[-TEXTGEN_MAXLEN:], n, 1.0, rng, TEXTGEN_MAXLEN)
+        if bar is not None:
+            bar.update(n)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    return {"chars": len(generated), "vocab": len(vocab), "units": TEXTGEN_UNITS, "maxlen": TEXTGEN_MAXLEN,
+            "seconds": seconds, "chars_per_s": len(generated) / seconds}
+
+
+# -- output ---------------------------------------------------------------------------------------
+def table_rows(results: Dict[str, Dict[str, Any]]) -> List[List[str]]:
+    rows = []
+    if "step" in results:
+        r = results["step"]
+        rows.append(["translate training step", f"B={r['batch']}, {r['gflop']:.1f} GFLOP",
+                     f"{r['step_ms']:.1f} ms", f"{r['gflops']:.1f} GFLOP/s",
+                     f"sgemm {r['sgemm_gflops']:.1f} GFLOP/s: {r['percent_of_sgemm']:.0f} % (target 80 %)"])
+    if "decode" in results:
+        r = results["decode"]
+        rows.append([f"greedy decoding ({r['api']})", f"{r['sentences']} sentences x {r['max_length']} steps, "
+                     f"batch {r['decode_batch']}", f"{r['seconds']:.2f} s", f"{r['sentences_per_s']:.1f} sentences/s",
+                     f"{r['words_per_s']:.0f} words/s"])
+    if "textgen" in results:
+        r = results["textgen"]
+        rows.append(["text generation", f"{r['chars']} chars, LSTM({r['units']}) over {r['maxlen']}",
+                     f"{r['seconds']:.2f} s", f"{r['chars_per_s']:.1f} chars/s",
+                     f"{1e3 / r['chars_per_s']:.2f} ms/char"])
+    return rows
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    configure_threads(args.threads)
+    tree = tree_info()
+    runners = {"step": bench_step, "decode": bench_decode, "textgen": bench_textgen}
+    results = {what: runners[what](args) for what in WHAT if what in args.what}
+    header = f"{machine()}; threads={args.threads}; {blas_cores()}"
+    tree_line = (f"fusedrnn: {tree['path']} (HEAD {tree['head'] or '?'}, code last changed in "
+                 f"{tree['code_commit'] or '?'}; step API "
+                 f"{'present' if tree['step_api'] else 'absent'}, not called by the task code)")
+    print(header)
+    print(tree_line)
+    rows = table_rows(results)
+    titles = ["task", "work", "time", "rate", "note"]
+    widths = [max(len(x) for x in col) for col in zip(titles, *rows)]
+    for row in [titles] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    if args.markdown:
+        print("\n| " + " | ".join(titles) + " |\n|" + "---|" * len(titles))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    if args.json:
+        write_json(args.json, {"machine": machine(), "threads": args.threads, "blas": blas_cores(), "fusedrnn": tree,
+                               "smoke": args.smoke, "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
