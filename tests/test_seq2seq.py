@@ -151,3 +151,27 @@ def test_bad_input():
         beam_search(model, np.array([[1, 2]]), START, END, 3, beam=0)
     with pytest.raises(ValueError, match="target_out: expected shape"):
         masked_sequence_loss(np.zeros((2, 3), int), np.zeros((2, 4, 5)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_decoding_step_equals_the_training_step(rng, seed, dtype):
+    """Under no_grad the decoder GRU runs as decoder.step on weights it keeps packed; its states
+    must be those of the op the training path runs, step after step, and again after the weights
+    change (set_weights makes the packed copy stale)."""
+    from fusedrnn import no_grad
+
+    model, src, tgt_in, _ = _problem(rng, dtype)
+    tol = 2e-5 if dtype == "float32" else 1e-12
+    for round_ in range(2):
+        enc_out, hidden, keys, mask = model.encode(src)
+        h_train = h_decode = hidden
+        for t in range(tgt_in.shape[1]):
+            h_train, w_train, _, cache = model.decode_step(tgt_in[:, t], h_train, enc_out, keys, mask)
+            assert cache is not None
+            with no_grad():
+                h_decode, w_decode, _, no_cache = model.decode_step(tgt_in[:, t], h_decode, enc_out, keys, mask)
+            assert no_cache is None
+            np.testing.assert_allclose(h_decode, h_train, rtol=tol, atol=tol, err_msg=f"step {t}, seed {seed}")
+            np.testing.assert_allclose(w_decode, w_train, rtol=tol, atol=tol, err_msg=f"step {t}, seed {seed}")
+        weights = model.decoder.get_weights()
+        model.decoder.set_weights([w + rng.uniform(-0.3, 0.3, w.shape).astype(w.dtype) for w in weights])

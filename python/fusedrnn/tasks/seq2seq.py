@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fusedrnn import GRU, no_grad, ops
+from fusedrnn.grad_mode import is_grad_enabled
 from fusedrnn.layers.attention import BahdanauAttention
 from fusedrnn.layers.core import Dense, Embedding
 from fusedrnn.losses import sparse_categorical_crossentropy
@@ -122,12 +123,19 @@ class AttentionSeq2Seq:
 
     def decode_step(self, tokens: np.ndarray, hidden: np.ndarray, enc_out: np.ndarray, keys: np.ndarray,
                     mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, _StepCache]:
-        """One decoder step: (new state (B, U), attention weights (B, Ts), step input x, cache)."""
+        """One decoder step: (new state (B, U), attention weights (B, Ts), step input x, cache).
+
+        Under :func:`fusedrnn.no_grad` (decoding) the GRU runs as ``decoder.step``, on its weights
+        packed once and kept between steps and sentences, and the cache is None; otherwise
+        (training) as the op that keeps what the backward pass needs."""
         att = self.attention
         pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b)
         context, weights, att_cache = ops.additive_attention_forward(pq, enc_out, keys, scale=att.v, value_mask=mask)
         x = np.concatenate([context, self.target_embedding.embeddings[tokens][:, None, :]], axis=-1)
         dec = self.decoder
+        if not is_grad_enabled():
+            h_new = dec.step(x[:, 0], [hidden])[0]
+            return h_new, weights[:, 0], x, None  # type: ignore[return-value]
         _, h_new, gru_cache = ops.gru_forward(x, hidden, dec.kernel, dec.recurrent_kernel, dec.bias)
         return h_new, weights[:, 0], x, _StepCache(hidden, att_cache, gru_cache)
 
@@ -153,7 +161,8 @@ class AttentionSeq2Seq:
             states.append(hidden)
         dec_states = np.stack(states, axis=1)  # (B, Tt, U)
         logits = self.output(dec_states, training=training)
-        self._saved = {"enc_out": enc_out, "steps": steps}
+        # (Under no_grad the steps keep no caches: a backward pass then says it has nothing.)
+        self._saved = {"enc_out": enc_out, "steps": steps} if is_grad_enabled() else None
         return logits
 
     def backward(self, d_logits: np.ndarray) -> None:
