@@ -3,7 +3,8 @@ once and kept between steps (:mod:`fusedrnn.ops.packed`)."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+import contextlib
+from typing import Any, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -16,6 +17,22 @@ class RecurrentStepMixin:
     """``layer.step(x_t, states)`` and ``layer.weights_changed()`` for SimpleRNN, LSTM and GRU."""
 
     _step_packed: Optional[ops.PackedWeights] = None
+    _calls_packed: Optional[ops.PackedWeights] = None  # set inside packed_calls()
+
+    @contextlib.contextmanager
+    def packed_calls(self) -> Iterator[Any]:
+        """Inside the block, calls of the layer that keep nothing for a backward pass and draw no
+        dropout (inference under :func:`fusedrnn.no_grad`) run on the weights packed once at the
+        first call instead of packing them in every call: for loops of calls on unchanging weights,
+        such as sampling text one character at a time. The weights must not change inside the
+        block other than through ``set_weights`` or an optimizer (see :meth:`weights_changed`)."""
+        before = self._calls_packed
+        self._calls_packed = ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
+                                               activation=getattr(self, "activation", "tanh"))
+        try:
+            yield self
+        finally:
+            self._calls_packed = before
 
     def step(self, x_t: Any, states: Sequence[np.ndarray], out: Optional[Sequence[np.ndarray]] = None
              ) -> List[np.ndarray]:

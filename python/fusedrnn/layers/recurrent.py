@@ -208,9 +208,10 @@ class _Recurrent(RecurrentStepMixin, abc.ABC):
 
     @abc.abstractmethod
     def _run(self, x: np.ndarray, states: List[Optional[np.ndarray]], mask: Optional[np.ndarray],
-             dmask: Optional[np.ndarray], rmask: Optional[np.ndarray], keep_cache: bool
-             ) -> Tuple[np.ndarray, List[np.ndarray], Optional[ops.RecurrentCache]]:
-        """The cell's forward op: (outputs, final states, cache); the cache is None without keep_cache."""
+             dmask: Optional[np.ndarray], rmask: Optional[np.ndarray], keep_cache: bool,
+             packed: Optional[ops.PackedWeights]) -> Tuple[np.ndarray, List[np.ndarray], Optional[ops.RecurrentCache]]:
+        """The cell's forward op: (outputs, final states, cache); the cache is None without keep_cache.
+        ``packed``: the weights' packed copy to use (see packed_calls), or None."""
 
     def __call__(self, x: np.ndarray, mask: Optional[np.ndarray] = None,
                  initial_state: Optional[Sequence[np.ndarray]] = None, training: bool = False) -> Any:
@@ -255,7 +256,8 @@ class _Recurrent(RecurrentStepMixin, abc.ABC):
             states = list(self._kept_states)
         dmask, rmask = self._dropout_masks(int(x.shape[0]), input_dim, training)
         keep_cache = is_grad_enabled()
-        outputs, final_states, cache = self._run(x, states, mask, dmask, rmask, keep_cache)
+        packed = self._calls_packed if not keep_cache and dmask is None and rmask is None else None
+        outputs, final_states, cache = self._run(x, states, mask, dmask, rmask, keep_cache, packed)
         self._cache = cache
         self._called_without_cache = not keep_cache
         self._had_initial_state = initial_state is not None
@@ -337,10 +339,11 @@ class SimpleRNN(_Recurrent):
     def get_config(self) -> Dict[str, Any]:
         return {**super().get_config(), "activation": self.activation}
 
-    def _run(self, x, states, mask, dmask, rmask, keep_cache):
+    def _run(self, x, states, mask, dmask, rmask, keep_cache, packed):
         outputs, h, cache = ops.rnn_forward(x, states[0], self.kernel, self.recurrent_kernel, self._op_bias(), mask=mask,
                                             go_backwards=self.go_backwards, activation=self.activation,
-                                            dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache)
+                                            dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache,
+                                            packed=packed)
         return outputs, [h], cache
 
     def _backward(self, cache, d_outputs, ds):
@@ -371,10 +374,11 @@ class LSTM(_Recurrent):
             return init.lstm_unit_forget_bias(self.units, self.dtype)
         return super()._initial_bias()
 
-    def _run(self, x, states, mask, dmask, rmask, keep_cache):
+    def _run(self, x, states, mask, dmask, rmask, keep_cache, packed):
         outputs, h, c, cache = ops.lstm_forward(x, states[0], states[1], self.kernel, self.recurrent_kernel, self._op_bias(),
                                                 mask=mask, go_backwards=self.go_backwards, dropout_mask=dmask,
-                                                recurrent_dropout_mask=rmask, keep_cache=keep_cache)
+                                                recurrent_dropout_mask=rmask, keep_cache=keep_cache,
+                                                packed=packed)
         return outputs, [h, c], cache
 
     def _backward(self, cache, d_outputs, ds):
@@ -407,10 +411,11 @@ class GRU(_Recurrent):
     def _initial_bias(self) -> np.ndarray:
         return init.zeros(self._bias_shape(), self.dtype)
 
-    def _run(self, x, states, mask, dmask, rmask, keep_cache):
+    def _run(self, x, states, mask, dmask, rmask, keep_cache, packed):
         outputs, h, cache = ops.gru_forward(x, states[0], self.kernel, self.recurrent_kernel, self._op_bias(), mask=mask,
                                             go_backwards=self.go_backwards, reset_after=self.reset_after,
-                                            dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache)
+                                            dropout_mask=dmask, recurrent_dropout_mask=rmask, keep_cache=keep_cache,
+                                            packed=packed)
         return outputs, [h], cache
 
     def _backward(self, cache, d_outputs, ds):

@@ -12,6 +12,8 @@ random seed window, saves the checkpoint and redraws the loss plot.
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -90,11 +92,15 @@ def generate(model: Sequential, vocab: "nietzsche.CharVocab", seed_text: str, le
     seed_text = require_text("seed_text", seed_text).lower()
     window = list(vocab.encode(seed_text[-maxlen:]))
     out = []
-    for _ in range(length):
-        logits = model(np.asarray([window], dtype=np.int32), training=False)[0]
-        nxt = sample_index(logits, temperature, rng)
-        out.append(nxt)
-        window = (window + [nxt])[-maxlen:]
+    with contextlib.ExitStack() as packing:  # the recurrent weights packed once for every character
+        for layer in model.layers:
+            if hasattr(layer, "packed_calls"):
+                packing.enter_context(layer.packed_calls())
+        for _ in range(length):
+            logits = model(np.asarray([window], dtype=np.int32), training=False)[0]
+            nxt = sample_index(logits, temperature, rng)
+            out.append(nxt)
+            window = (window + [nxt])[-maxlen:]
     return vocab.decode(out)
 
 
