@@ -55,9 +55,9 @@ class _OpCounter:
             self.x_dtypes.append(str(x.dtype))
             return real_forward(cell, x, *args)
 
-        def backward(*args: Any) -> Any:
+        def backward(*args: Any, **kwargs: Any) -> Any:
             self.backward += 1
-            return real_backward(*args)
+            return real_backward(*args, **kwargs)
 
         recurrent_ops._run_forward, recurrent_ops._run_backward = forward, backward
 
