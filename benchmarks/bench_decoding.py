@@ -42,7 +42,8 @@ Decoding and generation are one timed pass each (after a short warm-up): sentenc
 characters per second. Only the task functions, which exist unchanged before and after the
 latency work (commit 29b794d), are called, so the script also runs against the older tree
 (``PYTHONPATH=<old tree>/python``); the output names the fusedrnn tree, its commit, and whether
-it has the step API (layer.step, ops.PackedWeights) — the task code does not call it.
+it has the step API (layer.step, ops.PackedWeights); from commit 14e4c7d on, the task code
+decodes with ``decoder.step`` and generates text inside ``packed_calls()``.
 
     python benchmarks/bench_decoding.py                           # step, decode and textgen
     python benchmarks/bench_decoding.py --what decode --sentences 1000 --decode-batch 1
@@ -295,7 +296,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     header = f"{machine()}; threads={args.threads}; {blas_cores()}"
     tree_line = (f"fusedrnn: {tree['path']} (HEAD {tree['head'] or '?'}, code last changed in "
                  f"{tree['code_commit'] or '?'}; step API "
-                 f"{'present' if tree['step_api'] else 'absent'}, not called by the task code)")
+                 f"{'present' if tree['step_api'] else 'absent'})")
     print(header)
     print(tree_line)
     rows = table_rows(results)
