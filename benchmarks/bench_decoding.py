@@ -59,14 +59,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import blas_cores, busy_wait, configure_threads, sgemm_runner, write_json  # noqa: E402
+from _common import blas_cores, configure_threads, sgemm_runner, write_json  # noqa: E402
 from bench_latency import machine  # noqa: E402
-from bench_tasks import BATCH, TRANSLATE, fusedrnn_translate_step  # noqa: E402
+from bench_tasks import BATCH, TRANSLATE, fusedrnn_translate_step, time_steps  # noqa: E402
 
 WHAT = ("step", "decode", "textgen")
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -158,15 +158,6 @@ def translate_step_flops(batch: int, shapes: Dict[str, int]) -> Dict[str, float]
     return parts
 
 
-def time_calls(fn: Callable[[], Any], n: int) -> List[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def bench_step(args: argparse.Namespace) -> Dict[str, Any]:
     shapes, batch = (SMOKE_TRANSLATE, 8) if args.smoke else (TRANSLATE, BATCH["translate"])
     step = fusedrnn_translate_step(np.random.default_rng(0), batch, shapes)
@@ -176,10 +167,8 @@ def bench_step(args: argparse.Namespace) -> Dict[str, Any]:
     times: Dict[str, List[float]] = {"step": [], "sgemm": []}
     bar = progress(args.rounds, "translate step", "round", not args.no_progress)
     for _ in range(args.rounds):
-        busy_wait(0.1)
-        times["step"].extend(time_calls(step, args.steps))
-        busy_wait(0.1)
-        times["sgemm"].extend(time_calls(sgemm, args.sgemms))
+        times["step"].extend(time_steps(step, args.steps, 0.1))  # each after a 0.1 s busy pause
+        times["sgemm"].extend(time_steps(sgemm, args.sgemms, 0.1))
         if bar is not None:
             bar.update(1)
     if bar is not None:
