@@ -63,7 +63,12 @@ def test_translate_step_flops_match_the_issue(bench):
 @needs_data
 def test_smoke_run_writes_consistent_json(tmp_path):
     out = tmp_path / "tasks.json"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "python"), os.environ.get("PYTHONPATH")])))
+    # the fusedrnn this test imported (the installed package under CI, which has the compiled
+    # extension; the source tree has it only after a development build)
+    import fusedrnn
+
+    package_parent = str(Path(fusedrnn.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, str(BENCH / "bench_decoding.py"), "--smoke", "--no-progress", "--threads", "1",
                            "--decode-batch", "3", "--json", str(out), "--markdown"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
