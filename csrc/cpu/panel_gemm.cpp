@@ -85,12 +85,64 @@ void tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool 
     for (int p = 0; p < P; ++p) store(tile + (r * S + slot(p, k1 > kx)) * L, acc[r][p]);
 }
 
+// acc[r][q] += A[r][k] * W[k][p0 + q] (q = 0, 1) over k in [k_begin, k_end) of a 4-panel
+// group; A as in accumulate_products.
+template <typename T, int R, bool kPerPanel, bool kByColumns>
+inline __attribute__((always_inline)) void accumulate_pair(Vec<T> (&acc)[R][2], const T* const* a, int lda,
+                                                           int k_first, const T* w, int p0, int k_begin, int k_end) {
+  constexpr int L = kLanes<T>;
+  for (int k = k_begin; k < k_end; ++k) {
+    const T* wk = w + (static_cast<long>(k) * 4 + p0) * L;
+    const Vec<T> b0 = load(wk), b1 = load(wk + L);
+    const int ka = k - k_first;
+    for (int r = 0; r < R; ++r) {
+      if constexpr (kPerPanel) {
+        acc[r][0] += a[p0][static_cast<long>(r) * lda + ka] * b0;
+        acc[r][1] += a[p0 + 1][static_cast<long>(r) * lda + ka] * b1;
+      } else {
+        const T av = kByColumns ? a[0][static_cast<long>(k) * lda + r] : a[0][static_cast<long>(r) * lda + ka];
+        acc[r][0] += av * b0;
+        acc[r][1] += av * b1;
+      }
+    }
+  }
+}
+
+// The 4-panel tile (every panel in both segments) of R rows in two passes over pairs of
+// panels: the same sums, in the same order, as tile_kernel's, with fewer registers per row.
+template <typename T, int R, bool kPerPanel, bool kByColumns>
+void pair_tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+  constexpr int L = kLanes<T>, P = 4;
+  const int split = std::min(std::max(kx, k0), k1);
+  for (int p0 = 0; p0 < P; p0 += 2) {
+    Vec<T> acc[R][2];
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 2; ++q) acc[r][q] = accumulate ? load(tile + (r * P + p0 + q) * L) : Vec<T>{};
+    accumulate_pair<T, R, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, p0, k0, split);
+    accumulate_pair<T, R, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, p0, split, k1);
+    for (int r = 0; r < R; ++r)
+      for (int q = 0; q < 2; ++q) store(tile + (r * P + p0 + q) * L, acc[r][q]);
+  }
+}
+
 template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast, bool kByColumns = false>
 void tile_rows(int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   const auto kernel = [&](auto r) {
     constexpr int R = decltype(r)::value;
     tile_kernel<T, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
   };
+  if constexpr (kPairRows > 0 && P == 4 && kXMask == 0xFu && kHMask == 0xFu && !kSplitLast) {
+    const auto pairs = [&](auto r) {
+      pair_tile_kernel<T, decltype(r)::value, kPerPanel, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
+    };
+    switch (rows) {
+      case 6: return pairs(std::integral_constant<int, 6>{});
+      case 5: return pairs(std::integral_constant<int, 5>{});
+      case 4: return pairs(std::integral_constant<int, 4>{});
+      case 3: return pairs(std::integral_constant<int, 3>{});
+      default: break;  // 1 or 2 rows: the one-pass tile
+    }
+  }
   switch (rows) {
 #if defined(__AVX512F__)
     case 8: return kernel(std::integral_constant<int, 8>{});
