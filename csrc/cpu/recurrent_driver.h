@@ -214,11 +214,6 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   long weight_bytes = 0;
   // Weights packed before the call (SequenceInputs::packed) are used as they are.
   const bool prepacked = in.packed[0] != nullptr;
-  // Under a split of the units, the threads claim the groups of units of each step one at a time
-  // (counter `claimed[s]`) where the cell allows it (one product per step) and the weights are
-  // packed: a thread that the machine holds up then takes fewer groups, instead of making every
-  // other thread wait at the step's barrier. Every thread packs an even share of all groups.
-  bool claims = cell.claims_units() && pack_weights(in) && plans.size() == 1;
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
     const long values = PanelMatrix<T>::values(plans[i], k, H);
@@ -230,13 +225,16 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   // of x against the kernel's part of the packed weights), in the layout of a tile row per
   // group; the steps then multiply only their state by the recurrent kernel.
   const bool project = project_inputs(in) && B <= project_inputs_batch();
-  // A thread that keeps the same units at every step keeps their weights in its own L2 cache;
-  // claimed units move between the cores from step to step and stream from L3. Where each
-  // thread's share of the weights a step reads fits its L2, the split of the units is fixed.
-  {
-    const long step_bytes = project ? weight_bytes * H / (kx + H) : weight_bytes;
-    if (claims && step_bytes / std::max(1, region_threads()) <= kFixedSplitWeightBytes) claims = false;
-  }
+  // Under a split of the units, the threads claim the groups of units of each step one at a time
+  // (counter `claimed[s]`) where the cell allows it (one product per step) and the weights are
+  // packed: a thread that the machine holds up then takes fewer groups, instead of making every
+  // other thread wait at the step's barrier. Every thread packs an even share of all groups.
+  // But a thread that keeps the same units at every step keeps their weights in its own L2
+  // cache, where claimed units move between the cores and stream from L3: where each thread's
+  // share of the weights a step reads fits its L2, the split of the units stays fixed.
+  const long step_bytes = project ? weight_bytes * H / (kx + H) : weight_bytes;
+  const bool fits_own_l2 = step_bytes / std::max(1, num_threads()) <= kFixedSplitWeightBytes;
+  const bool claims = cell.claims_units() && pack_weights(in) && plans.size() == 1 && !fits_own_l2;
   const long gx_values = project ? static_cast<long>(weights[0].groups()) * plans[0].slots() * kLanes<T> : 0;
   T* gx = project ? ws.take<T>(static_cast<size_t>(B) * S * gx_values) : nullptr;
   const std::unique_ptr<std::atomic<int>[]> claimed(claims ? new std::atomic<int>[S] : nullptr);

@@ -122,7 +122,7 @@ class AttentionSeq2Seq:
         return enc_out, h, keys, mask
 
     def decode_step(self, tokens: np.ndarray, hidden: np.ndarray, enc_out: np.ndarray, keys: np.ndarray,
-                    mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, _StepCache]:
+                    mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[_StepCache]]:
         """One decoder step: (new state (B, U), attention weights (B, Ts), step input x, cache).
 
         Under :func:`fusedrnn.no_grad` (decoding) the GRU runs as ``decoder.step``, on its weights
@@ -135,7 +135,7 @@ class AttentionSeq2Seq:
         dec = self.decoder
         if not is_grad_enabled():
             h_new = dec.step(x[:, 0], [hidden])[0]
-            return h_new, weights[:, 0], x, None  # type: ignore[return-value]
+            return h_new, weights[:, 0], x, None
         _, h_new, gru_cache = ops.gru_forward(x, hidden, dec.kernel, dec.recurrent_kernel, dec.bias)
         return h_new, weights[:, 0], x, _StepCache(hidden, att_cache, gru_cache)
 
