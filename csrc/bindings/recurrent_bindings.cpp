@@ -109,11 +109,13 @@ struct PackedWeights {
   int input_size = 0, units = 0;
   std::vector<std::vector<float>> f32;
   std::vector<std::vector<double>> f64;
+  std::vector<std::vector<cpu::Bf16>> bf16;  // float32 weights kept in bfloat16 (instead of f32)
 
   size_t nbytes() const {
     size_t n = 0;
     for (const auto& v : f32) n += v.size() * sizeof(float);
     for (const auto& v : f64) n += v.size() * sizeof(double);
+    for (const auto& v : bf16) n += v.size() * sizeof(cpu::Bf16);
     return n;
   }
 
@@ -129,6 +131,11 @@ struct PackedWeights {
     if (one_hot != (in.ids != nullptr))
       throw py::value_error(one_hot ? "packed: packed for one-hot ids, but x is dense"
                                     : "packed: packed for a dense input, but x holds one-hot ids");
+    if constexpr (std::is_same<T, float>::value) {
+      // bfloat16 weights serve every call that passes them (their products differ from float32's).
+      for (size_t i = 0; i < bf16.size() && i < 2; ++i) in.packed_bf16[i] = bf16[i].data();
+      if (!bf16.empty()) return;
+    }
     if (in.steps == 1 && in.batch > cpu::kPackedStepBatch) return;  // BLAS is faster there
     const auto& arrays = storage<T>();
     for (size_t i = 0; i < arrays.size() && i < 2; ++i) in.packed[i] = arrays[i].data();
@@ -151,7 +158,8 @@ void attach_packed(const py::object& packed, const cpu::CellConfig& cfg, cpu::Se
 
 template <typename T>
 std::unique_ptr<PackedWeights> pack_impl(const cpu::CellConfig& cfg, const std::string& cell,
-                                         const py::array& kernel, const py::array& recurrent, bool one_hot) {
+                                         const py::array& kernel, const py::array& recurrent, bool one_hot,
+                                         bool bfloat16) {
   if (kernel.ndim() != 2 || recurrent.ndim() != 2 || recurrent.shape(1) % cfg.gates() != 0)
     throw py::value_error("kernel, recurrent_kernel: expected (input, gates*units) and (units, gates*units)");
   const py::ssize_t H = recurrent.shape(1) / cfg.gates(), I = kernel.shape(0);
@@ -167,9 +175,13 @@ std::unique_ptr<PackedWeights> pack_impl(const cpu::CellConfig& cfg, const std::
   p->units = static_cast<int>(H);
   {
     py::gil_scoped_release release;
-    auto packed = cpu::pack_forward_weights<T>(cfg, k, r, p->input_size, p->units, one_hot);
-    if constexpr (std::is_same<T, double>::value) p->f64 = std::move(packed);
-    else p->f32 = std::move(packed);
+    if constexpr (std::is_same<T, double>::value) {
+      p->f64 = cpu::pack_forward_weights<T>(cfg, k, r, p->input_size, p->units, one_hot);
+    } else if (bfloat16) {
+      p->bf16 = cpu::pack_forward_weights_bf16(cfg, k, r, p->input_size, p->units, one_hot);
+    } else {
+      p->f32 = cpu::pack_forward_weights<T>(cfg, k, r, p->input_size, p->units, one_hot);
+    }
   }
   return p;
 }
@@ -231,6 +243,8 @@ py::tuple forward_impl(const cpu::CellConfig& cfg, const py::array& x, const py:
   cpu::SequenceInputs<T> in =
       sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
   attach_packed(packed, cfg, in);
+  if (keep_cache && in.packed_bf16[0] != nullptr)
+    throw py::value_error("packed: bfloat16 weights are for inference only (keep_cache=False)");
   const py::ssize_t B = in.batch, S = in.steps, H = in.units, GH = in.width();
   py::array_t<T> outputs = new_array<T>({B, S, H}), h_last = new_array<T>({B, H});
   py::object c_last = py::none();
@@ -347,6 +361,7 @@ void register_recurrent(py::module_& m) {
       .def_property_readonly("cell", [](const PackedWeights& p) { return p.cell; })
       .def_property_readonly("reset_after", [](const PackedWeights& p) { return p.cfg.reset_after; })
       .def_property_readonly("float64", [](const PackedWeights& p) { return p.float64; })
+      .def_property_readonly("bfloat16", [](const PackedWeights& p) { return !p.bf16.empty(); })
       .def_property_readonly("one_hot", [](const PackedWeights& p) { return p.one_hot; })
       .def_property_readonly("input_size", [](const PackedWeights& p) { return p.input_size; })
       .def_property_readonly("units", [](const PackedWeights& p) { return p.units; })
@@ -354,16 +369,22 @@ void register_recurrent(py::module_& m) {
   m.def(
       "pack_recurrent_weights",
       [](const std::string& cell, const py::array& kernel, const py::array& recurrent, const std::string& activation,
-         bool reset_after, bool one_hot) {
+         bool reset_after, bool one_hot, bool bfloat16) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
-        if (py::isinstance<py::array_t<double>>(kernel)) return pack_impl<double>(cfg, cell, kernel, recurrent, one_hot);
-        if (py::isinstance<py::array_t<float>>(kernel)) return pack_impl<float>(cfg, cell, kernel, recurrent, one_hot);
+        if (py::isinstance<py::array_t<double>>(kernel)) {
+          if (bfloat16) throw py::type_error("kernel: bfloat16 packing takes float32 weights, got float64");
+          return pack_impl<double>(cfg, cell, kernel, recurrent, one_hot, false);
+        }
+        if (py::isinstance<py::array_t<float>>(kernel))
+          return pack_impl<float>(cfg, cell, kernel, recurrent, one_hot, bfloat16);
         throw py::type_error("kernel: expected float32 or float64");
       },
       py::arg("cell"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("activation"), py::arg("reset_after"),
-      py::arg("one_hot"),
+      py::arg("one_hot"), py::arg("bfloat16") = false,
       "Packs the forward weights [kernel; recurrent_kernel] of a cell (only recurrent_kernel for one-hot ids) "
-      "for recurrent_forward(packed=...) and recurrent_step; a copy: later changes to the arrays are not seen.");
+      "for recurrent_forward(packed=...) and recurrent_step; a copy: later changes to the arrays are not seen. "
+      "bfloat16=True (float32 weights only) keeps them rounded to bfloat16, for inference: calls passing them "
+      "widen them back to float32 as they load them and sum in float32; forward passes with keep_cache=True refuse them.");
   m.def(
       "recurrent_step",
       [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,

@@ -2,6 +2,10 @@
 
 #include <type_traits>
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 // Builds without AVX warn that passing 32/64-byte vectors by value changes the ABI; every such
 // function here is internal and inlined, so no ABI is crossed.
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -31,19 +35,73 @@ inline void store(T* p, Vec<T> v) {
   std::memcpy(p, &v, sizeof(v));
 }
 
+// One vector of panel values as T: loaded as they are, or widened from bfloat16 (the 16 bits
+// become the upper half of a float's 32): a panel without a partner (bf16_panels).
+template <typename T, typename W>
+inline Vec<T> load_panel(const W* p) {
+  if constexpr (std::is_same<W, T>::value) {
+    return load(p);
+  } else {
+    static_assert(std::is_same<T, float>::value && std::is_same<W, Bf16>::value, "bfloat16 panels widen to float");
+#if defined(__AVX512F__)
+    const __m512i bits = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16);
+#elif defined(__AVX2__)
+    const __m256i bits = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16);
+#else
+    // (GCC lowers this conversion to two half-width ones and an insert: the intrinsics above
+    // are one instruction each.)
+    typedef uint16_t Half __attribute__((vector_size(kVectorBytes / 2)));
+    typedef uint32_t Wide __attribute__((vector_size(kVectorBytes)));
+    Half h;
+    std::memcpy(&h, p, sizeof(h));
+    const Wide bits = __builtin_convertvector(h, Wide) << 16;
+#endif
+    Vec<T> v;
+    std::memcpy(&v, &bits, sizeof(v));
+    return v;
+  }
+}
+
+// Panels p and p + 1 of a row of W, from p's first value: two vectors, or in bfloat16 one
+// vector of pairs (bf16_panels) whose low halves hold panel p and whose high halves hold panel
+// p + 1, each widened by one shift or one mask.
+template <typename T, typename W>
+inline void load_pair(const W* p, Vec<T>& first, Vec<T>& second) {
+  if constexpr (std::is_same<W, T>::value) {
+    first = load(p);
+    second = load(p + kLanes<T>);
+  } else {
+    typedef uint32_t Wide __attribute__((vector_size(kVectorBytes)));
+    Wide pairs;
+    std::memcpy(&pairs, p, sizeof(pairs));
+    const Wide low = pairs << 16, high = pairs & 0xFFFF0000u;
+    std::memcpy(&first, &low, sizeof(first));
+    std::memcpy(&second, &high, sizeof(second));
+  }
+}
+
+// Whether kMask takes both panels of every pair or neither (bfloat16 panels load by pairs).
+constexpr bool whole_pairs(unsigned mask, int panels) {
+  for (int p = 0; p + 1 < panels; p += 2)
+    if (((mask >> p) & 1u) != ((mask >> (p + 1)) & 1u)) return false;
+  return true;
+}
+
 // acc[r][p] += A[r][k] * W[k][p] over k in [k_begin, k_end) for the panels in `mask`; A[r][k] is
 // a[r * lda + k - k_first] (a's columns start at K row k_first), or a[k * lda + r] when
 // kByColumns (A stored transposed).
-template <typename T, int R, int P, unsigned kMask, bool kPerPanel, bool kByColumns>
+template <typename T, typename W, int R, int P, unsigned kMask, bool kPerPanel, bool kByColumns>
 inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][P], const T* const* a, int lda,
-                                                      int k_first, const T* w, int k_begin, int k_end) {
+                                                      int k_first, const W* w, int k_begin, int k_end) {
   constexpr int L = kLanes<T>;
+  static_assert(whole_pairs(kMask, P), "panels load by pairs");
   for (int k = k_begin; k < k_end; ++k) {
     Vec<T> b[P];
-    const T* wk = w + static_cast<long>(k) * P * L;
+    const W* wk = w + static_cast<long>(k) * P * L;
     const int ka = k - k_first;
-    for (int p = 0; p < P; ++p)
-      if (kMask & (1u << p)) b[p] = load(wk + p * L);
+    for (int p = 0; p + 1 < P; p += 2)
+      if (kMask & (1u << p)) load_pair<T>(wk + p * L, b[p], b[p + 1]);
+    if (P % 2 == 1 && (kMask & (1u << (P - 1)))) b[P - 1] = load_panel<T>(wk + (P - 1) * L);
     for (int r = 0; r < R; ++r) {
       if constexpr (kPerPanel) {
         for (int p = 0; p < P; ++p)
@@ -59,9 +117,9 @@ inline __attribute__((always_inline)) void accumulate_products(Vec<T> (&acc)[R][
 
 // With kSplitLast the tile has P + 1 slots per row: the last panel accumulates its x-segment
 // sum in slot P - 1 and its h-segment sum in slot P (the K blocks cross kx once, in order).
-template <typename T, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast,
+template <typename T, typename W, int R, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast,
           bool kByColumns>
-void tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+void tile_kernel(const Operands<T>& a, const W* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   constexpr int L = kLanes<T>, S = P + (kSplitLast ? 1 : 0), last = P - 1;
   // Slot of panel p while the block is in the x segment (before kx) or after it.
   auto slot = [](int p, bool in_h) { return kSplitLast && p == last && in_h ? P : p; };
@@ -72,7 +130,7 @@ void tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool 
     for (int p = 0; p < P; ++p)
       acc[r][p] = accumulate && !(fresh_h && p == last) ? load(tile + (r * S + slot(p, k0 >= kx)) * L) : Vec<T>{};
   const int split = std::min(std::max(kx, k0), k1);
-  accumulate_products<T, R, P, kXMask, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, k0, split);
+  accumulate_products<T, W, R, P, kXMask, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, k0, split);
   if (kSplitLast && (split > k0 || !accumulate) && split < k1) {
     // Entering the h segment: the x sum is final (zero when there was none), the h sum starts.
     for (int r = 0; r < R; ++r) {
@@ -80,20 +138,20 @@ void tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool 
       acc[r][last] = Vec<T>{};
     }
   }
-  accumulate_products<T, R, P, kHMask, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, split, k1);
+  accumulate_products<T, W, R, P, kHMask, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, split, k1);
   for (int r = 0; r < R; ++r)
     for (int p = 0; p < P; ++p) store(tile + (r * S + slot(p, k1 > kx)) * L, acc[r][p]);
 }
 
 // acc[r][q] += A[r][k] * W[k][p0 + q] (q = 0, 1) over k in [k_begin, k_end) of a 4-panel
 // group; A as in accumulate_products.
-template <typename T, int R, bool kPerPanel, bool kByColumns>
+template <typename T, typename W, int R, bool kPerPanel, bool kByColumns>
 inline __attribute__((always_inline)) void accumulate_pair(Vec<T> (&acc)[R][2], const T* const* a, int lda,
-                                                           int k_first, const T* w, int p0, int k_begin, int k_end) {
+                                                           int k_first, const W* w, int p0, int k_begin, int k_end) {
   constexpr int L = kLanes<T>;
   for (int k = k_begin; k < k_end; ++k) {
-    const T* wk = w + (static_cast<long>(k) * 4 + p0) * L;
-    const Vec<T> b0 = load(wk), b1 = load(wk + L);
+    Vec<T> b0, b1;
+    load_pair<T>(w + (static_cast<long>(k) * 4 + p0) * L, b0, b1);
     const int ka = k - k_first;
     for (int r = 0; r < R; ++r) {
       if constexpr (kPerPanel) {
@@ -110,30 +168,31 @@ inline __attribute__((always_inline)) void accumulate_pair(Vec<T> (&acc)[R][2], 
 
 // The 4-panel tile (every panel in both segments) of R rows in two passes over pairs of
 // panels: the same sums, in the same order, as tile_kernel's, with fewer registers per row.
-template <typename T, int R, bool kPerPanel, bool kByColumns>
-void pair_tile_kernel(const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+template <typename T, typename W, int R, bool kPerPanel, bool kByColumns>
+void pair_tile_kernel(const Operands<T>& a, const W* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   constexpr int L = kLanes<T>, P = 4;
   const int split = std::min(std::max(kx, k0), k1);
   for (int p0 = 0; p0 < P; p0 += 2) {
     Vec<T> acc[R][2];
     for (int r = 0; r < R; ++r)
       for (int q = 0; q < 2; ++q) acc[r][q] = accumulate ? load(tile + (r * P + p0 + q) * L) : Vec<T>{};
-    accumulate_pair<T, R, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, p0, k0, split);
-    accumulate_pair<T, R, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, p0, split, k1);
+    accumulate_pair<T, W, R, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, p0, k0, split);
+    accumulate_pair<T, W, R, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, p0, split, k1);
     for (int r = 0; r < R; ++r)
       for (int q = 0; q < 2; ++q) store(tile + (r * P + p0 + q) * L, acc[r][q]);
   }
 }
 
-template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast, bool kByColumns = false>
-void tile_rows(int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+template <typename T, typename W, int P, unsigned kXMask, unsigned kHMask, bool kPerPanel, bool kSplitLast,
+          bool kByColumns = false>
+void tile_rows(int rows, const Operands<T>& a, const W* w, int k0, int kx, int k1, bool accumulate, T* tile) {
   const auto kernel = [&](auto r) {
     constexpr int R = decltype(r)::value;
-    tile_kernel<T, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
+    tile_kernel<T, W, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
   };
   if constexpr (kPairRows > 0 && P == 4 && kXMask == 0xFu && kHMask == 0xFu && !kSplitLast) {
     const auto pairs = [&](auto r) {
-      pair_tile_kernel<T, decltype(r)::value, kPerPanel, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
+      pair_tile_kernel<T, W, decltype(r)::value, kPerPanel, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
     };
     switch (rows) {
       case 6: return pairs(std::integral_constant<int, 6>{});
@@ -157,28 +216,53 @@ void tile_rows(int rows, const Operands<T>& a, const T* w, int k0, int kx, int k
   }
 }
 
-template <typename T, int P, unsigned kXMask, unsigned kHMask, bool kSplitLast = false>
-void tile_any(int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate, T* tile) {
-  if (a.per_panel) tile_rows<T, P, kXMask, kHMask, true, kSplitLast>(rows, a, w, k0, kx, k1, accumulate, tile);
-  else tile_rows<T, P, kXMask, kHMask, false, kSplitLast>(rows, a, w, k0, kx, k1, accumulate, tile);
+template <typename T, typename W, int P, unsigned kXMask, unsigned kHMask, bool kSplitLast = false>
+void tile_any(int rows, const Operands<T>& a, const W* w, int k0, int kx, int k1, bool accumulate, T* tile) {
+  if (a.per_panel) tile_rows<T, W, P, kXMask, kHMask, true, kSplitLast>(rows, a, w, k0, kx, k1, accumulate, tile);
+  else tile_rows<T, W, P, kXMask, kHMask, false, kSplitLast>(rows, a, w, k0, kx, k1, accumulate, tile);
+}
+
+template <typename T, typename W>
+void tile_of_kind(PanelKind kind, int rows, const Operands<T>& a, const W* w, int k0, int kx, int k1, bool accumulate,
+                  T* tile) {
+  switch (kind) {
+    case PanelKind::kAll: return tile_any<T, W, 4, 0xFu, 0xFu>(rows, a, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruAfter: return tile_any<T, W, 3, 0x7u, 0x7u, true>(rows, a, w, k0, kx, k1, accumulate, tile);
+    case PanelKind::kGruBefore: return tile_any<T, W, 3, 0x7u, 0x3u>(rows, a, w, k0, kx, k1, accumulate, tile);
+  }
 }
 
 }  // namespace
 
+void bf16_panels(int panels, const float* packed, long values, Bf16* out) {
+  constexpr int L = kLanes<float>;
+  const long row = static_cast<long>(panels) * L;
+  for (long base = 0; base < values; base += row) {
+    for (int p = 0; p + 1 < panels; p += 2)
+      for (int l = 0; l < L; ++l) {
+        out[base + p * L + 2 * l] = to_bf16(packed[base + p * L + l]);
+        out[base + p * L + 2 * l + 1] = to_bf16(packed[base + (p + 1) * L + l]);
+      }
+    if (panels % 2 == 1)
+      for (int l = 0; l < L; ++l) out[base + (panels - 1) * L + l] = to_bf16(packed[base + (panels - 1) * L + l]);
+  }
+}
+
 template <typename T>
 void panel_tile(PanelKind kind, int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate,
                 T* tile) {
-  switch (kind) {
-    case PanelKind::kAll: return tile_any<T, 4, 0xFu, 0xFu>(rows, a, w, k0, kx, k1, accumulate, tile);
-    case PanelKind::kGruAfter: return tile_any<T, 3, 0x7u, 0x7u, true>(rows, a, w, k0, kx, k1, accumulate, tile);
-    case PanelKind::kGruBefore: return tile_any<T, 3, 0x7u, 0x3u>(rows, a, w, k0, kx, k1, accumulate, tile);
-  }
+  tile_of_kind(kind, rows, a, w, k0, kx, k1, accumulate, tile);
+}
+
+void panel_tile(PanelKind kind, int rows, const Operands<float>& a, const Bf16* w, int k0, int kx, int k1,
+                bool accumulate, float* tile) {
+  tile_of_kind(kind, rows, a, w, k0, kx, k1, accumulate, tile);
 }
 
 template <typename T>
 void panel_tile_by_columns(int rows, const T* a, int lda, const T* w, int k0, int k1, bool accumulate, T* tile) {
   const Operands<T> columns = Operands<T>::contiguous(&a, lda, false, 0);  // one segment: K ends at kx = k1
-  tile_rows<T, 4, 0xFu, 0xFu, false, false, true>(rows, columns, w, k0, k1, k1, accumulate, tile);
+  tile_rows<T, T, 4, 0xFu, 0xFu, false, false, true>(rows, columns, w, k0, k1, k1, accumulate, tile);
 }
 
 template void panel_tile<float>(PanelKind, int, const Operands<float>&, const float*, int, int, int, bool, float*);

@@ -22,12 +22,20 @@
 //
 // Vectors are GCC/Clang vector extensions of kVectorBytes, so one source serves float and
 // double, AVX-512 (one zmm per vector), AVX2 and SSE builds.
+//
+// For inference, float weights may also be kept in bfloat16 (opt-in, bfloat16.h), widened to
+// float as the tile kernel loads them, so a product bound by how fast the weights stream reads
+// half the bytes. Sums stay in float. The layout is the float one with each row's panels taken
+// in pairs (bf16_panels), so that one load and two integer operations widen two panels.
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "cpu/bfloat16.h"
 #include "cpu/blas.h"
 
 namespace fusedrnn {
@@ -171,11 +179,23 @@ class PanelMatrix {
     return static_cast<long>((units + width - 1) / width) * k * plan.panels * L;
   }
 
+  // The same matrix packed before, in bfloat16 (pack_bf16 of a packed float copy): products
+  // widen its values to T as they load them. Never filled (fill() does nothing); float only.
+  static PanelMatrix packed_bf16(const PanelPlan& plan, int k, int kx, int units, const Bf16* storage) {
+    static_assert(std::is_same<T, float>::value, "bfloat16 weights are widened to float");
+    PanelMatrix w(plan, k, kx, units, PanelSource<T>{}, nullptr);
+    w.bf16_ = storage;
+    return w;
+  }
+
   const PanelPlan& plan() const { return plan_; }
   int group_units() const { return plan_.blocks() * L; }
   int groups() const { return (units_ + group_units() - 1) / group_units(); }
   int kx() const { return kx_; }
-  bool packed() const { return data_ != nullptr; }
+  bool packed() const { return data_ != nullptr || bf16_ != nullptr; }
+  bool bf16() const { return bf16_ != nullptr; }
+  // Bytes of the packed values (of either precision).
+  long bytes() const { return values(plan_, k_, units_) * static_cast<long>(bf16() ? sizeof(Bf16) : sizeof(T)); }
 
   // Packs groups [g_begin, g_end) (zero where a panel has no gate or passes the last unit).
   // Threads may fill disjoint groups at the same time. A row-major source is read row by row
@@ -184,6 +204,7 @@ class PanelMatrix {
   // the 21 MB of row-major LSTM weights at the translation shape, reading them row by row
   // instead of group by group halved the packing time.)
   void fill(int g_begin, int g_end) const {
+    if (bf16()) return;  // packed before
     if (source_.unit_stride == 1) {
       for (int kk = 0; kk < k_; ++kk)
         for (int g = g_begin; g < g_end; ++g) fill_row(g, kk);
@@ -214,7 +235,7 @@ class PanelMatrix {
 
   // The same with the left operand stored by columns: A[r][k] = a[k * lda + r] (a product
   // whose left factor is a transposed row-major matrix, such as a weight gradient X^T dG).
-  // Packed matrices only; every panel shares `a`.
+  // Packed float matrices only (not bfloat16); every panel shares `a`.
   template <typename Consume>
   void multiply_by_columns(int m, const T* a, int lda, int k0, int k1, int unit_begin, int unit_end,
                            Consume&& consume) const {
@@ -222,7 +243,8 @@ class PanelMatrix {
   }
 
  private:
-  T* group(int g) const { return data_ + static_cast<long>(g) * k_ * plan_.panels * L; }
+  long group_offset(int g) const { return static_cast<long>(g) * k_ * plan_.panels * L; }
+  T* group(int g) const { return data_ + group_offset(g); }
 
   // Row kk of group g: its panels' L values each.
   void fill_row(int g, int kk) const {
@@ -253,7 +275,14 @@ class PanelMatrix {
   int k_ = 0, kx_ = 0, units_ = 0;
   PanelSource<T> source_{};
   T* data_ = nullptr;
+  const Bf16* bf16_ = nullptr;
 };
+
+// The packed float values of a matrix of `panels` panels (values(...) of them) in bfloat16, for
+// PanelMatrix::packed_bf16: in each K row, panels 2q and 2q + 1 interleaved (value 2l of the
+// pair is lane l of panel 2q, value 2l + 1 lane l of panel 2q + 1), a last odd panel as it is.
+// Rounded to nearest even; the caller checks for values rounded to infinity.
+void bf16_panels(int panels, const float* packed, long values, Bf16* out);
 
 // The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][slots * L]
 // (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel] (A: the operands' rows [0, R)), panels
@@ -263,6 +292,9 @@ class PanelMatrix {
 template <typename T>
 void panel_tile(PanelKind kind, int rows, const Operands<T>& a, const T* w, int k0, int kx, int k1, bool accumulate,
                 T* tile);
+// The same with the panels in bfloat16 (float only).
+void panel_tile(PanelKind kind, int rows, const Operands<float>& a, const Bf16* w, int k0, int kx, int k1,
+                bool accumulate, float* tile);
 // The kAll tile with A stored by columns (A[r][k] = a[k * lda + r]) and one segment.
 template <typename T>
 void panel_tile_by_columns(int rows, const T* a, int lda, const T* w, int k0, int k1, bool accumulate, T* tile);
@@ -272,13 +304,14 @@ template <bool kByColumns, typename Consume>
 void PanelMatrix<T>::multiply_packed(int m, const Operands<T>& a, int k0, int k1, int unit_begin, int unit_end,
                                      Consume&& consume) const {
   const int width = group_units(), P = plan_.panels, S = plan_.slots();
-  const int kc = std::max(16, kBlockBytes / (P * L * static_cast<int>(sizeof(T))));
+  const int value_bytes = static_cast<int>(bf16() ? sizeof(Bf16) : sizeof(T));
+  const int kc = std::max(16, kBlockBytes / (P * L * value_bytes));
   // Rows in tiles of equal height (16 rows: 6 + 5 + 5, not 6 + 6 + 4).
   const int tiles = (m + tile_rows(P) - 1) / tile_rows(P);
   alignas(64) T tile[kChunkTiles][kTileBufferVectors * kLanes<T>];
   int first_row[kChunkTiles + 1];
   for (int u = unit_begin; u < unit_end; u += width) {
-    const T* w = group(u / width);
+    const T* w = bf16() ? nullptr : group(u / width);
     const int u_end = std::min(u + width, unit_end);
     for (int t0 = 0, r0 = 0; t0 < tiles; t0 += kChunkTiles) {
       const int chunk = std::min(kChunkTiles, tiles - t0);
@@ -286,11 +319,16 @@ void PanelMatrix<T>::multiply_packed(int m, const Operands<T>& a, int k0, int k1
       for (int i = 0; i < chunk; ++i) first_row[i + 1] = first_row[i] + (m - first_row[i]) / (tiles - t0 - i);
       for (int kb = k0; kb < k1; kb += kc) {
         for (int i = 0; i < chunk; ++i) {
-          const int rows = first_row[i + 1] - first_row[i];
-          if constexpr (kByColumns)
-            panel_tile_by_columns(rows, a.x[0] + first_row[i], a.ldx, w, kb, std::min(kb + kc, k1), kb > k0, tile[i]);
-          else
-            panel_tile(plan_.kind, rows, a.from_row(first_row[i]), w, kb, kx_, std::min(kb + kc, k1), kb > k0, tile[i]);
+          const int rows = first_row[i + 1] - first_row[i], kb_end = std::min(kb + kc, k1);
+          if constexpr (kByColumns) {
+            panel_tile_by_columns(rows, a.x[0] + first_row[i], a.ldx, w, kb, kb_end, kb > k0, tile[i]);
+          } else if (bf16()) {
+            if constexpr (std::is_same<T, float>::value)
+              panel_tile(plan_.kind, rows, a.from_row(first_row[i]), bf16_ + group_offset(u / width), kb, kx_, kb_end,
+                         kb > k0, tile[i]);
+          } else {
+            panel_tile(plan_.kind, rows, a.from_row(first_row[i]), w, kb, kx_, kb_end, kb > k0, tile[i]);
+          }
         }
       }
       for (int i = 0; i < chunk; ++i)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <stdexcept>
 
 #include "cpu/cells.h"
 
@@ -29,28 +30,38 @@ int project_inputs_batch() { return g_project_inputs_batch.load(std::memory_orde
 void set_project_inputs_batch(int n) { g_project_inputs_batch.store(std::clamp(n, 0, kProjectInputsBatch)); }
 
 namespace {
-template <typename Cell, typename T>
-std::vector<std::vector<T>> pack_cell(const Cell& cell, const SequenceInputs<T>& in, bool one_hot) {
+// The cell's forward weights packed as run_forward lays them out, one array per plan, in T or,
+// with Out = Bf16, rounded to bfloat16 (bf16_panels).
+template <typename Out, typename Cell, typename T>
+std::vector<std::vector<Out>> pack_cell(const Cell& cell, const SequenceInputs<T>& in, bool one_hot) {
   const int H = in.units, kx = one_hot ? 0 : in.input_size;
   const std::vector<PanelPlan> plans = cell.forward_plans();
-  std::vector<std::vector<T>> packed;
-  for (size_t i = 0; i < plans.size(); ++i) {  // as run_forward lays them out
+  std::vector<std::vector<Out>> packed;
+  for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;
-    packed.emplace_back(static_cast<size_t>(PanelMatrix<T>::values(plans[i], k, H)));
-    const PanelMatrix<T> w(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), packed.back().data());
+    std::vector<T> values(static_cast<size_t>(PanelMatrix<T>::values(plans[i], k, H)));
+    const PanelMatrix<T> w(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), values.data());
 #pragma omp parallel num_threads(region_threads())
     {
       const Range groups = split_range(w.groups(), omp_get_thread_num(), omp_get_num_threads(), 1);
       w.fill(groups.begin, groups.end);
     }
+    if constexpr (std::is_same<Out, T>::value) {
+      packed.push_back(std::move(values));
+    } else {
+      std::vector<Bf16>& rounded = packed.emplace_back(values.size());
+      bf16_panels(plans[i].panels, values.data(), static_cast<long>(values.size()), rounded.data());
+      for (const Bf16 v : rounded)
+        if ((v & 0x7F80u) == 0x7F80u)  // an exponent of all ones: rounded to infinity
+          throw std::domain_error("kernel, recurrent_kernel: a weight is beyond bfloat16's range (about 3.4e38)");
+    }
   }
   return packed;
 }
-}  // namespace
 
-template <typename T>
-std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
-                                                 int input_size, int units, bool one_hot) {
+template <typename Out, typename T>
+std::vector<std::vector<Out>> pack_as(const CellConfig& cfg, const T* kernel, const T* recurrent, int input_size,
+                                      int units, bool one_hot) {
   SequenceInputs<T> in;
   in.input_size = input_size;
   in.units = units;
@@ -58,11 +69,24 @@ std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T*
   in.kernel = kernel;
   in.recurrent = recurrent;
   switch (cfg.kind) {
-    case CellKind::kRnn: return pack_cell(RnnCell{cfg.activation}, in, one_hot);
-    case CellKind::kLstm: return pack_cell(LstmCell{}, in, one_hot);
-    case CellKind::kGru: return pack_cell(GruCell{cfg.reset_after}, in, one_hot);
+    case CellKind::kRnn: return pack_cell<Out>(RnnCell{cfg.activation}, in, one_hot);
+    case CellKind::kLstm: return pack_cell<Out>(LstmCell{}, in, one_hot);
+    case CellKind::kGru: return pack_cell<Out>(GruCell{cfg.reset_after}, in, one_hot);
   }
   return {};
+}
+}  // namespace
+
+template <typename T>
+std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
+                                                 int input_size, int units, bool one_hot) {
+  return pack_as<T>(cfg, kernel, recurrent, input_size, units, one_hot);
+}
+
+std::vector<std::vector<Bf16>> pack_forward_weights_bf16(const CellConfig& cfg, const float* kernel,
+                                                         const float* recurrent, int input_size, int units,
+                                                         bool one_hot) {
+  return pack_as<Bf16>(cfg, kernel, recurrent, input_size, units, one_hot);
 }
 
 template <typename T>

@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/panel_gemm.h"
@@ -213,13 +214,20 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   std::vector<PanelMatrix<T>> weights;
   long weight_bytes = 0;
   // Weights packed before the call (SequenceInputs::packed) are used as they are.
-  const bool prepacked = in.packed[0] != nullptr;
+  const bool prepacked = in.prepacked();
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;  // further products (GRU reset_before) take only a state
-    const long values = PanelMatrix<T>::values(plans[i], k, H);
-    T* storage = prepacked ? const_cast<T*>(in.packed[i]) : (pack_weights(in) ? ws.take<T>(values) : nullptr);
-    weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), storage);
-    weight_bytes += values * static_cast<long>(sizeof(T));
+    bool bf16 = false;
+    if constexpr (std::is_same<T, float>::value) {
+      bf16 = in.packed_bf16[0] != nullptr;
+      if (bf16) weights.push_back(PanelMatrix<T>::packed_bf16(plans[i], k, i == 0 ? kx : 0, H, in.packed_bf16[i]));
+    }
+    if (!bf16) {
+      const long values = PanelMatrix<T>::values(plans[i], k, H);
+      T* storage = prepacked ? const_cast<T*>(in.packed[i]) : (pack_weights(in) ? ws.take<T>(values) : nullptr);
+      weights.emplace_back(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), storage);
+    }
+    weight_bytes += weights.back().bytes();
   }
   // Few sequences: the inputs of all steps are projected first (one product over the B*S rows
   // of x against the kernel's part of the packed weights), in the layout of a tile row per

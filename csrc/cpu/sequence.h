@@ -47,6 +47,10 @@ struct SequenceInputs {
   // pack_forward_weights), one array per forward plan of the cell, for the input segment this
   // call has (I rows, or none with one-hot ids); null: packed during the call, or not at all.
   const T* packed[2] = {nullptr, nullptr};
+  // The same in bfloat16 (float inference only; cpu/bfloat16.h), instead of `packed`.
+  const Bf16* packed_bf16[2] = {nullptr, nullptr};
+
+  bool prepacked() const { return packed[0] != nullptr || packed_bf16[0] != nullptr; }
 
   int width() const { return gates * units; }
   int time_of_step(int s) const { return go_backwards ? steps - 1 - s : s; }
@@ -138,7 +142,7 @@ inline PanelPlan backward_plan() { return units_plan(-1, 0); }
 // pays off only over several steps, or when the weights come packed already.
 template <typename T>
 bool pack_weights(const SequenceInputs<T>& in) {
-  return in.steps > 1 || in.packed[0] != nullptr;
+  return in.steps > 1 || in.prepacked();
 }
 
 // At most this many sequences, the forward pass projects the inputs of all steps with one

@@ -25,7 +25,7 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
     gates = GATES[cell]
     if packed is not None:
         packed = check_packed(packed)
-        packed.check_options(cell, reset_after, activation)
+        packed.check_options(cell, reset_after, activation, keep_cache)
     x = chk.as_array("x", x)
     if np.issubdtype(x.dtype, np.integer):
         kernel = chk.check_float("kernel", kernel)

@@ -10,6 +10,13 @@ decoder's steps or a stream of sequences, a :class:`PackedWeights` keeps the pac
         h, c = ops.lstm_step(x_t, h, c, kernel, recurrent_kernel, bias, packed=packed, out=(h, c))
     outputs, h, c, _ = ops.lstm_forward(x, h, c, kernel, recurrent_kernel, bias, packed=packed)
 
+``PackedWeights(cell, precision="bfloat16")`` keeps float32 weights rounded to bfloat16 (8 bits of
+significand, float32's exponent range), for inference only: the kernels widen them back to float32
+as they load them and sum in float32, so the products that are bound by how fast the weights
+stream read half the bytes. Each weight's relative error is at most 2**-9; outputs then differ from
+float32's by about 1e-3 relative (docs/latency.md reports the measured error). Forward passes that
+keep a cache for a backward pass refuse them.
+
 A PackedWeights packs on first use, then again only when a call passes other arrays (identity,
 not contents) or when one of the arrays it was packed from has a newer version in
 :mod:`fusedrnn.weight_versions` (optimizer steps and ``set_weights`` bump it; after any other
@@ -37,24 +44,32 @@ from fusedrnn.weight_versions import version
 
 __all__ = ["PackedWeights", "gru_step", "lstm_step", "rnn_step"]
 
+PRECISIONS = ("float32", "bfloat16")
+
 
 class PackedWeights:
     """The packed forward weights of one recurrent cell, repacked only when they change.
 
     Args: cell 'rnn', 'lstm' or 'gru'; reset_after (GRU) as in :func:`fusedrnn.ops.gru_forward`;
-    activation (SimpleRNN) 'tanh' or 'relu'. Pass it as ``packed=`` to the forward ops and the step
-    ops with the same cell options. Memory: one copy of kernel and recurrent kernel (per input
-    kind). Not for CUDA arrays.
+    activation (SimpleRNN) 'tanh' or 'relu'; precision 'float32' (the weights' own dtype, float32
+    or float64: results as without packing, within float rounding) or 'bfloat16' (float32 weights
+    only, inference only: half the bytes, about 1e-3 relative error). Pass it as ``packed=`` to the
+    forward ops and the step ops with the same cell options. Memory: one copy of kernel and
+    recurrent kernel (per input kind), half of it in bfloat16. Not for CUDA arrays.
     """
 
-    def __init__(self, cell: str, *, reset_after: bool = True, activation: str = "tanh") -> None:
+    def __init__(self, cell: str, *, reset_after: bool = True, activation: str = "tanh",
+                 precision: str = "float32") -> None:
         if cell not in GATES:
             raise ValueError(f"cell: expected 'rnn', 'lstm' or 'gru', got {cell!r}")
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision: expected 'float32' or 'bfloat16', got {precision!r}")
         self.cell = cell
         self.reset_after = bool(reset_after)
         self.activation = activation
+        self.precision = precision
         self.packs = 0  # how many times the weights were packed (for tests and diagnostics)
         # one_hot -> (kernel, recurrent_kernel, their versions, the packed copy)
         self._entries: Dict[bool, Tuple[np.ndarray, np.ndarray, int, int, Any]] = {}
@@ -67,18 +82,24 @@ class PackedWeights:
         if (e is not None and e[0] is kernel and e[1] is recurrent_kernel and e[2] == version(kernel)
                 and e[3] == version(recurrent_kernel)):
             return e[4]
+        bfloat16 = self.precision == "bfloat16"
+        if bfloat16 and kernel.dtype != np.float32:
+            raise TypeError(f"kernel: bfloat16 weights are packed from float32 weights, got {kernel.dtype}")
         if not one_hot:
             chk.check_finite("kernel", kernel)
         chk.check_finite("recurrent_kernel", recurrent_kernel)
         versions = version(kernel), version(recurrent_kernel)
         packed = _C.pack_recurrent_weights(self.cell, kernel, recurrent_kernel, self.activation, self.reset_after,
-                                           one_hot)
+                                           one_hot, bfloat16=bfloat16)
         self._entries[one_hot] = (kernel, recurrent_kernel, *versions, packed)
         self.packs += 1
         return packed
 
-    def check_options(self, cell: str, reset_after: bool, activation: str) -> None:
+    def check_options(self, cell: str, reset_after: bool, activation: str, keep_cache: bool = False) -> None:
         """ValueError unless an op with these options may use this packed copy."""
+        if keep_cache and self.precision == "bfloat16":
+            raise ValueError("packed: bfloat16 weights are for inference only; pass keep_cache=False, or a "
+                             "PackedWeights with precision='float32' for training")
         if cell != self.cell or (cell == "gru" and bool(reset_after) != self.reset_after) or (
                 cell == "rnn" and activation != self.activation):
             raise ValueError(f"packed: made for {self!r}, but the call is {cell} (reset_after={reset_after}, "
@@ -90,6 +111,8 @@ class PackedWeights:
 
     def __repr__(self) -> str:
         opts = {"gru": f", reset_after={self.reset_after}", "rnn": f", activation={self.activation!r}"}.get(self.cell, "")
+        if self.precision != "float32":
+            opts += f", precision={self.precision!r}"
         return f"PackedWeights({self.cell!r}{opts})"
 
 
