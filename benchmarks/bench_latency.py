@@ -21,6 +21,11 @@ that packs nothing between calls (what every call did before). For single steps 
 "step overhead" is layer.step's time minus that of the compiled step called directly with
 prepared arguments: the cost of the Python layer and its checks.
 
+Inference cases at batch at most 8 also run fusedrnn on weights kept in bfloat16 (opt-in:
+``ops.PackedWeights(cell, precision="bfloat16")``, through the ops), with PyTorch's time over
+that one and the outputs' largest error against fusedrnn's float32 outputs, relative to their
+largest value. The targets apply to the float32 route.
+
 Memory-bound cases (batch at most 8) also report the weight traffic of fusedrnn's best route in
 GB/s: the bytes of the weights a step multiplies (single steps: kernel and recurrent kernel;
 sequences: the recurrent kernel, the input projection being one GEMM over all steps), times the
@@ -110,6 +115,7 @@ class Case:
     H: int
     label: str
     times: Dict[str, List[float]] = field(default_factory=dict)
+    bf16_error: Optional[float] = None  # max |bfloat16 - float32| / max |float32| of the outputs
 
     @property
     def memory_bound(self) -> bool:
@@ -200,6 +206,36 @@ def fused_kernel_runner(case: Case, d) -> Optional[Callable[[], object]]:
     lstm = case.cell == "lstm"
     return lambda: _C.recurrent_step(case.cell, x_t, h0, c0 if lstm else None, k, r, b, handle, h_out,
                                      c_out if lstm else None, "tanh", True)
+
+
+def fused_bf16_runner(case: Case, d) -> Optional[Callable[[], object]]:
+    """The same route as fused_runner's on weights kept in bfloat16 (inference only), through the
+    ops (steps: ops.lstm_step/gru_step). Also records the outputs' error against float32."""
+    from fusedrnn import ops
+
+    if case.kind == "fwd+bwd" or "precision" not in getattr(ops.PackedWeights, "__init__").__code__.co_varnames:
+        return None
+    x, k, r, b, h0, c0 = d["x"], d["kernel"], d["recurrent"], d["bias"], d["h0"], d["c0"]
+    lstm = case.cell == "lstm"
+    packed = {p: ops.PackedWeights(case.cell, precision=p) for p in ("float32", "bfloat16")}
+    if case.kind == "step":
+        x_t = np.ascontiguousarray(x[:, 0])
+        states = [h0, c0] if lstm else [h0]
+        out = [np.empty_like(s) for s in states]
+        step = ops.lstm_step if lstm else ops.gru_step
+
+        def run(precision: str, into=out):
+            return step(x_t, *states, k, r, b, packed=packed[precision], out=into)
+        exact, low = run("float32", None), run("bfloat16", None)
+        exact, low = (exact[0], low[0]) if lstm else (exact, low)
+    else:
+        def run(precision: str):
+            if lstm:
+                return ops.lstm_forward(x, h0, c0, k, r, b, keep_cache=False, packed=packed[precision])
+            return ops.gru_forward(x, h0, k, r, b, keep_cache=False, packed=packed[precision])
+        exact, low = run("float32")[0], run("bfloat16")[0]
+    case.bf16_error = float(np.max(np.abs(low - exact)) / max(float(np.max(np.abs(exact))), 1e-30))
+    return lambda: run("bfloat16")
 
 
 def torch_runner(case: Case, d) -> Optional[Callable[[], object]]:
@@ -301,6 +337,7 @@ def runners_for(case: Case, peers: List[str]) -> Dict[str, Callable[[], object]]
     if "keras" in peers:
         made["keras"] = keras_runner(case, d)
     if case.memory_bound:
+        made["fused-bf16"] = fused_bf16_runner(case, d)
         made["triad"] = triad_runner(case)
     return {k: v for k, v in made.items() if v is not None}
 
@@ -412,13 +449,16 @@ def rows(cases: List[Case], peers: List[str]) -> List[List[str]]:
             row += [f"{gbs:.1f}", f"{triad:.1f}", f"{100 * gbs / triad:.0f}%"]
         else:
             row += ["", "", ""]
+        low, torch_time = c.median("fused-bf16"), c.median("pytorch")
+        row += [fmt_time(low), f"{torch_time / low:.2f}x" if low and torch_time else "",
+                f"{c.bf16_error:.1e}" if c.bf16_error is not None else ""]
         out.append(row)
     return out
 
 
 def header(peers: List[str]) -> List[str]:
     return (["cell", "case", "shape", "fused", "fused-ops"] + list(peers) + [f"{p}/fused" for p in peers]
-            + ["target", "step overhead", "weights GB/s", "triad GB/s", "% triad"])
+            + ["target", "step overhead", "weights GB/s", "triad GB/s", "% triad", "bf16", "pytorch/bf16", "bf16 error"])
 
 
 def print_table(cases: List[Case], peers: List[str], threads: int) -> None:
@@ -464,7 +504,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         payload = {"machine": machine(), "threads": args.threads, "blas": blas_cores(),
                    "cases": [{"cell": c.cell, "kind": c.kind, "BTIH": [c.B, c.T, c.I, c.H], "label": c.label,
-                              "median_s": {k: c.median(k) for k in c.times}} for c in cases]}
+                              "median_s": {k: c.median(k) for k in c.times}, "bf16_error": c.bf16_error} for c in cases]}
         write_json(args.json, payload)
     return 0
 

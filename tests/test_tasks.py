@@ -57,6 +57,12 @@ def test_textgen_checkpoint_generate_and_bits_per_char(textgen_run, capsys):
     a = textgen.generate(model, vocab, "the will to", 25, 0.5, np.random.default_rng(7), cfg.maxlen)
     b = textgen.generate(model, vocab, "the will to", 25, 0.5, np.random.default_rng(7), cfg.maxlen)
     assert a == b and len(a) == 25
+    assert main(["generate", "--checkpoint", str(out / "tg.npz"), "--seed-text", "the will to", "--length", "20",
+                 "--seed", "1", "--bfloat16"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert printed.startswith("the will to") and len(printed) == len("the will to") + 20
+    with pytest.raises(ValueError, match="precision: expected 'float32' or 'bfloat16'"):
+        textgen.generate(model, vocab, "the will to", 5, 0.5, np.random.default_rng(7), cfg.maxlen, precision="half")
     from fusedrnn.datasets import nietzsche
 
     tail = nietzsche.load_text()[:60000][-3000:]  # the run's validation tail (its vocabulary)
