@@ -143,15 +143,15 @@ void tile_kernel(const Operands<T>& a, const W* w, int k0, int kx, int k1, bool 
     for (int p = 0; p < P; ++p) store(tile + (r * S + slot(p, k1 > kx)) * L, acc[r][p]);
 }
 
-// acc[r][q] += A[r][k] * W[k][p0 + q] (q = 0, 1) over k in [k_begin, k_end) of a 4-panel
-// group; A as in accumulate_products.
-template <typename T, typename W, int R, bool kPerPanel, bool kByColumns>
+// acc[r][q] += A[r][k] * W[k][p0 + q] (q = 0, 1) over k in [k_begin, k_end) of a group of P
+// panels; A as in accumulate_products.
+template <typename T, typename W, int R, int P, bool kPerPanel, bool kByColumns>
 inline __attribute__((always_inline)) void accumulate_pair(Vec<T> (&acc)[R][2], const T* const* a, int lda,
                                                            int k_first, const W* w, int p0, int k_begin, int k_end) {
   constexpr int L = kLanes<T>;
   for (int k = k_begin; k < k_end; ++k) {
     Vec<T> b0, b1;
-    load_pair<T>(w + (static_cast<long>(k) * 4 + p0) * L, b0, b1);
+    load_pair<T>(w + (static_cast<long>(k) * P + p0) * L, b0, b1);
     const int ka = k - k_first;
     for (int r = 0; r < R; ++r) {
       if constexpr (kPerPanel) {
@@ -166,20 +166,58 @@ inline __attribute__((always_inline)) void accumulate_pair(Vec<T> (&acc)[R][2], 
   }
 }
 
-// The 4-panel tile (every panel in both segments) of R rows in two passes over pairs of
-// panels: the same sums, in the same order, as tile_kernel's, with fewer registers per row.
-template <typename T, typename W, int R, bool kPerPanel, bool kByColumns>
+// acc[r] += A[r][k] * W[k][c] over k in [k_begin, k_end) for the one panel c of a group of P.
+template <typename T, typename W, int R, int P, bool kPerPanel>
+inline __attribute__((always_inline)) void accumulate_single(Vec<T> (&acc)[R], const T* const* a, int lda, int k_first,
+                                                             const W* w, int c, int k_begin, int k_end) {
+  constexpr int L = kLanes<T>;
+  const T* ap = a[kPerPanel ? c : 0];
+  for (int k = k_begin; k < k_end; ++k) {
+    const Vec<T> b = load_panel<T>(w + (static_cast<long>(k) * P + c) * L);
+    const int ka = k - k_first;
+    for (int r = 0; r < R; ++r) acc[r] += ap[static_cast<long>(r) * lda + ka] * b;
+  }
+}
+
+// Whether tile_kernel's tile for these panels may be summed in passes over pairs of panels (and
+// a last odd panel alone): every pair feeds on both segments; a last odd panel on the x segment
+// at least (the GRU's candidate: also on h, with its own slot when kSplitLast).
+template <int P, unsigned kXMask, unsigned kHMask, bool kSplitLast>
+constexpr bool kPairPasses = kPairRows > 0 && ((P == 4 && kXMask == 0xFu && kHMask == 0xFu && !kSplitLast) ||
+                                               (P == 3 && kXMask == 0x7u && (kHMask & 0x3u) == 0x3u));
+
+// Tile_kernel's tile of R rows in passes over pairs of panels, then a last odd panel alone:
+// the same sums, in the same order, with fewer registers per row.
+template <typename T, typename W, int R, int P, unsigned kHMask, bool kPerPanel, bool kSplitLast, bool kByColumns>
 void pair_tile_kernel(const Operands<T>& a, const W* w, int k0, int kx, int k1, bool accumulate, T* tile) {
-  constexpr int L = kLanes<T>, P = 4;
+  constexpr int L = kLanes<T>, S = P + (kSplitLast ? 1 : 0);
   const int split = std::min(std::max(kx, k0), k1);
-  for (int p0 = 0; p0 < P; p0 += 2) {
+  for (int p0 = 0; p0 + 1 < P; p0 += 2) {
     Vec<T> acc[R][2];
     for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 2; ++q) acc[r][q] = accumulate ? load(tile + (r * P + p0 + q) * L) : Vec<T>{};
-    accumulate_pair<T, W, R, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, p0, k0, split);
-    accumulate_pair<T, W, R, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, p0, split, k1);
+      for (int q = 0; q < 2; ++q) acc[r][q] = accumulate ? load(tile + (r * S + p0 + q) * L) : Vec<T>{};
+    accumulate_pair<T, W, R, P, kPerPanel, kByColumns>(acc, a.x, a.ldx, 0, w, p0, k0, split);
+    accumulate_pair<T, W, R, P, kPerPanel, kByColumns>(acc, a.h, a.ldh, kx, w, p0, split, k1);
     for (int r = 0; r < R; ++r)
-      for (int q = 0; q < 2; ++q) store(tile + (r * P + p0 + q) * L, acc[r][q]);
+      for (int q = 0; q < 2; ++q) store(tile + (r * S + p0 + q) * L, acc[r][q]);
+  }
+  if constexpr (P % 2 == 1) {
+    static_assert(!kByColumns, "products by columns have 4 panels");
+    constexpr int c = P - 1;
+    // As tile_kernel does for its last panel: with kSplitLast the h sum goes to slot P.
+    auto slot = [](bool in_h) { return kSplitLast && in_h ? P : c; };
+    const bool fresh_h = kSplitLast && k0 == kx;
+    Vec<T> acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = accumulate && !fresh_h ? load(tile + (r * S + slot(k0 >= kx)) * L) : Vec<T>{};
+    accumulate_single<T, W, R, P, kPerPanel>(acc, a.x, a.ldx, 0, w, c, k0, split);
+    if (kSplitLast && (split > k0 || !accumulate) && split < k1) {
+      for (int r = 0; r < R; ++r) {
+        store(tile + (r * S + c) * L, acc[r]);
+        acc[r] = Vec<T>{};
+      }
+    }
+    if constexpr ((kHMask >> c) & 1u) accumulate_single<T, W, R, P, kPerPanel>(acc, a.h, a.ldh, kx, w, c, split, k1);
+    for (int r = 0; r < R; ++r) store(tile + (r * S + slot(k1 > kx)) * L, acc[r]);
   }
 }
 
@@ -190,10 +228,18 @@ void tile_rows(int rows, const Operands<T>& a, const W* w, int k0, int kx, int k
     constexpr int R = decltype(r)::value;
     tile_kernel<T, W, R, P, kXMask, kHMask, kPerPanel, kSplitLast, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
   };
-  if constexpr (kPairRows > 0 && P == 4 && kXMask == 0xFu && kHMask == 0xFu && !kSplitLast) {
+  if constexpr (kPairPasses<P, kXMask, kHMask, kSplitLast>) {
     const auto pairs = [&](auto r) {
-      pair_tile_kernel<T, W, decltype(r)::value, kPerPanel, kByColumns>(a, w, k0, kx, k1, accumulate, tile);
+      pair_tile_kernel<T, W, decltype(r)::value, P, kHMask, kPerPanel, kSplitLast, kByColumns>(a, w, k0, kx, k1,
+                                                                                              accumulate, tile);
     };
+    if constexpr (P == 3) {
+      // 3-4 rows of 3 panels fit the registers in one pass (9-12 accumulators); in passes, the
+      // last panel's pass would have only 3-4 independent sums to wait on (measured slower at
+      // B=3-4, one AVX2 core).
+      if (rows == 4) return kernel(std::integral_constant<int, 4>{});
+      if (rows == 3) return kernel(std::integral_constant<int, 3>{});
+    }
     switch (rows) {
       case 6: return pairs(std::integral_constant<int, 6>{});
       case 5: return pairs(std::integral_constant<int, 5>{});

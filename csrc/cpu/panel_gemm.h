@@ -42,9 +42,9 @@ namespace fusedrnn {
 namespace cpu {
 
 // Accumulators per tile: rows x panels of them, plus the panel vectors, fit the register file.
-// With AVX2's 16 registers a 4-panel tile of more than 2 rows is summed in two passes, each over
-// a pair of panels (kPairRows rows x 2 panels: 12 accumulators, 2 panel vectors and a
-// broadcast), so that each panel vector loaded serves 6 rows instead of 2.
+// With AVX2's 16 registers a tile of 3 or 4 panels and more than 2 rows is summed in passes over
+// pairs of panels (kPairRows rows x 2 panels: 12 accumulators, 2 panel vectors and a broadcast),
+// then a last odd panel alone, so that each panel vector loaded serves 6 rows instead of 2.
 #if defined(__AVX512F__)
 constexpr int kVectorBytes = 64;
 constexpr int kTileVectors = 24;  // + 4 panel vectors: 28 of the 32 zmm registers
@@ -56,9 +56,9 @@ constexpr int kPairRows = 6;
 #endif
 constexpr int kPanels = 4;        // most panels (vectors) per group
 
-// Rows per tile for groups of `panels` panels (6 or 8 with AVX-512; 6 for 4 panels with AVX2).
+// Rows per tile for groups of `panels` panels (6 or 8 with AVX-512; 6 for 3 or 4 panels with AVX2).
 constexpr int tile_rows(int panels) {
-  return panels == 4 && kPairRows > kTileVectors / 4 ? kPairRows : kTileVectors / panels;
+  return panels >= 3 && kPairRows > kTileVectors / panels ? kPairRows : kTileVectors / panels;
 }
 // Vectors of the largest tile: 3 panels and a split slot, or 4 panels.
 constexpr int kTileBufferVectors = tile_rows(3) * 4 > tile_rows(4) * 4 ? tile_rows(3) * 4 : tile_rows(4) * 4;
