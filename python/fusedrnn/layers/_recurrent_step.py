@@ -20,19 +20,34 @@ class RecurrentStepMixin:
     _calls_packed: Optional[ops.PackedWeights] = None  # set inside packed_calls()
 
     @contextlib.contextmanager
-    def packed_calls(self) -> Iterator[Any]:
+    def packed_calls(self, keep: bool = False) -> Iterator[Any]:
         """Inside the block, calls of the layer that keep nothing for a backward pass and draw no
         dropout (inference under :func:`fusedrnn.no_grad`) run on the weights packed once at the
         first call instead of packing them in every call: for loops of calls on unchanging weights,
         such as sampling text one character at a time. The weights must not change inside the
-        block other than through ``set_weights`` or an optimizer (see :meth:`weights_changed`)."""
+        block other than through ``set_weights`` or an optimizer (see :meth:`weights_changed`).
+
+        ``keep=True``: the block uses the packed copy that the layer keeps between blocks (the one
+        :meth:`step` uses), so a block entered again on unchanged weights, such as one per
+        translated sentence, packs nothing; it is packed again after ``set_weights``, an optimizer
+        step or :meth:`weights_changed`, whether inside a block or between blocks. Costs one packed
+        copy of the weights held by the layer (about the weights' size)."""
         before = self._calls_packed
-        self._calls_packed = ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
-                                               activation=getattr(self, "activation", "tanh"))
+        self._calls_packed = self._kept_packed() if keep else self._new_packed()
         try:
             yield self
         finally:
             self._calls_packed = before
+
+    def _new_packed(self) -> ops.PackedWeights:
+        return ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
+                                 activation=getattr(self, "activation", "tanh"))
+
+    def _kept_packed(self) -> ops.PackedWeights:
+        """The PackedWeights the layer keeps between steps and blocks (made at first use)."""
+        if self._step_packed is None:
+            self._step_packed = self._new_packed()
+        return self._step_packed
 
     def step(self, x_t: Any, states: Sequence[np.ndarray], out: Optional[Sequence[np.ndarray]] = None
              ) -> List[np.ndarray]:
@@ -47,7 +62,7 @@ class RecurrentStepMixin:
         other way call :meth:`weights_changed` (see :mod:`fusedrnn.weight_versions`).
         """
         packed = self._step_packed
-        if packed is None:
+        if packed is None or not self.built:  # type: ignore[attr-defined]
             packed = self._start_stepping(x_t)
         bias = self._op_bias()  # type: ignore[attr-defined]  # zeros with use_bias=False
         if isinstance(states, np.ndarray):
@@ -67,9 +82,7 @@ class RecurrentStepMixin:
             else:
                 raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or "  # type: ignore[attr-defined]
                                    "build(input_dim) first")
-        self._step_packed = ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
-                                              activation=getattr(self, "activation", "tanh"))
-        return self._step_packed
+        return self._kept_packed()
 
     def weights_changed(self) -> None:
         """Call after editing the weights in place (other than through an optimizer or set_weights),
