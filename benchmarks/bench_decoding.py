@@ -33,6 +33,18 @@ with ``--decode-batch 1`` one sentence at a time through seq2seq.greedy_decode, 
 translate`` does. Every sentence runs the task's maximum target length (11 words) of decoder
 steps (no id is taken as <end>), so the work is the same whatever the weights.
 
+``--what sentence``: the latency of translating one sentence, as ``fusedrnn translate`` does:
+ms per sentence of seq2seq.greedy_decode and of seq2seq.beam_search (``--beam``, default 4) on
+the first ``--latency-sentences`` validation sentences one at a time (padding trimmed), with the
+task's model shapes and random weights (seed 0), every sentence decoded to the task's maximum
+target length (no <end>, so every beam runs to the end too). The two decoders and a STREAM-like
+triad alternate sentence by sentence for ``--latency-rounds`` rounds; the table gives the median
+over every sentence and round. Next to it, the weights' traffic: the bytes of the weights one
+sentence multiplies (the encoder's input kernel once, its recurrent kernel once per source word,
+the attention's W2 once; per output word the attention's W1, the decoder GRU's kernel and
+recurrent kernel and the output Dense(V)), over the time, in GB/s, and the triad's rate over
+three arrays holding one output word's weight bytes (``bench_latency.triad_of_bytes``).
+
 ``--what textgen``: ``--chars`` characters from the ``fusedrnn train textgen`` model (LSTM(128)
 over 40-character windows, Dense(57), random weights, seed 0) through textgen.generate at
 temperature 1.0, seeded with the Nietzsche corpus's first 40 characters; each character is one
@@ -47,6 +59,7 @@ decodes with ``decoder.step`` and generates text inside ``packed_calls()``.
 
     python benchmarks/bench_decoding.py                           # step, decode and textgen
     python benchmarks/bench_decoding.py --what decode --sentences 1000 --decode-batch 1
+    python benchmarks/bench_decoding.py --what sentence --latency-sentences 40 --beam 4
     python benchmarks/bench_decoding.py --smoke --json out.json   # tiny shapes, a few seconds
 """
 
@@ -65,10 +78,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import blas_cores, configure_threads, sgemm_runner, write_json  # noqa: E402
-from bench_latency import machine  # noqa: E402
+from bench_latency import machine, triad_counted_bytes, triad_of_bytes  # noqa: E402
 from bench_tasks import BATCH, TRANSLATE, fusedrnn_translate_step, time_steps  # noqa: E402
 
-WHAT = ("step", "decode", "textgen")
+WHAT = ("step", "decode", "sentence", "textgen")
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SGEMM_N = 1024
 SMOKE_TRANSLATE = {"source_vocab": 9414, "target_vocab": 4935, "source_len": 16, "target_len": 10, "embedding": 16,
@@ -87,21 +100,28 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--sentences", type=int, default=6000, help="decode: validation sentences (default: all 6000)")
     p.add_argument("--decode-batch", type=int, default=256,
                    help="decode: sentences per batch (default: 256 as `evaluate translate`; 1: greedy_decode each)")
+    p.add_argument("--latency-sentences", type=int, default=40,
+                   help="sentence: validation sentences, each translated alone (default: 40)")
+    p.add_argument("--latency-rounds", type=int, default=3, help="sentence: rounds over them (default: 3)")
+    p.add_argument("--beam", type=int, default=4, help="sentence: beam width of beam_search (default: 4)")
     p.add_argument("--chars", type=int, default=2000, help="textgen: characters to generate (default: 2000)")
     p.add_argument("--data", default=str(DATA), help="folder with spa-eng/spa.txt and nietzsche.txt "
                                                      "(default: ../shared/data from the project root)")
     p.add_argument("--smoke", action="store_true",
-                   help="tiny run for tests: step at U=32, E=16, B=8, one round; 8 sentences; 20 characters")
+                   help="tiny run for tests: step at U=32, E=16, B=8, one round; 8 sentences (3 alone, one round); "
+                        "20 characters")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = p.parse_args(argv)
-    for name in ("rounds", "steps", "sgemms", "sentences", "decode_batch", "chars", "threads"):
+    for name in ("rounds", "steps", "sgemms", "sentences", "decode_batch", "latency_sentences", "latency_rounds",
+                 "beam", "chars", "threads"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected a positive integer, got {getattr(args, name)}")
     if args.smoke:
         args.rounds, args.steps, args.sgemms = 1, 1, 2
         args.sentences, args.chars = min(args.sentences, 8), min(args.chars, 20)
+        args.latency_sentences, args.latency_rounds = min(args.latency_sentences, 3), 1
     return args
 
 
@@ -185,21 +205,27 @@ def bench_step(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 # -- greedy decoding ------------------------------------------------------------------------------
-def bench_decode(args: argparse.Namespace) -> Dict[str, Any]:
+def task_model(args: argparse.Namespace):
+    """(translation data, the task's model with random weights (seed 0), start id): the translate
+    task's defaults (the first 30,000 pairs, 20 % validation, seed 0); tiny units with --smoke."""
     from fusedrnn.datasets import translation
-    from fusedrnn.tasks.seq2seq import AttentionSeq2Seq, decode_batch_greedy, greedy_decode
-    from fusedrnn.tasks.translate import TranslateConfig, _trim
+    from fusedrnn.tasks.seq2seq import AttentionSeq2Seq
+    from fusedrnn.tasks.translate import TranslateConfig
 
     cfg = TranslateConfig()
     ds = translation.load_translation(Path(args.data) / "spa-eng" / "spa.txt", num_examples=cfg.num_examples,
                                       val_fraction=cfg.val_fraction, seed=cfg.seed)
-    if args.smoke:
-        model = AttentionSeq2Seq(ds.source_tokenizer.vocab_size, ds.target_tokenizer.vocab_size,
-                                 SMOKE_TRANSLATE["embedding"], SMOKE_TRANSLATE["units"], seed=0)
-    else:
-        model = AttentionSeq2Seq(ds.source_tokenizer.vocab_size, ds.target_tokenizer.vocab_size, cfg.embedding_dim,
-                                 cfg.units, seed=0)
-    start_id = int(ds.target_tokenizer.word_index[translation.START_TOKEN])
+    embedding, units = ((SMOKE_TRANSLATE["embedding"], SMOKE_TRANSLATE["units"]) if args.smoke
+                        else (cfg.embedding_dim, cfg.units))
+    model = AttentionSeq2Seq(ds.source_tokenizer.vocab_size, ds.target_tokenizer.vocab_size, embedding, units, seed=0)
+    return ds, model, int(ds.target_tokenizer.word_index[translation.START_TOKEN])
+
+
+def bench_decode(args: argparse.Namespace) -> Dict[str, Any]:
+    from fusedrnn.tasks.seq2seq import decode_batch_greedy, greedy_decode
+    from fusedrnn.tasks.translate import _trim
+
+    ds, model, start_id = task_model(args)
     no_end = -1  # never produced: every sentence decodes max_length steps, whatever the weights
     max_length = ds.max_target_len
     src = ds.source_val[:args.sentences]
@@ -226,6 +252,65 @@ def bench_decode(args: argparse.Namespace) -> Dict[str, Any]:
             "api": "greedy_decode" if batch == 1 else "decode_batch_greedy", "max_length": max_length,
             "words": words, "units": model.units, "seconds": seconds, "sentences_per_s": len(src) / seconds,
             "words_per_s": words / seconds}
+
+
+# -- one sentence at a time: latency ----------------------------------------------------------------
+def sentence_weight_bytes(model: Any, source_len: int, words: int) -> Dict[str, int]:
+    """Bytes of the weights that translating one sentence of `source_len` tokens into `words`
+    output words multiplies (see the module docstring); "per_word" is one output word's share."""
+    U, E, V = model.units, model.embedding_dim, model.target_vocab
+    size = model.dtype.itemsize
+    encoder = (E * 3 * U + source_len * U * 3 * U + U * U) * size
+    per_word = (U * U + (U + E) * 3 * U + U * 3 * U + U * V) * size
+    return {"encoder": encoder, "per_word": per_word, "total": encoder + words * per_word}
+
+
+def bench_sentence(args: argparse.Namespace) -> Dict[str, Any]:
+    from fusedrnn.tasks.seq2seq import beam_search, greedy_decode
+    from fusedrnn.tasks.translate import _trim
+
+    ds, model, start_id = task_model(args)
+    no_end = -1  # never produced: max_length words, every beam to the end, whatever the weights
+    max_length = ds.max_target_len
+    sources = [_trim(row[None, :]) for row in ds.source_val[:args.latency_sentences]]
+    decoders = {"greedy": lambda src: greedy_decode(model, src, start_id, no_end, max_length),
+                "beam": lambda src: beam_search(model, src, start_id, no_end, max_length, beam=args.beam)}
+    per_word = sentence_weight_bytes(model, 1, 1)["per_word"]
+    triad = triad_of_bytes(per_word)
+    for decode in decoders.values():  # warm-up: packing, allocations
+        decode(sources[0])
+    triad()
+    times: Dict[str, List[float]] = {"greedy": [], "beam": [], "triad": []}
+    rates: Dict[str, List[float]] = {"greedy": [], "beam": []}
+    words: Dict[str, List[int]] = {"greedy": [], "beam": []}
+    bar = progress(args.latency_rounds * len(sources), "one sentence at a time", "sentence", not args.no_progress)
+    for _ in range(args.latency_rounds):
+        for src in sources:
+            for name, decode in decoders.items():
+                t0 = time.perf_counter()
+                result = decode(src)
+                seconds = time.perf_counter() - t0
+                times[name].append(seconds)
+                words[name].append(len(result.ids))
+                rates[name].append(sentence_weight_bytes(model, src.shape[1], len(result.ids))["total"] / seconds / 1e9)
+            t0 = time.perf_counter()
+            triad()
+            times["triad"].append(time.perf_counter() - t0)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    triad_gbs = triad_counted_bytes(per_word) / statistics.median(times["triad"]) / 1e9
+    out: Dict[str, Any] = {"sentences": len(sources), "rounds": args.latency_rounds, "beam_width": args.beam,
+                           "max_length": max_length, "units": model.units, "target_vocab": model.target_vocab,
+                           "mean_source_len": float(np.mean([s.shape[1] for s in sources])),
+                           "weight_bytes_per_word": per_word, "triad_gbs": triad_gbs}
+    for name in decoders:
+        out[name] = {"ms_median": 1e3 * statistics.median(times[name]), "ms_mean": 1e3 * statistics.mean(times[name]),
+                     "words": words[name], "weights_gbs_median": statistics.median(rates[name]),
+                     "percent_of_triad": 100.0 * statistics.median(rates[name]) / triad_gbs,
+                     "timed": len(times[name])}
+    return out
 
 
 # -- text generation ------------------------------------------------------------------------------
@@ -268,6 +353,14 @@ def table_rows(results: Dict[str, Dict[str, Any]]) -> List[List[str]]:
         rows.append([f"greedy decoding ({r['api']})", f"{r['sentences']} sentences x {r['max_length']} steps, "
                      f"batch {r['decode_batch']}", f"{r['seconds']:.2f} s", f"{r['sentences_per_s']:.1f} sentences/s",
                      f"{r['words_per_s']:.0f} words/s"])
+    if "sentence" in results:
+        r = results["sentence"]
+        for name, api in (("greedy", "greedy_decode"), ("beam", f"beam_search, beam {r['beam_width']}")):
+            d = r[name]
+            rows.append([f"one sentence ({api})", f"{r['sentences']} sentences x {r['rounds']} rounds, "
+                         f"{r['mean_source_len']:.1f} tokens in, {r['max_length']} words out",
+                         f"{d['ms_median']:.1f} ms/sentence (median)", f"{d['weights_gbs_median']:.1f} GB/s of weights",
+                         f"triad {r['triad_gbs']:.1f} GB/s: {d['percent_of_triad']:.0f} %"])
     if "textgen" in results:
         r = results["textgen"]
         rows.append(["text generation", f"{r['chars']} chars, LSTM({r['units']}) over {r['maxlen']}",
@@ -280,7 +373,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     configure_threads(args.threads)
     tree = tree_info()
-    runners = {"step": bench_step, "decode": bench_decode, "textgen": bench_textgen}
+    runners = {"step": bench_step, "decode": bench_decode, "sentence": bench_sentence, "textgen": bench_textgen}
     results = {what: runners[what](args) for what in WHAT if what in args.what}
     header = f"{machine()}; threads={args.threads}; {blas_cores()}"
     tree_line = (f"fusedrnn: {tree['path']} (HEAD {tree['head'] or '?'}, code last changed in "

@@ -313,7 +313,18 @@ def keras_runner(case: Case, d) -> Optional[Callable[[], object]]:
 
 def triad_runner(case: Case) -> Callable[[], object]:
     """a = b + s * c over three float32 arrays of weight_bytes_per_step bytes together."""
-    n = max(1024, case.weight_bytes_per_step // 12)
+    return triad_of_bytes(case.weight_bytes_per_step)
+
+
+def triad_counted_bytes(nbytes: int) -> int:
+    """The bytes one call of triad_of_bytes(nbytes) is counted as moving (its three arrays)."""
+    return 3 * max(1024, nbytes // 12) * 4
+
+
+def triad_of_bytes(nbytes: int) -> Callable[[], object]:
+    """a = b + s * c over three float32 arrays of `nbytes` bytes together: PyTorch's fused
+    ``torch.add`` when installed, else NumPy's two passes (counted as the same bytes)."""
+    n = triad_counted_bytes(nbytes) // 12
     try:
         import torch
 
@@ -445,7 +456,7 @@ def rows(cases: List[Case], peers: List[str]) -> List[List[str]]:
         row.append(f"{(c.median('fused') - kernel) * 1e6:.1f} us" if kernel and c.median("fused") else "")
         if c.memory_bound:
             gbs = c.weight_bytes_per_step * c.T / fused / 1e9
-            triad = 3 * (max(1024, c.weight_bytes_per_step // 12) * 4) / c.median("triad") / 1e9
+            triad = triad_counted_bytes(c.weight_bytes_per_step) / c.median("triad") / 1e9
             row += [f"{gbs:.1f}", f"{triad:.1f}", f"{100 * gbs / triad:.0f}%"]
         else:
             row += ["", "", ""]

@@ -1,6 +1,6 @@
 """benchmarks/bench_decoding.py: its smoke mode runs end to end and writes consistent JSON, the
 decoding paths decode every sentence to the fixed length, and the translate step's FLOP count
-equals a count of the model's products done another way. No timing is asserted."""
+and one sentence's weight bytes equal counts done another way. No timing is asserted."""
 
 from __future__ import annotations
 
@@ -90,6 +90,15 @@ def test_smoke_run_writes_consistent_json(tmp_path):
     assert dec["words"] == dec["sentences"] * dec["max_length"]  # fixed-length decoding, no early stop
     assert dec["sentences_per_s"] == pytest.approx(dec["sentences"] / dec["seconds"])
 
+    one = payload["results"]["sentence"]
+    assert one["sentences"] == 3 and one["rounds"] == 1 and one["beam_width"] == 4
+    for name in ("greedy", "beam"):
+        r = one[name]
+        assert r["timed"] == 3 and r["words"] == [one["max_length"]] * 3  # no early stop, beams included
+        assert r["ms_median"] > 0 and r["weights_gbs_median"] > 0
+        assert r["percent_of_triad"] == pytest.approx(100 * r["weights_gbs_median"] / one["triad_gbs"])
+    assert "| one sentence (greedy_decode) |" in proc.stdout and "| one sentence (beam_search, beam 4) |" in proc.stdout
+
     gen = payload["results"]["textgen"]
     assert gen["chars"] == 20 and gen["vocab"] == 57
     assert gen["chars_per_s"] == pytest.approx(gen["chars"] / gen["seconds"])
@@ -103,6 +112,19 @@ def test_one_sentence_at_a_time_decodes_every_sentence_to_the_fixed_length(bench
     assert dec["words"] == 5 * dec["max_length"]
 
 
+def test_sentence_weight_bytes_are_the_arrays_one_sentence_multiplies(bench):
+    from fusedrnn.tasks.seq2seq import AttentionSeq2Seq
+
+    model = AttentionSeq2Seq(13, 17, embedding_dim=5, units=7, dtype="float64")
+    Ts, words = 4, 6
+    encoder = Ts * model.encoder.recurrent_kernel.nbytes + model.encoder.kernel.nbytes + model.attention.W2.nbytes
+    per_word = (model.attention.W1.nbytes + model.decoder.kernel.nbytes + model.decoder.recurrent_kernel.nbytes
+                + model.output.kernel.nbytes)
+    got = bench.sentence_weight_bytes(model, Ts, words)
+    assert got == {"encoder": encoder, "per_word": per_word, "total": encoder + words * per_word}
+
+
 def test_bad_counts_are_refused(bench):
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--sentences", "0"])
+    for flag in ("--sentences", "--latency-sentences", "--latency-rounds", "--beam"):
+        with pytest.raises(SystemExit):
+            bench.parse_args([flag, "0"])

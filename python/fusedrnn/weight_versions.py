@@ -1,15 +1,18 @@
 """Version counters of weight arrays: how a packed copy of weights knows that they changed.
 
 The recurrent kernels can keep their weights packed between calls (:class:`fusedrnn.ops.PackedWeights`,
-``layer.step``). A packed copy remembers which arrays it was packed from and their versions here;
-it is packed again when a call passes other arrays or when the version of one of them has grown.
-No array is ever compared element by element.
+``layer.step``), and ops can check weights for NaN and inf once instead of on every call
+(:class:`fusedrnn.ops.CheckedWeights`). Either remembers which arrays it packed or checked and
+their versions here, and packs or checks again when a call passes other arrays or when the
+version of one of them has grown. No array is ever compared element by element.
 
 What bumps a version:
 
 * ``Optimizer.apply(params, grads)`` (every optimizer of :mod:`fusedrnn.optimizers`), after it
   has updated the params in place;
-* ``layer.set_weights(...)`` (it also binds new arrays, which alone forces a repack);
+* ``layer.set_weights(...)`` of every fusedrnn layer, for the arrays it binds (usually copies; the
+  arrays passed in themselves when they already have the layer's dtype and layout, so setting
+  the same arrays again after editing them counts as a change too);
 * ``weights_changed(*arrays)`` or ``layer.weights_changed()``: **the documented route for any
   other in-place edit** (``layer.kernel[...] = ...``, ``np.add(w, d, out=w)``, an edit through a
   view). Call it after the edit, before the next call; without it the packed copy still holds

@@ -16,11 +16,12 @@ from fusedrnn.weight_versions import weights_changed
 class RecurrentStepMixin:
     """``layer.step(x_t, states)`` and ``layer.weights_changed()`` for SimpleRNN, LSTM and GRU."""
 
-    _step_packed: Optional[ops.PackedWeights] = None
+    _step_packed: Optional[ops.PackedWeights] = None   # the float32 copy kept between steps and blocks
+    _kept_bfloat16: Optional[ops.PackedWeights] = None  # the same in bfloat16 (packed_calls(keep=True, ...))
     _calls_packed: Optional[ops.PackedWeights] = None  # set inside packed_calls()
 
     @contextlib.contextmanager
-    def packed_calls(self, precision: str = "float32") -> Iterator[Any]:
+    def packed_calls(self, precision: str = "float32", keep: bool = False) -> Iterator[Any]:
         """Inside the block, calls of the layer that keep nothing for a backward pass and draw no
         dropout (inference under :func:`fusedrnn.no_grad`), and its :meth:`step` calls, run on the
         weights packed once at the first call instead of packing them in every call: for loops of
@@ -31,14 +32,34 @@ class RecurrentStepMixin:
         ``precision='bfloat16'`` (float32 layers only) keeps the packed weights in bfloat16 for
         the block: half the bytes to stream per step, outputs within about 1e-3 of float32's
         (see :class:`fusedrnn.ops.PackedWeights`). Calls that keep a cache for a backward pass
-        (training) are not affected and stay float32."""
+        (training) are not affected and stay float32.
+
+        ``keep=True``: the block uses the packed copy that the layer keeps between blocks (in
+        float32 the one :meth:`step` uses outside blocks), so a block entered again on unchanged
+        weights, such as one per translated sentence, packs nothing; it is packed again after
+        ``set_weights``, an optimizer step or :meth:`weights_changed`, whether inside a block or
+        between blocks. Costs one packed copy of the weights held by the layer per precision."""
         before = self._calls_packed
-        self._calls_packed = ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
-                                               activation=getattr(self, "activation", "tanh"), precision=precision)
+        self._calls_packed = self._kept_packed(precision) if keep else self._new_packed(precision)
         try:
             yield self
         finally:
             self._calls_packed = before
+
+    def _new_packed(self, precision: str = "float32") -> ops.PackedWeights:
+        return ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
+                                 activation=getattr(self, "activation", "tanh"), precision=precision)
+
+    def _kept_packed(self, precision: str = "float32") -> ops.PackedWeights:
+        """The PackedWeights of this precision that the layer keeps between steps and blocks
+        (made at first use)."""
+        if precision == "bfloat16":
+            if self._kept_bfloat16 is None:
+                self._kept_bfloat16 = self._new_packed(precision)
+            return self._kept_bfloat16
+        if self._step_packed is None:
+            self._step_packed = self._new_packed(precision)  # checks the precision's name
+        return self._step_packed
 
     def step(self, x_t: Any, states: Sequence[np.ndarray], out: Optional[Sequence[np.ndarray]] = None
              ) -> List[np.ndarray]:
@@ -53,9 +74,9 @@ class RecurrentStepMixin:
         again after ``set_weights`` or an optimizer step; after editing the weights in place any
         other way call :meth:`weights_changed` (see :mod:`fusedrnn.weight_versions`).
         """
-        if self._step_packed is None:
-            self._start_stepping(x_t)
-        packed = self._calls_packed or self._step_packed
+        if not self.built:  # type: ignore[attr-defined]
+            self._build_for_step(x_t)
+        packed = self._calls_packed or self._kept_packed()
         bias = self._op_bias()  # type: ignore[attr-defined]  # zeros with use_bias=False
         if isinstance(states, np.ndarray):
             states = [states]
@@ -66,16 +87,13 @@ class RecurrentStepMixin:
         new = ops_packed._step(self._cell, x_t, h, c, self.kernel, self.recurrent_kernel, bias, packed, out)  # type: ignore[attr-defined]
         return [new[0], new[1]] if n == 2 else [new[0]]
 
-    def _start_stepping(self, x_t: Any) -> None:
-        """Builds the layer if needed (a float x_t gives the input size) and makes its PackedWeights."""
-        if not self.built:  # type: ignore[attr-defined]
-            if isinstance(x_t, np.ndarray) and x_t.ndim == 2 and x_t.dtype.kind == "f":
-                self.build(int(x_t.shape[1]))  # type: ignore[attr-defined]
-            else:
-                raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or "  # type: ignore[attr-defined]
-                                   "build(input_dim) first")
-        self._step_packed = ops.PackedWeights(self._cell, reset_after=getattr(self, "reset_after", True),  # type: ignore[attr-defined]
-                                              activation=getattr(self, "activation", "tanh"))
+    def _build_for_step(self, x_t: Any) -> None:
+        """Builds the layer from a float x_t (its input size), else says how to build it."""
+        if isinstance(x_t, np.ndarray) and x_t.ndim == 2 and x_t.dtype.kind == "f":
+            self.build(int(x_t.shape[1]))  # type: ignore[attr-defined]
+        else:
+            raise RuntimeError(f"{self.name}: the layer has no weights yet; call it on data or "  # type: ignore[attr-defined]
+                               "build(input_dim) first")
 
     def weights_changed(self) -> None:
         """Call after editing the weights in place (other than through an optimizer or set_weights),

@@ -20,6 +20,7 @@ import numpy as np
 from fusedrnn import initializers as init
 from fusedrnn import ops
 from fusedrnn.ops import _checks as chk
+from fusedrnn.weight_versions import weights_changed
 
 
 def _layer_dtype(dtype: Any) -> np.dtype:
@@ -278,6 +279,7 @@ class BahdanauAttention:
         arrays = [np.ascontiguousarray(a, dtype=self.dtype) for a in arrays]
         self.W1, self.W2, self.v = arrays[:3]
         self.b = arrays[3] if self.use_bias else None
+        weights_changed(*self.params)  # copies checked from them before (even the same arrays) are stale
 
     # -- forward / backward --------------------------------------------------------------------
     def _values(self, values: Any) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from fusedrnn import initializers as init
 from fusedrnn import ops
 from fusedrnn.ops import _checks as chk
+from fusedrnn.weight_versions import weights_changed
 
 ACTIVATIONS = (None, "linear", "sigmoid", "tanh", "relu", "softmax")
 
@@ -125,6 +126,7 @@ class Embedding:
         w = np.asarray(weights[0])
         chk.check_shape("weights[0] (embeddings)", w, (self.input_dim, self.output_dim), "(input_dim, output_dim)")
         self.embeddings = np.ascontiguousarray(w, dtype=self.dtype)
+        weights_changed(self.embeddings)
 
     def get_config(self) -> Dict[str, Any]:
         return {"input_dim": self.input_dim, "output_dim": self.output_dim, "mask_zero": self.mask_zero,
@@ -242,6 +244,7 @@ class Dense:
             bias = np.asarray(weights[1])
             chk.check_shape("weights[1] (bias)", bias, (self.units,), "(units,)")
             self.bias = np.ascontiguousarray(bias, dtype=self.dtype)
+        weights_changed(*self.params)  # copies checked from them before (even the same arrays) are stale
 
     def get_config(self) -> Dict[str, Any]:
         return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,

@@ -25,6 +25,7 @@ from fusedrnn import ops
 from fusedrnn.grad_mode import is_grad_enabled
 from fusedrnn.layers._recurrent_step import RecurrentStepMixin
 from fusedrnn.ops import _checks as chk
+from fusedrnn.weight_versions import weights_changed
 
 ArrayOrTuple = Union[np.ndarray, Tuple[np.ndarray, ...]]
 
@@ -132,6 +133,7 @@ class _Recurrent(RecurrentStepMixin, abc.ABC):
             arrays.append(np.ascontiguousarray(w, dtype=self.dtype))
         self.kernel, self.recurrent_kernel = arrays[:2]
         self.bias = arrays[2] if self.use_bias else None
+        weights_changed(*self.params)  # copies packed or checked from them before (even the same arrays) are stale
 
     def _bias_shape(self) -> Tuple[int, ...]:
         return (self._gates * self.units,)

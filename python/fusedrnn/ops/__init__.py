@@ -9,6 +9,7 @@ from fusedrnn.ops.attention import (
     dot_attention_backward,
     dot_attention_forward,
 )
+from fusedrnn.ops.checked_weights import CheckedWeights
 from fusedrnn.ops.packed import PackedWeights, gru_step, lstm_step, rnn_step
 from fusedrnn.ops.recurrent import (
     RecurrentCache,
@@ -22,6 +23,7 @@ from fusedrnn.ops.recurrent import (
 
 __all__ = [
     "AttentionCache",
+    "CheckedWeights",
     "additive_attention_backward",
     "additive_attention_forward",
     "dense_backward",

@@ -45,6 +45,7 @@ import numpy as np
 
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
+from fusedrnn.ops.checked_weights import CheckedWeights, check_checked
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]
 
@@ -264,8 +265,12 @@ def additive_attention_backward(cache: AttentionCache, d_context: Optional[np.nd
 
 
 # -- dense projection (BahdanauAttention's W1, W2) ---------------------------------------------
-def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] = None) -> np.ndarray:
-    """``x @ kernel + bias`` for x (..., I), kernel (I, U), bias (U,) or None; on fusedrnn's threads."""
+def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] = None, *,
+                  checked: Optional[CheckedWeights] = None) -> np.ndarray:
+    """``x @ kernel + bias`` for x (..., I), kernel (I, U), bias (U,) or None; on fusedrnn's threads.
+
+    ``checked``: a :class:`fusedrnn.ops.CheckedWeights` that checks kernel and bias for NaN and
+    inf once per version instead of on every call (x is checked on every call either way)."""
     x = chk.check_float("x", x)
     if x.ndim < 1 or x.shape[-1] == 0 or x.size == 0:
         raise ValueError(f"x: expected an array of shape (..., features) with no empty axis, got {x.shape}")
@@ -274,8 +279,14 @@ def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] 
     kernel = chk.check_float("kernel", kernel, x.dtype)
     if kernel.ndim != 2 or kernel.shape[0] != x.shape[-1] or kernel.shape[1] == 0:
         raise ValueError(f"kernel: expected shape ({x.shape[-1]}, units), got {kernel.shape}")
-    kernel = chk.float_input("kernel", kernel, x.dtype, kernel.shape)
-    bias = chk.optional_float_input("bias", bias, x.dtype, (kernel.shape[1],), "(units,)")
+    every_call = checked is None
+    kernel = chk.float_input("kernel", kernel, x.dtype, kernel.shape, finite=every_call)
+    if bias is not None:
+        bias = chk.float_input("bias", bias, x.dtype, (kernel.shape[1],), "(units,)", finite=every_call)
+    if not every_call:
+        checked = check_checked(checked)
+        checked.check("kernel", kernel)
+        checked.check("bias", bias)
     y = _C.dense_forward(x.reshape(-1, x.shape[-1]), kernel, bias)
     return y.reshape(*x.shape[:-1], kernel.shape[1])
 

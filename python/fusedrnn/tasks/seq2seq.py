@@ -22,6 +22,14 @@ per batch, not once per step; the output projection ``Dense(Vt)`` runs once over
 (one (B*Tt, U) x (U, V) GEMM) after the loop, and so does its gradient; each step is then a
 (B, U) x (U, units) query projection, the fused additive-attention kernel and the fused GRU
 kernel on a single step.
+
+What makes decoding one sentence cheap (under :func:`fusedrnn.no_grad`, as every decoder here
+runs): the encoder and the decoder GRU run on weights packed once and kept from sentence to
+sentence (``encoder.packed_calls(keep=True)``, ``decoder.step``), and the projections (W1, W2,
+the output Dense) check their weights for NaN and inf once per weight version
+(:class:`fusedrnn.ops.CheckedWeights`), not once per word. Both are redone after
+``set_weights`` or an optimizer step; after editing weights in place any other way call
+:func:`fusedrnn.weight_versions.weights_changed` on them (as for ``layer.step``).
 """
 
 from __future__ import annotations
@@ -79,6 +87,8 @@ class AttentionSeq2Seq:
         self.layers = [self.source_embedding, self.encoder, self.attention, self.target_embedding,
                        self.decoder, self.output]
         self._saved: Optional[Dict[str, Any]] = None
+        # inference (no_grad): weights checked for NaN/inf once per version, one per projection
+        self._checked = {"keys": ops.CheckedWeights(), "query": ops.CheckedWeights(), "output": ops.CheckedWeights()}
 
     # -- weights and config ----------------------------------------------------------------------
     @property
@@ -110,6 +120,11 @@ class AttentionSeq2Seq:
             raise ValueError(f"{name}: ids must lie in [0, {vocab})")
         return ids
 
+    def _inference_check(self, projection: str) -> Optional[ops.CheckedWeights]:
+        """The CheckedWeights of a projection ("keys", "query", "output") under no_grad, else None
+        (training calls check the weights on every call, as the ops do by default)."""
+        return None if is_grad_enabled() else self._checked[projection]
+
     def encode(self, source: np.ndarray, training: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(encoder outputs (B, Ts, U), final state (B, U), projected keys (B, Ts, U), mask (B, Ts))."""
         source = self._check_ids("source", source, self.source_vocab)
@@ -117,8 +132,10 @@ class AttentionSeq2Seq:
         if not mask[:, 0].all():
             raise ValueError("source: every sentence needs at least one word (post-padded, no leading padding)")
         emb = self.source_embedding(source, training=training)
-        enc_out, h = self.encoder(emb, mask=mask, training=training)
-        keys = ops.dense_forward(enc_out, self.attention.W2)  # once per batch, not per step
+        # packed_calls only serves inference calls (no_grad, no dropout); keep: packed once, not per sentence
+        with self.encoder.packed_calls(keep=True):
+            enc_out, h = self.encoder(emb, mask=mask, training=training)
+        keys = ops.dense_forward(enc_out, self.attention.W2, checked=self._inference_check("keys"))  # once per batch
         return enc_out, h, keys, mask
 
     def decode_step(self, tokens: np.ndarray, hidden: np.ndarray, enc_out: np.ndarray, keys: np.ndarray,
@@ -129,7 +146,7 @@ class AttentionSeq2Seq:
         packed once and kept between steps and sentences, and the cache is None; otherwise
         (training) as the op that keeps what the backward pass needs."""
         att = self.attention
-        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b)
+        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b, checked=self._inference_check("query"))
         context, weights, att_cache = ops.additive_attention_forward(pq, enc_out, keys, scale=att.v, value_mask=mask)
         x = np.concatenate([context, self.target_embedding.embeddings[tokens][:, None, :]], axis=-1)
         dec = self.decoder
@@ -141,7 +158,8 @@ class AttentionSeq2Seq:
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """Output projection of decoder states (..., U) → (..., V)."""
-        return ops.dense_forward(np.ascontiguousarray(hidden), self.output.kernel, self.output.bias)
+        return ops.dense_forward(np.ascontiguousarray(hidden), self.output.kernel, self.output.bias,
+                                 checked=self._inference_check("output"))
 
     # -- training ---------------------------------------------------------------------------------
     def __call__(self, inputs: Tuple[np.ndarray, np.ndarray], mask: Optional[np.ndarray] = None,
@@ -257,7 +275,7 @@ def greedy_decode(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, en
     logp = 0.0
     for _ in range(max_length):
         hidden, w, _, _ = model.decode_step(token, hidden, enc_out, keys, mask)
-        scores = _log_softmax(model.logits(hidden)[0])
+        scores = _log_softmax(model.logits(hidden))[0]
         nxt = int(np.argmax(scores))
         logp += float(scores[nxt])
         ids.append(nxt)
@@ -281,14 +299,16 @@ def beam_search(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_
     live: List[Tuple[float, List[int], List[np.ndarray]]] = [(0.0, [], [])]
     states = hidden
     finished: List[Tuple[float, Translation]] = []
+    repeated: Dict[int, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # k -> the encoder's arrays for k rows
     for step in range(max_length):
         k = len(live)
+        if k not in repeated:
+            repeated[k] = (np.repeat(enc_out, k, axis=0), np.repeat(keys, k, axis=0), np.repeat(mask, k, axis=0))
         tokens = np.array([h[1][-1] if h[1] else start_id for h in live])
-        rep = lambda a: np.repeat(a, k, axis=0)  # noqa: E731
-        states, w, _, _ = model.decode_step(tokens, states, rep(enc_out), rep(keys), rep(mask))
-        logp = np.stack([_log_softmax(row) for row in model.logits(states)])  # (k, V)
+        states, w, _, _ = model.decode_step(tokens, states, *repeated[k])
+        logp = _log_softmax(model.logits(states))  # (k, V)
         totals = np.array([h[0] for h in live])[:, None] + logp
-        flat = np.argsort(-totals, axis=None, kind="stable")[:beam]
+        flat = _best_flat(totals, beam)
         new_live, new_rows = [], []
         for f in flat:
             i, tok = divmod(int(f), logp.shape[1])
@@ -310,9 +330,21 @@ def beam_search(model: AttentionSeq2Seq, source: np.ndarray, start_id: int, end_
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """Log-softmax of each row of z (k, V), in float64."""
     z = np.asarray(z, dtype=np.float64)
-    z = z - z.max()
-    return z - np.log(np.exp(z).sum())
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _best_flat(totals: np.ndarray, n: int) -> np.ndarray:
+    """The flat indices of the n largest entries of totals, largest first, ties in index order:
+    ``np.argsort(-totals, axis=None, kind="stable")[:n]`` without sorting all k*V entries."""
+    flat = totals.ravel()
+    if n >= flat.size:
+        return np.argsort(-flat, kind="stable")
+    threshold = np.partition(flat, flat.size - n)[flat.size - n]  # the n-th largest value
+    candidates = np.flatnonzero(flat >= threshold)  # in index order; ties with it included
+    return candidates[np.argsort(-flat[candidates], kind="stable")[:n]]
 
 
 @no_grad()
