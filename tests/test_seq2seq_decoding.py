@@ -211,3 +211,39 @@ def test_best_flat_equals_a_full_stable_sort(rng, seed):
             totals += rng.standard_normal((k, v))
         want = np.argsort(-totals, axis=None, kind="stable")[:n]
         np.testing.assert_array_equal(_best_flat(totals, n), want, err_msg=f"seed {seed}, {totals}")
+
+
+def _round_to_bfloat16(a):
+    bits = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return (((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_bfloat16_decoding_equals_float32_on_rounded_gru_weights(rng, seed, beam):
+    """decoding_precision='bfloat16' rounds exactly the two GRUs' kernels (not biases, not the
+    projections): the same decode as float32 on a copy whose GRU kernels are rounded beforehand."""
+    model, sources = _model(rng)
+    rounded = AttentionSeq2Seq(model.source_vocab, model.target_vocab, model.embedding_dim, model.units)
+    for ours, theirs in zip(model.layers, rounded.layers):
+        theirs.set_weights(ours.get_weights())
+    for gru in (rounded.encoder, rounded.decoder):
+        kernel, recurrent, bias = gru.get_weights()
+        gru.set_weights([_round_to_bfloat16(kernel), _round_to_bfloat16(recurrent), bias])
+    model.decoding_precision = "bfloat16"
+    with no_grad():
+        for source in sources:
+            if beam == 1:
+                a, b = greedy_decode(model, source, START, END, 6), greedy_decode(rounded, source, START, END, 6)
+            else:
+                a, b = beam_search(model, source, START, END, 6, beam), beam_search(rounded, source, START, END, 6, beam)
+            assert a.ids == b.ids, f"seed {seed}"
+            np.testing.assert_array_equal(a.attention, b.attention)
+    # Back to float32: the model decodes as an untouched copy of itself does.
+    model.decoding_precision = "float32"
+    copy = AttentionSeq2Seq(model.source_vocab, model.target_vocab, model.embedding_dim, model.units)
+    for ours, theirs in zip(model.layers, copy.layers):
+        theirs.set_weights(ours.get_weights())
+    with no_grad():
+        a, b = greedy_decode(model, sources[0], START, END, 6), greedy_decode(copy, sources[0], START, END, 6)
+    assert a.ids == b.ids
+    np.testing.assert_array_equal(a.attention, b.attention)

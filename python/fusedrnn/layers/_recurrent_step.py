@@ -61,22 +61,23 @@ class RecurrentStepMixin:
             self._step_packed = self._new_packed(precision)  # checks the precision's name
         return self._step_packed
 
-    def step(self, x_t: Any, states: Sequence[np.ndarray], out: Optional[Sequence[np.ndarray]] = None
-             ) -> List[np.ndarray]:
+    def step(self, x_t: Any, states: Sequence[np.ndarray], out: Optional[Sequence[np.ndarray]] = None,
+             precision: str = "float32") -> List[np.ndarray]:
         """One time step, for inference: x_t (B, I) (or integer ids (B,) standing for one-hot rows,
         after ``build(vocabulary_size)``) and the states [h] ([h, c] for the LSTM), each (B, H).
 
         Returns the new states, the output being the new h: the same numbers (to float rounding)
         as calling the layer on ``x_t[:, None]`` with ``initial_state=states``, without dropout.
         ``out``: arrays to write the new states into (may be ``states`` itself, to update them in
-        place), else new arrays. Inside :meth:`packed_calls` the step runs on the block's packed
-        weights (in its precision). The layer keeps its weights packed between steps and packs them
+        place), else new arrays. ``precision``: 'float32', or 'bfloat16' for weights kept in
+        bfloat16 (see :meth:`packed_calls`); inside a :meth:`packed_calls` block the step runs on
+        the block's packed weights, in the block's precision. The layer keeps its weights packed between steps and packs them
         again after ``set_weights`` or an optimizer step; after editing the weights in place any
         other way call :meth:`weights_changed` (see :mod:`fusedrnn.weight_versions`).
         """
         if not self.built:  # type: ignore[attr-defined]
             self._build_for_step(x_t)
-        packed = self._calls_packed or self._kept_packed()
+        packed = self._calls_packed or self._kept_packed(precision)
         bias = self._op_bias()  # type: ignore[attr-defined]  # zeros with use_bias=False
         if isinstance(states, np.ndarray):
             states = [states]

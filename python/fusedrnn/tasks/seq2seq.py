@@ -29,7 +29,9 @@ sentence (``encoder.packed_calls(keep=True)``, ``decoder.step``), and the projec
 the output Dense) check their weights for NaN and inf once per weight version
 (:class:`fusedrnn.ops.CheckedWeights`), not once per word. Both are redone after
 ``set_weights`` or an optimizer step; after editing weights in place any other way call
-:func:`fusedrnn.weight_versions.weights_changed` on them (as for ``layer.step``).
+:func:`fusedrnn.weight_versions.weights_changed` on them (as for ``layer.step``). With
+``model.decoding_precision = "bfloat16"`` both GRUs keep their decoding weights in bfloat16
+(half the bytes per word; see :class:`fusedrnn.ops.PackedWeights`); training is unaffected.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class AttentionSeq2Seq:
         self._saved: Optional[Dict[str, Any]] = None
         # inference (no_grad): weights checked for NaN/inf once per version, one per projection
         self._checked = {"keys": ops.CheckedWeights(), "query": ops.CheckedWeights(), "output": ops.CheckedWeights()}
+        # 'float32' or 'bfloat16': the encoder's and decoder GRU's weights while decoding (no_grad)
+        self.decoding_precision = "float32"
 
     # -- weights and config ----------------------------------------------------------------------
     @property
@@ -133,7 +137,7 @@ class AttentionSeq2Seq:
             raise ValueError("source: every sentence needs at least one word (post-padded, no leading padding)")
         emb = self.source_embedding(source, training=training)
         # packed_calls only serves inference calls (no_grad, no dropout); keep: packed once, not per sentence
-        with self.encoder.packed_calls(keep=True):
+        with self.encoder.packed_calls(precision=self.decoding_precision, keep=True):
             enc_out, h = self.encoder(emb, mask=mask, training=training)
         keys = ops.dense_forward(enc_out, self.attention.W2, checked=self._inference_check("keys"))  # once per batch
         return enc_out, h, keys, mask
@@ -151,7 +155,7 @@ class AttentionSeq2Seq:
         x = np.concatenate([context, self.target_embedding.embeddings[tokens][:, None, :]], axis=-1)
         dec = self.decoder
         if not is_grad_enabled():
-            h_new = dec.step(x[:, 0], [hidden])[0]
+            h_new = dec.step(x[:, 0], [hidden], precision=self.decoding_precision)[0]
             return h_new, weights[:, 0], x, None
         _, h_new, gru_cache = ops.gru_forward(x, hidden, dec.kernel, dec.recurrent_kernel, dec.bias)
         return h_new, weights[:, 0], x, _StepCache(hidden, att_cache, gru_cache)
