@@ -45,6 +45,9 @@ the attention's W2 once; per output word the attention's W1, the decoder GRU's k
 recurrent kernel and the output Dense(V)), over the time, in GB/s, and the triad's rate over
 three arrays holding one output word's weight bytes (``bench_latency.triad_of_bytes``).
 
+Where the task model has ``decoding_precision``, greedy decoding also runs with the GRUs' weights
+in bfloat16 (its GB/s counts float32 bytes: an equivalent rate, not the bytes read).
+
 ``--what textgen``: ``--chars`` characters from the ``fusedrnn train textgen`` model (LSTM(128)
 over 40-character windows, Dense(57), random weights, seed 0) through textgen.generate at
 temperature 1.0, seeded with the Nietzsche corpus's first 40 characters; each character is one
@@ -275,14 +278,22 @@ def bench_sentence(args: argparse.Namespace) -> Dict[str, Any]:
     sources = [_trim(row[None, :]) for row in ds.source_val[:args.latency_sentences]]
     decoders = {"greedy": lambda src: greedy_decode(model, src, start_id, no_end, max_length),
                 "beam": lambda src: beam_search(model, src, start_id, no_end, max_length, beam=args.beam)}
+    if hasattr(model, "decoding_precision"):  # the GRUs' weights in bfloat16 (opt-in)
+        def greedy_bf16(src):
+            model.decoding_precision = "bfloat16"
+            try:
+                return greedy_decode(model, src, start_id, no_end, max_length)
+            finally:
+                model.decoding_precision = "float32"
+        decoders["greedy-bf16"] = greedy_bf16
     per_word = sentence_weight_bytes(model, 1, 1)["per_word"]
     triad = triad_of_bytes(per_word)
     for decode in decoders.values():  # warm-up: packing, allocations
         decode(sources[0])
     triad()
-    times: Dict[str, List[float]] = {"greedy": [], "beam": [], "triad": []}
-    rates: Dict[str, List[float]] = {"greedy": [], "beam": []}
-    words: Dict[str, List[int]] = {"greedy": [], "beam": []}
+    times: Dict[str, List[float]] = {name: [] for name in [*decoders, "triad"]}
+    rates: Dict[str, List[float]] = {name: [] for name in decoders}
+    words: Dict[str, List[int]] = {name: [] for name in decoders}
     bar = progress(args.latency_rounds * len(sources), "one sentence at a time", "sentence", not args.no_progress)
     for _ in range(args.latency_rounds):
         for src in sources:
@@ -355,11 +366,16 @@ def table_rows(results: Dict[str, Dict[str, Any]]) -> List[List[str]]:
                      f"{r['words_per_s']:.0f} words/s"])
     if "sentence" in results:
         r = results["sentence"]
-        for name, api in (("greedy", "greedy_decode"), ("beam", f"beam_search, beam {r['beam_width']}")):
+        for name, api in (("greedy", "greedy_decode"), ("beam", f"beam_search, beam {r['beam_width']}"),
+                          ("greedy-bf16", "greedy_decode, GRUs in bfloat16")):
+            if name not in r:
+                continue
             d = r[name]
+            # (bfloat16: the float32 bytes over the time, an equivalent rate, not the bytes read)
             rows.append([f"one sentence ({api})", f"{r['sentences']} sentences x {r['rounds']} rounds, "
                          f"{r['mean_source_len']:.1f} tokens in, {r['max_length']} words out",
-                         f"{d['ms_median']:.1f} ms/sentence (median)", f"{d['weights_gbs_median']:.1f} GB/s of weights",
+                         f"{d['ms_median']:.1f} ms/sentence (median)",
+                         f"{d['weights_gbs_median']:.1f} GB/s of weights{' (float32 bytes)' if 'bf16' in name else ''}",
                          f"triad {r['triad_gbs']:.1f} GB/s: {d['percent_of_triad']:.0f} %"])
     if "textgen" in results:
         r = results["textgen"]

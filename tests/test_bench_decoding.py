@@ -92,12 +92,13 @@ def test_smoke_run_writes_consistent_json(tmp_path):
 
     one = payload["results"]["sentence"]
     assert one["sentences"] == 3 and one["rounds"] == 1 and one["beam_width"] == 4
-    for name in ("greedy", "beam"):
+    for name in ("greedy", "beam", "greedy-bf16"):
         r = one[name]
         assert r["timed"] == 3 and r["words"] == [one["max_length"]] * 3  # no early stop, beams included
         assert r["ms_median"] > 0 and r["weights_gbs_median"] > 0
         assert r["percent_of_triad"] == pytest.approx(100 * r["weights_gbs_median"] / one["triad_gbs"])
     assert "| one sentence (greedy_decode) |" in proc.stdout and "| one sentence (beam_search, beam 4) |" in proc.stdout
+    assert "| one sentence (greedy_decode, GRUs in bfloat16) |" in proc.stdout
 
     gen = payload["results"]["textgen"]
     assert gen["chars"] == 20 and gen["vocab"] == 57
