@@ -30,7 +30,7 @@ class RecurrentStepMixin:
         :meth:`weights_changed`).
 
         ``precision='bfloat16'`` (float32 layers only) keeps the packed weights in bfloat16 for
-        the block: half the bytes to stream per step, outputs within about 1e-3 of float32's
+        the block: half the bytes to stream per step, outputs within a few 1e-3 of float32's
         (see :class:`fusedrnn.ops.PackedWeights`). Calls that keep a cache for a backward pass
         (training) are not affected and stay float32.
 

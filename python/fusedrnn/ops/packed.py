@@ -14,7 +14,7 @@ decoder's steps or a stream of sequences, a :class:`PackedWeights` keeps the pac
 significand, float32's exponent range), for inference only: the kernels widen them back to float32
 as they load them and sum in float32, so the products that are bound by how fast the weights
 stream read half the bytes. Each weight's relative error is at most 2**-9; outputs then differ from
-float32's by about 1e-3 relative (docs/latency.md reports the measured error). Forward passes that
+float32's by a few 1e-3 of their scale (docs/latency.md reports the measured error). Forward passes that
 keep a cache for a backward pass refuse them.
 
 A PackedWeights packs on first use, then again only when a call passes other arrays (identity,
@@ -53,7 +53,7 @@ class PackedWeights:
     Args: cell 'rnn', 'lstm' or 'gru'; reset_after (GRU) as in :func:`fusedrnn.ops.gru_forward`;
     activation (SimpleRNN) 'tanh' or 'relu'; precision 'float32' (the weights' own dtype, float32
     or float64: results as without packing, within float rounding) or 'bfloat16' (float32 weights
-    only, inference only: half the bytes, about 1e-3 relative error). Pass it as ``packed=`` to the
+    only, inference only: half the bytes, a few 1e-3 relative error). Pass it as ``packed=`` to the
     forward ops and the step ops with the same cell options. Memory: one copy of kernel and
     recurrent kernel (per input kind), half of it in bfloat16. Not for CUDA arrays.
     """

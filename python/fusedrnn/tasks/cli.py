@@ -242,7 +242,7 @@ def add_task_parsers(sub: Any) -> None:
     gen.add_argument("--seed", type=int, default=None, help="random seed of the sampling")
     gen.add_argument("--bfloat16", action="store_true",
                      help="keep the LSTM's weights in bfloat16 while sampling (half the bytes per character; "
-                          "probabilities within about 1e-3 of float32's)")
+                          "probabilities within a few 1e-3 of float32's)")
     gen.set_defaults(func=_guard("generate", _generate))
 
 

@@ -87,7 +87,7 @@ def generate(model: Sequential, vocab: "nietzsche.CharVocab", seed_text: str, le
     The seed is lower-cased; characters outside the vocabulary raise ValueError naming them.
     Seeds shorter than `maxlen` are used as they are (the LSTM accepts any window length).
     `precision` 'bfloat16' keeps the recurrent weights in bfloat16 while sampling (half the bytes;
-    probabilities within about 1e-3 of float32's, so a sample may take another turn).
+    probabilities within a few 1e-3 of float32's, so a sample may take another turn).
     """
     if length < 0:
         raise ValueError(f"length: expected a non-negative integer, got {length!r}")
