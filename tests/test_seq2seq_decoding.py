@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fusedrnn import no_grad
+from fusedrnn import no_grad, ops
 from fusedrnn.optimizers import Adam
 from fusedrnn.tasks.seq2seq import AttentionSeq2Seq, _best_flat, beam_search, greedy_decode, masked_sequence_loss
 from fusedrnn.weight_versions import weights_changed
@@ -220,8 +220,10 @@ def _round_to_bfloat16(a):
 
 @pytest.mark.parametrize("beam", [1, 3])
 def test_bfloat16_decoding_equals_float32_on_rounded_gru_weights(rng, seed, beam):
-    """decoding_precision='bfloat16' rounds exactly the two GRUs' kernels (not biases, not the
-    projections): the same decode as float32 on a copy whose GRU kernels are rounded beforehand."""
+    """decoding_precision='bfloat16' rounds exactly the two GRUs' kernels and the per-word query
+    (W1) and output kernels (not biases, not W2): the same decode as float32 on a copy whose
+    kernels are rounded beforehand and whose two projections run on float32 packed kernels (the
+    same sums in the same order)."""
     model, sources = _model(rng)
     rounded = AttentionSeq2Seq(model.source_vocab, model.target_vocab, model.embedding_dim, model.units)
     for ours, theirs in zip(model.layers, rounded.layers):
@@ -229,6 +231,12 @@ def test_bfloat16_decoding_equals_float32_on_rounded_gru_weights(rng, seed, beam
     for gru in (rounded.encoder, rounded.decoder):
         kernel, recurrent, bias = gru.get_weights()
         gru.set_weights([_round_to_bfloat16(kernel), _round_to_bfloat16(recurrent), bias])
+    W1, *others = rounded.attention.get_weights()  # [W1, W2, v, b]
+    rounded.attention.set_weights([_round_to_bfloat16(W1), *others])
+    kernel, bias = rounded.output.get_weights()
+    rounded.output.set_weights([_round_to_bfloat16(kernel), bias])
+    float32_packed = {"query": ops.PackedDense(), "output": ops.PackedDense()}
+    rounded._inference_packed = float32_packed.get  # the float32 packed kernel, in float32 decoding
     model.decoding_precision = "bfloat16"
     with no_grad():
         for source in sources:

@@ -1,12 +1,17 @@
 // Bindings of the attention kernels: attention_forward / attention_backward for the dot and
-// additive forms, and the dense projection used by BahdanauAttention; float32 and float64.
+// additive forms, and the dense projection used by BahdanauAttention (also on a kernel packed
+// once, pack_dense); float32 and float64.
 // Arguments are validated in fusedrnn/ops/attention.py; these checks are the safety net.
 #include <atomic>
+#include <memory>
+#include <type_traits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bindings/arrays.h"
 #include "cpu/attention.h"
+#include "cpu/packed_dense.h"
 
 namespace fusedrnn {
 namespace bindings {
@@ -134,18 +139,66 @@ py::tuple backward_impl(const std::string& kind, const py::array& query, const p
   return py::make_tuple(dq, dk, dv, dscale);
 }
 
+// A dense kernel packed once (cpu::pack_dense), in its dtype or in bfloat16.
+struct PackedDenseKernel {
+  int in = 0, units = 0;
+  bool float64 = false;
+  std::vector<float> f32;
+  std::vector<double> f64;
+  std::vector<cpu::Bf16> bf16;
+
+  size_t nbytes() const {
+    return f32.size() * sizeof(float) + f64.size() * sizeof(double) + bf16.size() * sizeof(cpu::Bf16);
+  }
+};
+
 template <typename T>
-py::array dense_forward_impl(const py::array& x, const py::array& kernel, const py::object& bias) {
+std::unique_ptr<PackedDenseKernel> pack_dense_impl(const py::array& kernel, bool bfloat16) {
+  if (kernel.ndim() != 2) throw py::value_error("kernel: expected a 2-D array (features, units)");
+  const py::ssize_t I = kernel.shape(0), U = kernel.shape(1);
+  if (I < 1 || U < 1) throw py::value_error("kernel: every dimension must be at least 1");
+  const T* kp = input_ptr<T>(kernel, "kernel", {I, U});
+  auto p = std::make_unique<PackedDenseKernel>();
+  p->in = static_cast<int>(I);
+  p->units = static_cast<int>(U);
+  p->float64 = std::is_same<T, double>::value;
+  py::gil_scoped_release release;
+  if constexpr (std::is_same<T, double>::value) p->f64 = cpu::pack_dense(p->in, p->units, kp);
+  else if (bfloat16) p->bf16 = cpu::pack_dense_bf16(p->in, p->units, kp);
+  else p->f32 = cpu::pack_dense(p->in, p->units, kp);
+  return p;
+}
+
+template <typename T>
+py::array dense_forward_impl(const py::array& x, const py::array& kernel, const py::object& bias,
+                             const py::object& packed) {
   if (x.ndim() != 2) throw py::value_error("x: expected a 2-D array (rows, features)");
   if (kernel.ndim() != 2) throw py::value_error("kernel: expected a 2-D array (features, units)");
   const py::ssize_t N = x.shape(0), I = x.shape(1), U = kernel.shape(1);
   const T* xp = input_ptr<T>(x, "x", {N, I});
   const T* kp = input_ptr<T>(kernel, "kernel", {I, U});
   const T* bp = optional_input_ptr<T>(bias, "bias", {U});
+  const PackedDenseKernel* pk = nullptr;
+  if (!packed.is_none()) {
+    if (!py::isinstance<PackedDenseKernel>(packed)) throw py::type_error("packed: expected the object pack_dense returns");
+    pk = &packed.cast<const PackedDenseKernel&>();
+    if (pk->float64 != std::is_same<T, double>::value) throw py::type_error("packed: packed for another dtype");
+    if (pk->in != I || pk->units != U) throw py::value_error("packed: packed for another kernel shape");
+  }
+  // bfloat16 weights serve every call that passes them; float ones up to kPackedDenseRows rows.
+  const bool use_packed = pk != nullptr && (!pk->bf16.empty() || N <= cpu::kPackedDenseRows);
   py::array_t<T> y = new_array<T>({N, U});
   {
     py::gil_scoped_release release;
-    cpu::dense_forward(static_cast<int>(N), static_cast<int>(I), static_cast<int>(U), xp, kp, bp, y.mutable_data());
+    if (use_packed) {
+      const T* values = nullptr;
+      if constexpr (std::is_same<T, double>::value) values = pk->f64.data();
+      else values = pk->bf16.empty() ? pk->f32.data() : nullptr;
+      cpu::packed_dense_forward(static_cast<int>(N), static_cast<int>(I), static_cast<int>(U), xp, values,
+                                pk->bf16.empty() ? nullptr : pk->bf16.data(), bp, y.mutable_data());
+    } else {
+      cpu::dense_forward(static_cast<int>(N), static_cast<int>(I), static_cast<int>(U), xp, kp, bp, y.mutable_data());
+    }
   }
   return y;
 }
@@ -208,12 +261,33 @@ void register_attention(py::module_& m) {
       py::arg("d_weights"), py::arg("check_finite") = true,
       "Fused attention backward. Returns (d_query, d_key, d_value, d_scale); d_key is None when the key "
       "was the value (its gradient is then included in d_value), d_scale None without a scale.");
+  py::class_<PackedDenseKernel>(m, "PackedDenseKernel", "A dense kernel packed for the CPU kernels (pack_dense).")
+      .def_property_readonly("float64", [](const PackedDenseKernel& p) { return p.float64; })
+      .def_property_readonly("bfloat16", [](const PackedDenseKernel& p) { return !p.bf16.empty(); })
+      .def_property_readonly("shape", [](const PackedDenseKernel& p) { return py::make_tuple(p.in, p.units); })
+      .def_property_readonly("nbytes", &PackedDenseKernel::nbytes);
+  m.def(
+      "pack_dense",
+      [](const py::array& kernel, bool bfloat16) {
+        if (py::isinstance<py::array_t<double>>(kernel)) {
+          if (bfloat16) throw py::type_error("kernel: bfloat16 packing takes float32 weights, got float64");
+          return pack_dense_impl<double>(kernel, false);
+        }
+        if (py::isinstance<py::array_t<float>>(kernel)) return pack_dense_impl<float>(kernel, bfloat16);
+        throw py::type_error("kernel: expected float32 or float64");
+      },
+      py::arg("kernel"), py::arg("bfloat16") = false,
+      "Packs a dense kernel (features, units) for dense_forward(packed=...): a copy (later changes to the array "
+      "are not seen); bfloat16=True (float32 only) rounds it to bfloat16.");
   m.def(
       "dense_forward",
-      [](const py::array& x, const py::array& kernel, const py::object& bias) {
-        return is_float64(x, "x") ? dense_forward_impl<double>(x, kernel, bias) : dense_forward_impl<float>(x, kernel, bias);
+      [](const py::array& x, const py::array& kernel, const py::object& bias, const py::object& packed) {
+        return is_float64(x, "x") ? dense_forward_impl<double>(x, kernel, bias, packed)
+                                  : dense_forward_impl<float>(x, kernel, bias, packed);
       },
-      py::arg("x"), py::arg("kernel"), py::arg("bias"), "y = x kernel + bias for x (rows, features).");
+      py::arg("x"), py::arg("kernel"), py::arg("bias"), py::arg("packed") = py::none(),
+      "y = x kernel + bias for x (rows, features). `packed` (pack_dense of this kernel): up to 16 rows (bfloat16: "
+      "any number) multiply the packed copy, one pass over it for all the rows; the kernel is then not read.");
   m.def(
       "dense_backward",
       [](const py::array& x, const py::array& kernel, const py::array& dy, bool with_bias) {

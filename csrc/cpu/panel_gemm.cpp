@@ -280,7 +280,7 @@ void tile_of_kind(PanelKind kind, int rows, const Operands<T>& a, const W* w, in
 
 }  // namespace
 
-void bf16_panels(int panels, const float* packed, long values, Bf16* out) {
+bool bf16_panels(int panels, const float* packed, long values, Bf16* out) {
   constexpr int L = kLanes<float>;
   const long row = static_cast<long>(panels) * L;
   for (long base = 0; base < values; base += row) {
@@ -292,6 +292,9 @@ void bf16_panels(int panels, const float* packed, long values, Bf16* out) {
     if (panels % 2 == 1)
       for (int l = 0; l < L; ++l) out[base + (panels - 1) * L + l] = to_bf16(packed[base + (panels - 1) * L + l]);
   }
+  for (long i = 0; i < values; ++i)
+    if ((out[i] & 0x7F80u) == 0x7F80u) return false;  // an exponent of all ones: rounded to infinity
+  return true;
 }
 
 template <typename T>

@@ -281,8 +281,8 @@ class PanelMatrix {
 // The packed float values of a matrix of `panels` panels (values(...) of them) in bfloat16, for
 // PanelMatrix::packed_bf16: in each K row, panels 2q and 2q + 1 interleaved (value 2l of the
 // pair is lane l of panel 2q, value 2l + 1 lane l of panel 2q + 1), a last odd panel as it is.
-// Rounded to nearest even; the caller checks for values rounded to infinity.
-void bf16_panels(int panels, const float* packed, long values, Bf16* out);
+// Rounded to nearest even; false when a value rounded to infinity (beyond bfloat16's range).
+bool bf16_panels(int panels, const float* packed, long values, Bf16* out);
 
 // The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][slots * L]
 // (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel] (A: the operands' rows [0, R)), panels

@@ -50,10 +50,8 @@ std::vector<std::vector<Out>> pack_cell(const Cell& cell, const SequenceInputs<T
       packed.push_back(std::move(values));
     } else {
       std::vector<Bf16>& rounded = packed.emplace_back(values.size());
-      bf16_panels(plans[i].panels, values.data(), static_cast<long>(values.size()), rounded.data());
-      for (const Bf16 v : rounded)
-        if ((v & 0x7F80u) == 0x7F80u)  // an exponent of all ones: rounded to infinity
-          throw std::domain_error("kernel, recurrent_kernel: a weight is beyond bfloat16's range (about 3.4e38)");
+      if (!bf16_panels(plans[i].panels, values.data(), static_cast<long>(values.size()), rounded.data()))
+        throw std::domain_error("kernel, recurrent_kernel: a weight is beyond bfloat16's range (about 3.4e38)");
     }
   }
   return packed;

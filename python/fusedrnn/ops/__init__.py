@@ -11,6 +11,7 @@ from fusedrnn.ops.attention import (
 )
 from fusedrnn.ops.checked_weights import CheckedWeights
 from fusedrnn.ops.packed import PackedWeights, gru_step, lstm_step, rnn_step
+from fusedrnn.ops.packed_dense import PackedDense
 from fusedrnn.ops.recurrent import (
     RecurrentCache,
     gru_backward,
@@ -30,6 +31,7 @@ __all__ = [
     "dense_forward",
     "dot_attention_backward",
     "dot_attention_forward",
+    "PackedDense",
     "PackedWeights",
     "RecurrentCache",
     "gru_step",

@@ -46,6 +46,7 @@ import numpy as np
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
 from fusedrnn.ops.checked_weights import CheckedWeights, check_checked
+from fusedrnn.ops.packed_dense import PackedDense, check_packed_dense
 
 Grads = Tuple[np.ndarray, Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]
 
@@ -266,11 +267,13 @@ def additive_attention_backward(cache: AttentionCache, d_context: Optional[np.nd
 
 # -- dense projection (BahdanauAttention's W1, W2) ---------------------------------------------
 def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] = None, *,
-                  checked: Optional[CheckedWeights] = None) -> np.ndarray:
+                  checked: Optional[CheckedWeights] = None, packed: Optional[PackedDense] = None) -> np.ndarray:
     """``x @ kernel + bias`` for x (..., I), kernel (I, U), bias (U,) or None; on fusedrnn's threads.
 
     ``checked``: a :class:`fusedrnn.ops.CheckedWeights` that checks kernel and bias for NaN and
-    inf once per version instead of on every call (x is checked on every call either way)."""
+    inf once per version instead of on every call (x is checked on every call either way).
+    ``packed``: a :class:`fusedrnn.ops.PackedDense` that keeps the kernel packed between calls
+    (checked when packed), for calls of few rows (up to 16; bfloat16: any)."""
     x = chk.check_float("x", x)
     if x.ndim < 1 or x.shape[-1] == 0 or x.size == 0:
         raise ValueError(f"x: expected an array of shape (..., features) with no empty axis, got {x.shape}")
@@ -280,14 +283,16 @@ def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] 
     if kernel.ndim != 2 or kernel.shape[0] != x.shape[-1] or kernel.shape[1] == 0:
         raise ValueError(f"kernel: expected shape ({x.shape[-1]}, units), got {kernel.shape}")
     every_call = checked is None
-    kernel = chk.float_input("kernel", kernel, x.dtype, kernel.shape, finite=every_call)
+    kernel = chk.float_input("kernel", kernel, x.dtype, kernel.shape, finite=every_call and packed is None)
     if bias is not None:
         bias = chk.float_input("bias", bias, x.dtype, (kernel.shape[1],), "(units,)", finite=every_call)
     if not every_call:
         checked = check_checked(checked)
-        checked.check("kernel", kernel)
+        if packed is None:
+            checked.check("kernel", kernel)
         checked.check("bias", bias)
-    y = _C.dense_forward(x.reshape(-1, x.shape[-1]), kernel, bias)
+    handle = None if packed is None else check_packed_dense(packed).handle(kernel)  # checks the kernel when packing
+    y = _C.dense_forward(x.reshape(-1, x.shape[-1]), kernel, bias, handle)
     return y.reshape(*x.shape[:-1], kernel.shape[1])
 
 

@@ -30,8 +30,9 @@ the output Dense) check their weights for NaN and inf once per weight version
 (:class:`fusedrnn.ops.CheckedWeights`), not once per word. Both are redone after
 ``set_weights`` or an optimizer step; after editing weights in place any other way call
 :func:`fusedrnn.weight_versions.weights_changed` on them (as for ``layer.step``). With
-``model.decoding_precision = "bfloat16"`` both GRUs keep their decoding weights in bfloat16
-(half the bytes per word; see :class:`fusedrnn.ops.PackedWeights`); training is unaffected.
+``model.decoding_precision = "bfloat16"`` both GRUs keep their decoding weights in bfloat16,
+and so do the per-word query and output projections (:class:`fusedrnn.ops.PackedDense`): half
+the bytes per word (see :class:`fusedrnn.ops.PackedWeights`); training is unaffected.
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ class AttentionSeq2Seq:
         self._saved: Optional[Dict[str, Any]] = None
         # inference (no_grad): weights checked for NaN/inf once per version, one per projection
         self._checked = {"keys": ops.CheckedWeights(), "query": ops.CheckedWeights(), "output": ops.CheckedWeights()}
-        # 'float32' or 'bfloat16': the encoder's and decoder GRU's weights while decoding (no_grad)
+        # 'float32' or 'bfloat16': the encoder's and decoder GRU's weights while decoding (no_grad),
+        # and in bfloat16 the query and output projections' kernels too (kept packed)
         self.decoding_precision = "float32"
+        self._packed_bf16 = {"query": ops.PackedDense("bfloat16"), "output": ops.PackedDense("bfloat16")}
 
     # -- weights and config ----------------------------------------------------------------------
     @property
@@ -129,6 +132,14 @@ class AttentionSeq2Seq:
         (training calls check the weights on every call, as the ops do by default)."""
         return None if is_grad_enabled() else self._checked[projection]
 
+    def _inference_packed(self, projection: str) -> Optional[ops.PackedDense]:
+        """The bfloat16 PackedDense of a per-word projection ("query", "output") when decoding in
+        bfloat16 under no_grad, else None (float32 decoding multiplies with BLAS: at one row its
+        GEMV reads the kernel as fast as the packed kernel does)."""
+        if is_grad_enabled() or self.decoding_precision != "bfloat16":
+            return None
+        return self._packed_bf16[projection]
+
     def encode(self, source: np.ndarray, training: bool = False) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(encoder outputs (B, Ts, U), final state (B, U), projected keys (B, Ts, U), mask (B, Ts))."""
         source = self._check_ids("source", source, self.source_vocab)
@@ -150,7 +161,8 @@ class AttentionSeq2Seq:
         packed once and kept between steps and sentences, and the cache is None; otherwise
         (training) as the op that keeps what the backward pass needs."""
         att = self.attention
-        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b, checked=self._inference_check("query"))
+        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b, checked=self._inference_check("query"),
+                               packed=self._inference_packed("query"))
         context, weights, att_cache = ops.additive_attention_forward(pq, enc_out, keys, scale=att.v, value_mask=mask)
         x = np.concatenate([context, self.target_embedding.embeddings[tokens][:, None, :]], axis=-1)
         dec = self.decoder
@@ -163,7 +175,7 @@ class AttentionSeq2Seq:
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """Output projection of decoder states (..., U) → (..., V)."""
         return ops.dense_forward(np.ascontiguousarray(hidden), self.output.kernel, self.output.bias,
-                                 checked=self._inference_check("output"))
+                                 checked=self._inference_check("output"), packed=self._inference_packed("output"))
 
     # -- training ---------------------------------------------------------------------------------
     def __call__(self, inputs: Tuple[np.ndarray, np.ndarray], mask: Optional[np.ndarray] = None,
