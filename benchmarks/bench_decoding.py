@@ -45,8 +45,9 @@ the attention's W2 once; per output word the attention's W1, the decoder GRU's k
 recurrent kernel and the output Dense(V)), over the time, in GB/s, and the triad's rate over
 three arrays holding one output word's weight bytes (``bench_latency.triad_of_bytes``).
 
-Where the task model has ``decoding_precision``, greedy decoding also runs with the GRUs' weights
-in bfloat16 (its GB/s counts float32 bytes: an equivalent rate, not the bytes read).
+Where the task model has ``decoding_precision``, greedy decoding also runs with
+``decoding_precision = "bfloat16"`` (the GRUs' and the per-word projections' kernels in bfloat16;
+its GB/s counts float32 bytes: an equivalent rate, not the bytes read).
 
 ``--what textgen``: ``--chars`` characters from the ``fusedrnn train textgen`` model (LSTM(128)
 over 40-character windows, Dense(57), random weights, seed 0) through textgen.generate at
@@ -278,7 +279,7 @@ def bench_sentence(args: argparse.Namespace) -> Dict[str, Any]:
     sources = [_trim(row[None, :]) for row in ds.source_val[:args.latency_sentences]]
     decoders = {"greedy": lambda src: greedy_decode(model, src, start_id, no_end, max_length),
                 "beam": lambda src: beam_search(model, src, start_id, no_end, max_length, beam=args.beam)}
-    if hasattr(model, "decoding_precision"):  # the GRUs' weights in bfloat16 (opt-in)
+    if hasattr(model, "decoding_precision"):  # the decoding weights in bfloat16 (opt-in)
         def greedy_bf16(src):
             model.decoding_precision = "bfloat16"
             try:
@@ -367,7 +368,7 @@ def table_rows(results: Dict[str, Dict[str, Any]]) -> List[List[str]]:
     if "sentence" in results:
         r = results["sentence"]
         for name, api in (("greedy", "greedy_decode"), ("beam", f"beam_search, beam {r['beam_width']}"),
-                          ("greedy-bf16", "greedy_decode, GRUs in bfloat16")):
+                          ("greedy-bf16", "greedy_decode, bfloat16 weights")):
             if name not in r:
                 continue
             d = r[name]

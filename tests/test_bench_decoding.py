@@ -98,7 +98,7 @@ def test_smoke_run_writes_consistent_json(tmp_path):
         assert r["ms_median"] > 0 and r["weights_gbs_median"] > 0
         assert r["percent_of_triad"] == pytest.approx(100 * r["weights_gbs_median"] / one["triad_gbs"])
     assert "| one sentence (greedy_decode) |" in proc.stdout and "| one sentence (beam_search, beam 4) |" in proc.stdout
-    assert "| one sentence (greedy_decode, GRUs in bfloat16) |" in proc.stdout
+    assert "| one sentence (greedy_decode, bfloat16 weights) |" in proc.stdout
 
     gen = payload["results"]["textgen"]
     assert gen["chars"] == 20 and gen["vocab"] == 57
