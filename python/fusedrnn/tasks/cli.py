@@ -217,7 +217,8 @@ def add_task_parsers(sub: Any) -> None:
     tl.add_argument("--plot", default=None, help="save the attention heat-map of the (single) sentence to this PNG")
     tl.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
     tl.add_argument("--bfloat16", action="store_true",
-                    help="keep the GRUs' weights in bfloat16 while decoding (half the bytes per word)")
+                    help="keep the GRUs' and the per-word projections' weights in bfloat16 while decoding "
+                         "(half the bytes per word)")
     tl.add_argument("sentence", nargs="+", help="Spanish sentences")
     tl.set_defaults(func=_guard("translate", _translate))
 
@@ -259,7 +260,8 @@ def add_evaluate_translate_parser(evaluate_sub: Any) -> None:
     ev.add_argument("--threads", type=int, default=None, help="threads for the kernels (default: all cores)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.add_argument("--bfloat16", action="store_true",
-                    help="decode with the GRUs' weights in bfloat16 (to see what it costs in BLEU)")
+                    help="decode with the GRUs' and the per-word projections' weights in bfloat16 (to see what it "
+                         "costs in BLEU)")
     ev.set_defaults(func=_guard("evaluate translate", _evaluate_translate))
 
 
