@@ -1,6 +1,5 @@
 #include "cpu/packed_dense.h"
 
-#include <stdexcept>
 #include <type_traits>
 
 #include "cpu/panel_gemm.h"
@@ -31,11 +30,7 @@ std::vector<T> pack_dense(int in, int units, const T* kernel) {
 }
 
 std::vector<Bf16> pack_dense_bf16(int in, int units, const float* kernel) {
-  const std::vector<float> values = pack_dense(in, units, kernel);
-  std::vector<Bf16> rounded(values.size());
-  if (!bf16_panels(units_plan(0, 0).panels, values.data(), static_cast<long>(values.size()), rounded.data()))
-    throw std::domain_error("kernel: a weight is beyond bfloat16's range (about 3.4e38)");
-  return rounded;
+  return bf16_panels(units_plan(0, 0).panels, pack_dense(in, units, kernel), "kernel");
 }
 
 template <typename T>

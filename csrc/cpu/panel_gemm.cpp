@@ -1,5 +1,7 @@
 #include "cpu/panel_gemm.h"
 
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #if defined(__AVX2__) || defined(__AVX512F__)
@@ -280,9 +282,10 @@ void tile_of_kind(PanelKind kind, int rows, const Operands<T>& a, const W* w, in
 
 }  // namespace
 
-bool bf16_panels(int panels, const float* packed, long values, Bf16* out) {
+std::vector<Bf16> bf16_panels(int panels, const std::vector<float>& packed, const char* weights) {
   constexpr int L = kLanes<float>;
-  const long row = static_cast<long>(panels) * L;
+  const long row = static_cast<long>(panels) * L, values = static_cast<long>(packed.size());
+  std::vector<Bf16> out(packed.size());
   for (long base = 0; base < values; base += row) {
     for (int p = 0; p + 1 < panels; p += 2)
       for (int l = 0; l < L; ++l) {
@@ -292,9 +295,10 @@ bool bf16_panels(int panels, const float* packed, long values, Bf16* out) {
     if (panels % 2 == 1)
       for (int l = 0; l < L; ++l) out[base + (panels - 1) * L + l] = to_bf16(packed[base + (panels - 1) * L + l]);
   }
-  for (long i = 0; i < values; ++i)
-    if ((out[i] & 0x7F80u) == 0x7F80u) return false;  // an exponent of all ones: rounded to infinity
-  return true;
+  for (const Bf16 v : out)
+    if ((v & 0x7F80u) == 0x7F80u)  // an exponent of all ones: rounded to infinity
+      throw std::domain_error(std::string(weights) + ": a weight is beyond bfloat16's range (about 3.4e38)");
+  return out;
 }
 
 template <typename T>

@@ -179,7 +179,7 @@ class PanelMatrix {
     return static_cast<long>((units + width - 1) / width) * k * plan.panels * L;
   }
 
-  // The same matrix packed before, in bfloat16 (pack_bf16 of a packed float copy): products
+  // The same matrix packed before, in bfloat16 (bf16_panels of a packed float copy): products
   // widen its values to T as they load them. Never filled (fill() does nothing); float only.
   static PanelMatrix packed_bf16(const PanelPlan& plan, int k, int kx, int units, const Bf16* storage) {
     static_assert(std::is_same<T, float>::value, "bfloat16 weights are widened to float");
@@ -278,11 +278,12 @@ class PanelMatrix {
   const Bf16* bf16_ = nullptr;
 };
 
-// The packed float values of a matrix of `panels` panels (values(...) of them) in bfloat16, for
+// The packed float values of a matrix of `panels` panels in bfloat16, for
 // PanelMatrix::packed_bf16: in each K row, panels 2q and 2q + 1 interleaved (value 2l of the
 // pair is lane l of panel 2q, value 2l + 1 lane l of panel 2q + 1), a last odd panel as it is.
-// Rounded to nearest even; false when a value rounded to infinity (beyond bfloat16's range).
-bool bf16_panels(int panels, const float* packed, long values, Bf16* out);
+// Rounded to nearest even; std::domain_error naming `weights` when a value rounds to infinity
+// (beyond bfloat16's range).
+std::vector<Bf16> bf16_panels(int panels, const std::vector<float>& packed, const char* weights);
 
 // The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][slots * L]
 // (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel] (A: the operands' rows [0, R)), panels

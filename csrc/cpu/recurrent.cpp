@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <stdexcept>
 
 #include "cpu/cells.h"
 
@@ -49,9 +48,7 @@ std::vector<std::vector<Out>> pack_cell(const Cell& cell, const SequenceInputs<T
     if constexpr (std::is_same<Out, T>::value) {
       packed.push_back(std::move(values));
     } else {
-      std::vector<Bf16>& rounded = packed.emplace_back(values.size());
-      if (!bf16_panels(plans[i].panels, values.data(), static_cast<long>(values.size()), rounded.data()))
-        throw std::domain_error("kernel, recurrent_kernel: a weight is beyond bfloat16's range (about 3.4e38)");
+      packed.push_back(bf16_panels(plans[i].panels, values, "kernel, recurrent_kernel"));
     }
   }
   return packed;

@@ -47,6 +47,22 @@ __all__ = ["PackedWeights", "gru_step", "lstm_step", "rnn_step"]
 PRECISIONS = ("float32", "bfloat16")
 
 
+def check_precision(precision: str) -> str:
+    """ValueError unless `precision` names a precision of packed weights."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: expected 'float32' or 'bfloat16', got {precision!r}")
+    return precision
+
+
+def check_bfloat16_source(kernel: np.ndarray, precision: str) -> bool:
+    """Whether `kernel` is to be packed in bfloat16; TypeError when it should but is not float32."""
+    if precision != "bfloat16":
+        return False
+    if kernel.dtype != np.float32:
+        raise TypeError(f"kernel: bfloat16 weights are packed from float32 weights, got {kernel.dtype}")
+    return True
+
+
 class PackedWeights:
     """The packed forward weights of one recurrent cell, repacked only when they change.
 
@@ -64,12 +80,10 @@ class PackedWeights:
             raise ValueError(f"cell: expected 'rnn', 'lstm' or 'gru', got {cell!r}")
         if activation not in ("tanh", "relu"):
             raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected 'float32' or 'bfloat16', got {precision!r}")
         self.cell = cell
         self.reset_after = bool(reset_after)
         self.activation = activation
-        self.precision = precision
+        self.precision = check_precision(precision)
         self.packs = 0  # how many times the weights were packed (for tests and diagnostics)
         # one_hot -> (kernel, recurrent_kernel, their versions, the packed copy)
         self._entries: Dict[bool, Tuple[np.ndarray, np.ndarray, int, int, Any]] = {}
@@ -82,9 +96,7 @@ class PackedWeights:
         if (e is not None and e[0] is kernel and e[1] is recurrent_kernel and e[2] == version(kernel)
                 and e[3] == version(recurrent_kernel)):
             return e[4]
-        bfloat16 = self.precision == "bfloat16"
-        if bfloat16 and kernel.dtype != np.float32:
-            raise TypeError(f"kernel: bfloat16 weights are packed from float32 weights, got {kernel.dtype}")
+        bfloat16 = check_bfloat16_source(kernel, self.precision)
         if not one_hot:
             chk.check_finite("kernel", kernel)
         chk.check_finite("recurrent_kernel", recurrent_kernel)

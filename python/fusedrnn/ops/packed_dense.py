@@ -27,7 +27,7 @@ import numpy as np
 
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
-from fusedrnn.ops.packed import PRECISIONS
+from fusedrnn.ops.packed import check_bfloat16_source, check_precision
 from fusedrnn.weight_versions import version
 
 __all__ = ["PackedDense"]
@@ -42,9 +42,7 @@ class PackedDense:
     """
 
     def __init__(self, precision: str = "float32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: expected 'float32' or 'bfloat16', got {precision!r}")
-        self.precision = precision
+        self.precision = check_precision(precision)
         self.packs = 0
         self._entry: Optional[Tuple[np.ndarray, int, Any]] = None
 
@@ -55,9 +53,7 @@ class PackedDense:
         if e is not None and e[0] is kernel and e[1] == version(kernel):
             return e[2]
         self._entry = None  # nothing stale survives a failed packing
-        bfloat16 = self.precision == "bfloat16"
-        if bfloat16 and kernel.dtype != np.float32:
-            raise TypeError(f"kernel: bfloat16 weights are packed from float32 weights, got {kernel.dtype}")
+        bfloat16 = check_bfloat16_source(kernel, self.precision)
         chk.check_finite("kernel", kernel)
         v = version(kernel)
         packed = _C.pack_dense(kernel, bfloat16=bfloat16)
