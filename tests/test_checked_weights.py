@@ -89,3 +89,50 @@ def test_every_layers_set_weights_bumps_the_versions_even_of_the_same_arrays(rng
         assert all(p is w for p, w in zip(layer.params, ws)), f"{layer!r}: the arrays given are not bound"
         layer.set_weights(ws)  # the same arrays again (edited in place, say): a change all the same
         assert all(version(p) > v for p, v in zip(layer.params, first)), f"{layer!r}"
+
+
+@pytest.mark.parametrize("variant", ["rnn", "lstm", "gru"])
+def test_recurrent_forward_checks_its_weights_once_per_version(variant, rng, seed):
+    B, T, I, H = (int(v) for v in rng.integers(1, 6, 4))
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[variant]
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    h0 = rng.standard_normal((B, H)).astype(np.float32)
+    weights = [rng.standard_normal(s).astype(np.float32) for s in ((I, G * H), (H, G * H), ((2, G * H) if variant == "gru"
+                                                                                           else (G * H,)))]
+    forward = getattr(ops, f"{variant}_forward")
+    run = (lambda **kw: forward(x, h0, None, *weights, **kw)) if variant == "lstm" else \
+        (lambda **kw: forward(x, h0, *weights, **kw))
+    checked = ops.CheckedWeights()
+    for _ in range(3):
+        for a, b in zip(run(checked=checked)[:-1], run()[:-1]):
+            np.testing.assert_array_equal(a, b, err_msg=f"seed {seed}")
+    assert checked.checks == 3, f"seed {seed}: kernel, recurrent kernel and bias once each, got {checked.checks}"
+    weights[1][0, -1] = np.nan
+    run(checked=checked)  # an unannounced in-place edit goes unchecked (as documented)
+    weights_changed(weights[1])
+    with pytest.raises(ValueError, match="recurrent_kernel: contains NaN or inf"):
+        run(checked=checked)
+    weights[1][0, -1] = 0.0
+    weights_changed(weights[1])
+    run(checked=checked)
+    bad_x = x.copy()
+    bad_x[0, -1, 0] = np.inf
+    with pytest.raises(ValueError, match="x: contains NaN or inf"):  # data: checked on every call
+        forward(bad_x, h0, None, *weights, checked=checked) if variant == "lstm" else \
+            forward(bad_x, h0, *weights, checked=checked)
+    with pytest.raises(TypeError, match="checked: expected a fusedrnn.ops.CheckedWeights"):
+        run(checked=object())
+
+
+def test_translation_training_checks_the_decoder_weights_after_each_change(rng, seed):
+    from fusedrnn.tasks.seq2seq import AttentionSeq2Seq
+
+    model = AttentionSeq2Seq(9, 8, 4, 6, seed=int(rng.integers(1 << 30)))
+    source = rng.integers(1, 9, (3, 5))
+    target = rng.integers(1, 8, (3, 4))
+    model((source, target), training=True)
+    kernel = model.decoder.kernel
+    kernel[0, 0] = np.nan
+    weights_changed(kernel)
+    with pytest.raises(ValueError, match="kernel: contains NaN or inf"):
+        model((source, target), training=True)

@@ -204,16 +204,28 @@ py::array dense_forward_impl(const py::array& x, const py::array& kernel, const 
 }
 
 template <typename T>
-py::tuple dense_backward_impl(const py::array& x, const py::array& kernel, const py::array& dy, bool with_bias) {
+py::tuple dense_backward_impl(const py::array& x, const py::array& kernel, const py::array& dy, bool with_bias,
+                              bool input_grad, bool weight_grad) {
   if (x.ndim() != 2) throw py::value_error("x: expected a 2-D array (rows, features)");
   if (kernel.ndim() != 2) throw py::value_error("kernel: expected a 2-D array (features, units)");
   const py::ssize_t N = x.shape(0), I = x.shape(1), U = kernel.shape(1);
   const T* xp = input_ptr<T>(x, "x", {N, I});
   const T* kp = input_ptr<T>(kernel, "kernel", {I, U});
   const T* dyp = input_ptr<T>(dy, "dy", {N, U});
-  py::array_t<T> dx = new_array<T>({N, I}), dk = new_array<T>({I, U});
-  py::object db = py::none();
+  py::object dx = py::none(), dk = py::none(), db = py::none();
+  T* dxp = nullptr;
+  T* dkp = nullptr;
   T* dbp = nullptr;
+  if (input_grad) {
+    py::array_t<T> a = new_array<T>({N, I});
+    dxp = a.mutable_data();
+    dx = a;
+  }
+  if (weight_grad) {
+    py::array_t<T> a = new_array<T>({I, U});
+    dkp = a.mutable_data();
+    dk = a;
+  }
   if (with_bias) {
     py::array_t<T> a = new_array<T>({U});
     dbp = a.mutable_data();
@@ -221,8 +233,7 @@ py::tuple dense_backward_impl(const py::array& x, const py::array& kernel, const
   }
   {
     py::gil_scoped_release release;
-    cpu::dense_backward(static_cast<int>(N), static_cast<int>(I), static_cast<int>(U), xp, kp, dyp,
-                        dx.mutable_data(), dk.mutable_data(), dbp);
+    cpu::dense_backward(static_cast<int>(N), static_cast<int>(I), static_cast<int>(U), xp, kp, dyp, dxp, dkp, dbp);
   }
   return py::make_tuple(dx, dk, db);
 }
@@ -290,12 +301,15 @@ void register_attention(py::module_& m) {
       "any number) multiply the packed copy, one pass over it for all the rows; the kernel is then not read.");
   m.def(
       "dense_backward",
-      [](const py::array& x, const py::array& kernel, const py::array& dy, bool with_bias) {
-        return is_float64(x, "x") ? dense_backward_impl<double>(x, kernel, dy, with_bias)
-                                  : dense_backward_impl<float>(x, kernel, dy, with_bias);
+      [](const py::array& x, const py::array& kernel, const py::array& dy, bool with_bias, bool input_grad,
+         bool weight_grad) {
+        return is_float64(x, "x") ? dense_backward_impl<double>(x, kernel, dy, with_bias, input_grad, weight_grad)
+                                  : dense_backward_impl<float>(x, kernel, dy, with_bias, input_grad, weight_grad);
       },
-      py::arg("x"), py::arg("kernel"), py::arg("dy"), py::arg("with_bias"),
-      "Gradients of dense_forward: (dx, d_kernel, d_bias or None).");
+      py::arg("x"), py::arg("kernel"), py::arg("dy"), py::arg("with_bias"), py::arg("input_grad") = true,
+      py::arg("weight_grad") = true,
+      "Gradients of dense_forward: (dx or None, d_kernel or None, d_bias or None); input_grad=False skips dx, "
+      "weight_grad=False d_kernel.");
 }
 
 }  // namespace bindings

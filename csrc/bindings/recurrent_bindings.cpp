@@ -32,9 +32,10 @@ cpu::CellConfig make_config(const std::string& cell, const std::string& activati
 // True when x holds int32 ids standing for one-hot rows (the kernel's dtype is then the op's).
 bool is_ids(const py::array& x) { return py::isinstance<py::array_t<int32_t>>(x); }
 
-// Reads the shared arguments of forward and backward into SequenceInputs.
+// Reads the shared arguments of forward and backward into SequenceInputs. h0 None (with c0
+// None): no initial states, the units from the recurrent kernel (recurrent_weight_grads).
 template <typename T>
-cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0,
+cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::array& x, const py::object& h0,
                                        const py::object& c0, const py::array& kernel,
                                        const py::array& recurrent, const py::array& bias,
                                        const py::object& mask, const py::object& dropout,
@@ -51,8 +52,15 @@ cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::arr
   }
   in.batch = static_cast<int>(x.shape(0));
   in.steps = static_cast<int>(x.shape(1));
-  if (h0.ndim() != 2) throw py::value_error("h0: expected a 2-D array (batch, units)");
-  in.units = static_cast<int>(h0.shape(1));
+  const bool states = !h0.is_none();
+  if (states) {
+    const py::array h = h0.cast<py::array>();
+    if (h.ndim() != 2) throw py::value_error("h0: expected a 2-D array (batch, units)");
+    in.units = static_cast<int>(h.shape(1));
+  } else {
+    if (recurrent.ndim() != 2) throw py::value_error("recurrent_kernel: expected a 2-D array (units, gates*units)");
+    in.units = static_cast<int>(recurrent.shape(0));
+  }
   in.gates = cfg.gates();
   if (in.batch < 1 || in.steps < 1 || in.input_size < 1 || in.units < 1)
     throw py::value_error("x, h0: every dimension must be at least 1");
@@ -64,8 +72,8 @@ cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::arr
   } else {
     in.x = input_ptr<T>(x, "x", {B, S, I});
   }
-  in.h0 = input_ptr<T>(h0, "h0", {B, H});
-  if (cfg.kind == cpu::CellKind::kLstm) {
+  if (states) in.h0 = input_ptr<T>(h0.cast<py::array>(), "h0", {B, H});
+  if (states && cfg.kind == cpu::CellKind::kLstm) {
     if (c0.is_none()) throw py::value_error("c0: required for the LSTM");
     in.c0 = input_ptr<T>(c0.cast<py::array>(), "c0", {B, H});
   }
@@ -278,7 +286,7 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
                         const py::object& mask, const py::object& dropout, const py::object& recurrent_dropout,
                         bool go_backwards, const py::array& gates, const py::array& hprev, const py::object& aux,
                         const py::object& d_outputs, const py::object& d_h_last, const py::object& d_c_last,
-                        bool gate_major) {
+                        bool gate_major, bool defer_weight_grads) {
   const cpu::SequenceInputs<T> in =
       sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout, recurrent_dropout, go_backwards);
   const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
@@ -301,23 +309,68 @@ py::tuple backward_impl(const cpu::CellConfig& cfg, const py::array& x, const py
     dx = a;
   }
   py::array_t<T> dh0 = new_array<T>({B, H});
-  py::array_t<T> dkernel = gate_major ? new_array<T>({GH, I}) : new_array<T>({I, GH});
-  py::array_t<T> drecurrent = gate_major ? new_array<T>({GH, H}) : new_array<T>({H, GH});
-  py::array_t<T> dbias = two_biases ? new_array<T>({2, GH}) : new_array<T>({GH});
   py::object dc0 = py::none();
-  cpu::SequenceGrads<T> grads{dx_data, dh0.mutable_data(), nullptr, dkernel.mutable_data(),
-                              drecurrent.mutable_data(), dbias.mutable_data(),
-                              two_biases ? dbias.mutable_data() + GH : nullptr, gate_major};
+  cpu::SequenceGrads<T> grads{dx_data, dh0.mutable_data()};
+  grads.gate_major = gate_major;
   if (cfg.kind == cpu::CellKind::kLstm) {
     py::array_t<T> d = new_array<T>({B, H});
     grads.dc0 = d.mutable_data();
     dc0 = d;
   }
+  py::object w1 = py::none(), w2 = py::none(), w3 = py::none();  // the weight gradients, or the gate gradients
+  if (defer_weight_grads) {
+    py::array_t<T> dgates = new_array<T>({B, S, GH});
+    grads.dgates = dgates.mutable_data();
+    w1 = dgates;
+    if (two_biases) {
+      py::array_t<T> drec = new_array<T>({B, S, GH});
+      grads.drecurrent_gates = drec.mutable_data();
+      w2 = drec;
+    }
+  } else {
+    py::array_t<T> dkernel = gate_major ? new_array<T>({GH, I}) : new_array<T>({I, GH});
+    py::array_t<T> drecurrent = gate_major ? new_array<T>({GH, H}) : new_array<T>({H, GH});
+    py::array_t<T> dbias = two_biases ? new_array<T>({2, GH}) : new_array<T>({GH});
+    grads.dkernel = dkernel.mutable_data();
+    grads.drecurrent = drecurrent.mutable_data();
+    grads.dbias = dbias.mutable_data();
+    grads.drecurrent_bias = two_biases ? dbias.mutable_data() + GH : nullptr;
+    w1 = dkernel, w2 = drecurrent, w3 = dbias;
+  }
   {
     py::gil_scoped_release release;
     cpu::recurrent_backward(cfg, in, saved, incoming, grads);
   }
-  return py::make_tuple(dx, dh0, dc0, dkernel, drecurrent, dbias);
+  return py::make_tuple(dx, dh0, dc0, w1, w2, w3);
+}
+
+template <typename T>
+py::tuple weight_grads_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& kernel,
+                            const py::array& recurrent, const py::array& bias, const py::object& dropout,
+                            const py::object& recurrent_dropout, const py::array& hprev, const py::object& aux,
+                            const py::array& dgates, const py::object& drecurrent_gates, bool gate_major) {
+  const cpu::SequenceInputs<T> in = sequence_inputs<T>(cfg, x, py::none(), py::none(), kernel, recurrent, bias,
+                                                       py::none(), dropout, recurrent_dropout, false);
+  const py::ssize_t B = in.batch, S = in.steps, I = in.input_size, H = in.units, GH = in.width();
+  cpu::SavedSequence<T> saved{nullptr, const_cast<T*>(input_ptr<T>(hprev, "hprev", {B, S, H})), nullptr,
+                              static_cast<int>(S)};
+  const bool gru_before = cfg.kind == cpu::CellKind::kGru && !cfg.reset_after;
+  if (gru_before) saved.aux = const_cast<T*>(optional_input_ptr<T>(aux, "aux", {B, S, H}));
+  if (gru_before && saved.aux == nullptr) throw py::value_error("aux: required for the GRU with reset_after=False");
+  const T* dg = input_ptr<T>(dgates, "d_gates", {B, S, GH});
+  const bool two_biases = cfg.kind == cpu::CellKind::kGru && cfg.reset_after;
+  const T* drg = two_biases ? optional_input_ptr<T>(drecurrent_gates, "d_recurrent_gates", {B, S, GH}) : nullptr;
+  if (two_biases && drg == nullptr) throw py::value_error("d_recurrent_gates: required for the GRU with reset_after=True");
+  py::array_t<T> dkernel = gate_major ? new_array<T>({GH, I}) : new_array<T>({I, GH});
+  py::array_t<T> drecurrent = gate_major ? new_array<T>({GH, H}) : new_array<T>({H, GH});
+  py::array_t<T> dbias = two_biases ? new_array<T>({2, GH}) : new_array<T>({GH});
+  cpu::SequenceGrads<T> grads{nullptr, nullptr, nullptr, dkernel.mutable_data(), drecurrent.mutable_data(),
+                              dbias.mutable_data(), two_biases ? dbias.mutable_data() + GH : nullptr, gate_major};
+  {
+    py::gil_scoped_release release;
+    cpu::recurrent_weight_grads(cfg, in, saved, dg, drg, grads);
+  }
+  return py::make_tuple(dkernel, drecurrent, dbias);
 }
 
 // The op's dtype: x's, or the kernel's when x holds one-hot ids.
@@ -406,21 +459,45 @@ void register_recurrent(py::module_& m) {
          const py::object& dropout, const py::object& recurrent_dropout, bool go_backwards,
          const std::string& activation, bool reset_after, const py::array& gates, const py::array& hprev,
          const py::object& aux, const py::object& d_outputs, const py::object& d_h_last,
-         const py::object& d_c_last, bool gate_major) {
+         const py::object& d_c_last, bool gate_major, bool defer_weight_grads) {
         const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
         return is_float64(x, kernel) ? backward_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                      recurrent_dropout, go_backwards, gates, hprev, aux,
-                                                     d_outputs, d_h_last, d_c_last, gate_major)
+                                                     d_outputs, d_h_last, d_c_last, gate_major, defer_weight_grads)
                              : backward_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, mask, dropout,
                                                     recurrent_dropout, go_backwards, gates, hprev, aux,
-                                                    d_outputs, d_h_last, d_c_last, gate_major);
+                                                    d_outputs, d_h_last, d_c_last, gate_major, defer_weight_grads);
       },
       py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
       py::arg("bias"), py::arg("mask"), py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"),
       py::arg("go_backwards"), py::arg("activation"), py::arg("reset_after"), py::arg("gates"), py::arg("hprev"),
       py::arg("aux"), py::arg("d_outputs"), py::arg("d_h_last"), py::arg("d_c_last"), py::arg("gate_major") = false,
+      py::arg("defer_weight_grads") = false,
       "Fused backward pass. Returns (dx, dh0, dc0, d_kernel, d_recurrent_kernel, d_bias); with gate_major the "
-      "weight gradients come transposed, d_kernel (G*H, I) and d_recurrent_kernel (G*H, H) (torch.nn's layout).");
+      "weight gradients come transposed, d_kernel (G*H, I) and d_recurrent_kernel (G*H, H) (torch.nn's layout). "
+      "With defer_weight_grads no weight gradient is computed: it returns (dx, dh0, dc0, d_gates (B, T, G*H), "
+      "d_recurrent_gates (B, T, G*H) for the GRU with reset_after, else None, None), what "
+      "recurrent_weight_grads takes.");
+  m.def(
+      "recurrent_weight_grads",
+      [](const std::string& cell, const py::array& x, const py::array& kernel, const py::array& recurrent,
+         const py::array& bias, const py::object& dropout, const py::object& recurrent_dropout,
+         const std::string& activation, bool reset_after, const py::array& hprev, const py::object& aux,
+         const py::array& dgates, const py::object& drecurrent_gates, bool gate_major) {
+        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
+        return is_float64(x, kernel) ? weight_grads_impl<double>(cfg, x, kernel, recurrent, bias, dropout,
+                                                                 recurrent_dropout, hprev, aux, dgates,
+                                                                 drecurrent_gates, gate_major)
+                                     : weight_grads_impl<float>(cfg, x, kernel, recurrent, bias, dropout,
+                                                                recurrent_dropout, hprev, aux, dgates,
+                                                                drecurrent_gates, gate_major);
+      },
+      py::arg("cell"), py::arg("x"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("bias"),
+      py::arg("dropout_mask"), py::arg("recurrent_dropout_mask"), py::arg("activation"), py::arg("reset_after"),
+      py::arg("hprev"), py::arg("aux"), py::arg("d_gates"), py::arg("d_recurrent_gates"), py::arg("gate_major") = false,
+      "The weight gradients (d_kernel, d_recurrent_kernel, d_bias) of the rows of x (B, T, I) (or ids (B, T)) "
+      "with their dropout masks, hprev (B, T, H), aux (B, T, H; the GRU with reset_after=False only) and the "
+      "gate gradients of a backward pass with defer_weight_grads (d_gates, d_recurrent_gates: (B, T, G*H)).");
 }
 
 }  // namespace bindings

@@ -351,8 +351,8 @@ void dense_backward(int n, int in, int units, const T* x, const T* kernel, const
 #pragma omp parallel num_threads(region_threads())
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    gemm_share(tid, nt, false, true, n, in, units, T(1), dy, units, kernel, units, T(0), dx, in);
-    gemm_share(tid, nt, true, false, in, units, n, T(1), x, in, dy, units, T(0), d_kernel, units);
+    if (dx) gemm_share(tid, nt, false, true, n, in, units, T(1), dy, units, kernel, units, T(0), dx, in);
+    if (d_kernel) gemm_share(tid, nt, true, false, in, units, n, T(1), x, in, dy, units, T(0), d_kernel, units);
     if (d_bias) {
       const Range r = split_range(units, tid, nt);
       if (r.size() > 0) {

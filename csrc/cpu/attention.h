@@ -70,8 +70,8 @@ void attention_backward(const AttentionProblem<T>& p, const T* weights, const T*
 template <typename T>
 void dense_forward(int n, int in, int units, const T* x, const T* kernel, const T* bias, T* y);
 
-// dx (N, I) = dy kernel^T, d_kernel (I, U) = x^T dy, d_bias (U,) = sum over rows of dy
-// (d_bias may be null).
+// dx (N, I) = dy kernel^T, d_kernel (I, U) = x^T dy, d_bias (U,) = sum over rows of dy; each of
+// the three may be null (not computed).
 template <typename T>
 void dense_backward(int n, int in, int units, const T* x, const T* kernel, const T* dy, T* dx, T* d_kernel,
                     T* d_bias);

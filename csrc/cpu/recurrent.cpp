@@ -94,6 +94,18 @@ void recurrent_backward(const CellConfig& cfg, const SequenceInputs<T>& in, cons
   }
 }
 
+template <typename T>
+void recurrent_weight_grads(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
+                            const T* dgates, const T* drecurrent_gates, const SequenceGrads<T>& grads) {
+  switch (cfg.kind) {
+    case CellKind::kRnn: run_weight_grads(RnnCell{cfg.activation}, in, saved, dgates, drecurrent_gates, grads); break;
+    case CellKind::kLstm: run_weight_grads(LstmCell{}, in, saved, dgates, drecurrent_gates, grads); break;
+    case CellKind::kGru:
+      run_weight_grads(GruCell{cfg.reset_after}, in, saved, dgates, drecurrent_gates, grads);
+      break;
+  }
+}
+
 template void recurrent_forward<float>(const CellConfig&, const SequenceInputs<float>&,
                                        const SavedSequence<float>&, const ForwardOutputs<float>&);
 template void recurrent_forward<double>(const CellConfig&, const SequenceInputs<double>&,
@@ -108,6 +120,12 @@ template void recurrent_backward<float>(const CellConfig&, const SequenceInputs<
 template void recurrent_backward<double>(const CellConfig&, const SequenceInputs<double>&,
                                          const SavedSequence<double>&, const IncomingGrads<double>&,
                                          const SequenceGrads<double>&);
+template void recurrent_weight_grads<float>(const CellConfig&, const SequenceInputs<float>&,
+                                            const SavedSequence<float>&, const float*, const float*,
+                                            const SequenceGrads<float>&);
+template void recurrent_weight_grads<double>(const CellConfig&, const SequenceInputs<double>&,
+                                             const SavedSequence<double>&, const double*, const double*,
+                                             const SequenceGrads<double>&);
 
 }  // namespace cpu
 }  // namespace fusedrnn

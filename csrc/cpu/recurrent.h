@@ -54,17 +54,25 @@ struct IncomingGrads {
 
 template <typename T>
 struct SequenceGrads {
-  T* dx;               // (B, T, I)
-  T* dh0;              // (B, H)
-  T* dc0;              // (B, H), LSTM only
-  T* dkernel;          // (I, G*H); (G*H, I) when gate_major
-  T* drecurrent;       // (H, G*H); (G*H, H) when gate_major
-  T* dbias;            // (G*H,)
-  T* drecurrent_bias;  // (G*H,), GRU reset_after only
+  T* dx = nullptr;               // (B, T, I)
+  T* dh0 = nullptr;              // (B, H)
+  T* dc0 = nullptr;              // (B, H), LSTM only
+  T* dkernel = nullptr;          // (I, G*H); (G*H, I) when gate_major
+  T* drecurrent = nullptr;       // (H, G*H); (G*H, H) when gate_major
+  T* dbias = nullptr;            // (G*H,)
+  T* drecurrent_bias = nullptr;  // (G*H,), GRU reset_after only
   // The weight gradients transposed, a row per gate unit: the layout of torch.nn's weight_ih and
   // weight_hh. The products come out that way (sequence.cpp: transposed_product), so this layout
   // skips a transpose rather than adding one.
   bool gate_major = false;
+  // Deferred weight gradients: when dgates is set, the backward pass writes the gate gradients
+  // of every step there, (B, T, G*H) in time order (zero on masked steps): those of the
+  // input-side pre-activations, and for the GRU with reset_after those of the recurrent side to
+  // drecurrent_gates (they differ in the candidate's columns); it computes dx, dh0 and dc0 but
+  // no weight gradients (dkernel, drecurrent, dbias and drecurrent_bias are not written), which
+  // recurrent_weight_grads computes later, for the rows of many calls at once.
+  T* dgates = nullptr;
+  T* drecurrent_gates = nullptr;
 };
 
 // Runs the whole sequence. h0 and (LSTM) c0 must be set; `in.gates` must equal cfg.gates().
@@ -94,6 +102,17 @@ std::vector<std::vector<Bf16>> pack_forward_weights_bf16(const CellConfig& cfg, 
 template <typename T>
 void recurrent_backward(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                         const IncomingGrads<T>& incoming, const SequenceGrads<T>& grads);
+
+// The weight gradients (grads.dkernel, drecurrent, dbias, drecurrent_bias in the layout
+// grads.gate_major says; nothing else of grads is used) of all B*T rows of `in` from their gate
+// gradients, as deferred backward passes wrote them (SequenceGrads::dgates, drecurrent_gates,
+// the latter only for the GRU with reset_after). `in` holds the rows' inputs (x or ids, the
+// dropout masks, the weights for their shapes; h0, c0, the mask and go_backwards are not read)
+// and `saved` their hprev (and for the GRU with reset_before aux); `saved.slots` equals in.steps.
+// Rows of several calls stacked as one batch of single steps give the sums of their gradients.
+template <typename T>
+void recurrent_weight_grads(const CellConfig& cfg, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
+                            const T* dgates, const T* drecurrent_gates, const SequenceGrads<T>& grads);
 
 }  // namespace cpu
 }  // namespace fusedrnn

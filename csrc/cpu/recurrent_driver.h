@@ -381,15 +381,57 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   }
 }
 
+// The weight gradients' work memory (GradientScratch) for one parallel region of `threads`
+// threads: operands for `operand_rows` rows in all (the threads of a batch split share one set
+// of B*T rows, each thread's starting at its first row; threads that each take every row have
+// a set each), and per thread a block of columns of the gate gradients and its product.
+template <typename T>
+class GradientScratchPool {
+ public:
+  GradientScratchPool(Workspace& ws, const SequenceInputs<T>& in, long rows_bt, long operand_rows, int threads)
+      : masked_row_(GradientScratch<T>::operand_row_values(in.input_size, in.units)),
+        packed_row_(GradientScratch<T>::packed_row_values(in.input_size, in.units)),
+        columns_values_(GradientScratch<T>::columns_values(rows_bt)),
+        result_values_(GradientScratch<T>::result_values(in.input_size, in.units)) {
+    const bool masks = in.dropout != nullptr || in.recurrent_dropout != nullptr;
+    masked_ = masks ? ws.take<T>(static_cast<size_t>(operand_rows * masked_row_)) : nullptr;
+    packed_ = ws.take<T>(static_cast<size_t>(operand_rows * packed_row_));
+    columns_ = ws.take<T>(static_cast<size_t>(threads) * columns_values_);
+    result_ = ws.take<T>(static_cast<size_t>(threads) * result_values_);
+  }
+
+  // Thread tid's scratch, its operands from row `first_row` of the set.
+  GradientScratch<T> of_thread(int tid, long first_row) const {
+    return {masked_ ? masked_ + first_row * masked_row_ : nullptr, packed_ + first_row * packed_row_,
+            columns_ + tid * columns_values_, columns_values_, result_ + tid * result_values_};
+  }
+
+ private:
+  long masked_row_, packed_row_, columns_values_, result_values_;
+  T* masked_;
+  T* packed_;
+  T* columns_;
+  T* result_;
+};
+
+template <typename T>
+WeightGrads<T> weight_grads_of(const SequenceGrads<T>& grads) {
+  return {grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias, grads.gate_major};
+}
+
 template <typename Cell, typename T>
 void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
                   const IncomingGrads<T>& incoming, const SequenceGrads<T>& grads) {
   const int B = in.batch, S = in.steps, H = in.units, GH = in.width();
   const long rows_bt = static_cast<long>(B) * S;
   const std::vector<int> first = first_active_steps(in);
+  // Deferred weight gradients (SequenceGrads::dgates): the gate gradients go to the caller.
+  const bool deferred = grads.dgates != nullptr;
   Workspace ws;
-  T* dgx = ws.take<T>(static_cast<size_t>(rows_bt) * GH);
-  T* dgrec = cell.separate_recurrent_grads() ? ws.take<T>(static_cast<size_t>(rows_bt) * GH) : dgx;
+  T* dgx = deferred ? grads.dgates : ws.take<T>(static_cast<size_t>(rows_bt) * GH);
+  T* dgrec = !cell.separate_recurrent_grads() ? dgx
+             : deferred                       ? grads.drecurrent_gates
+                                              : ws.take<T>(static_cast<size_t>(rows_bt) * GH);
   T* dh = ws.take<T>(static_cast<size_t>(B) * H);
   T* dc = ws.take<T>(static_cast<size_t>(B) * H);
   T* zeros = ws.take<T>(static_cast<size_t>(H));
@@ -406,25 +448,16 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       pack_weights(in) && dense_inputs > 0 ? ws.take<T>(PanelMatrix<T>::values(plan_t, GH, dense_inputs)) : nullptr);
   const int threads = region_threads();
   // Weight gradients (see WeightGrads): under a batch split every thread but the first sums its
-  // rows' share into its own buffers. Their work memory (GradientScratch): the rows of the
-  // threads of a batch split are disjoint, so their operands share one buffer of B*T rows, each
-  // thread's starting at its first row; under a split of the units each thread takes all rows
-  // and has a buffer of its own. (A region given fewer threads than asked for splits the batch
+  // rows' share into its own buffers. Their work memory: the rows of the threads of a batch
+  // split are disjoint, so their operands share one set of B*T rows; under a split of the units
+  // each thread takes all rows. (A region given fewer threads than asked for splits the batch
   // only where the full count would have: fewer threads, same or larger disjoint shares.)
   const bool by_batch = step_share(B, H, weight_bytes, 0, threads).by_batch;
   const long dense_kernel = in.ids != nullptr ? 0 : static_cast<long>(in.input_size) * GH;
   const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
-  T* partials = by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride) : nullptr;
-  const long operand_rows = (by_batch ? 1 : threads) * rows_bt;
-  const bool masks = in.dropout != nullptr || in.recurrent_dropout != nullptr;
-  const long masked_row = GradientScratch<T>::operand_row_values(in.input_size, H);
-  const long packed_row = GradientScratch<T>::packed_row_values(in.input_size, H);
-  T* masked = masks ? ws.take<T>(static_cast<size_t>(operand_rows * masked_row)) : nullptr;
-  T* packed = ws.take<T>(static_cast<size_t>(operand_rows * packed_row));
-  const long columns_values = GradientScratch<T>::columns_values(rows_bt);
-  T* columns = ws.take<T>(static_cast<size_t>(threads) * columns_values);
-  const long result_values = GradientScratch<T>::result_values(in.input_size, H);
-  T* result = ws.take<T>(static_cast<size_t>(threads) * result_values);
+  T* partials = !deferred && by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride)
+                                                     : nullptr;
+  const GradientScratchPool<T> pool(ws, in, rows_bt, deferred ? 0 : (by_batch ? 1 : threads) * rows_bt, threads);
   // dx in blocks of about 256 rows (a few per thread), claimed in order; a block may hold rows
   // of another thread's sequences, so claims start once every thread has left the time loop.
   const int dx_blocks = threads == 1 ? 1 : static_cast<int>(std::clamp<long>(rows_bt / 256, threads, 8L * threads));
@@ -438,10 +471,8 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
     const Range own = share.units, rows = share.rows;
     pack_share(tid, nt, share, weights_t);
     pack_share(tid, nt, share, kernel_t, true);
-    const long first_row = share.by_batch ? static_cast<long>(rows.begin) * S : tid * rows_bt;
-    const GradientScratch<T> scratch{masks ? masked + first_row * masked_row : nullptr, packed + first_row * packed_row,
-                                     columns + tid * columns_values, columns_values, result + tid * result_values};
-    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, scratch,
+    const long first_row = deferred ? 0 : share.by_batch ? static_cast<long>(rows.begin) * S : tid * rows_bt;
+    BackwardStep<T> st{in, saved, incoming, grads, dgx, dgrec, dh, dc, &weights_t, pool.of_thread(tid, first_row),
                        first, zeros};
     st.share = share;
     for (int b = rows.begin; b < rows.end; ++b) {
@@ -473,8 +504,10 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       for (int k; (k = dx_claimed.fetch_add(1, std::memory_order_relaxed)) < dx_blocks;)
         input_gradient_rows(split_range(static_cast<int>(rows_bt), k, dx_blocks, 1), in, kernel_t, dgx, grads.dx);
     };
-    const WeightGrads<T> outputs{grads.dkernel, grads.drecurrent, grads.dbias, grads.drecurrent_bias, grads.gate_major};
-    if (share.by_batch) {
+    const WeightGrads<T> outputs = weight_grads_of(grads);
+    if (deferred) {
+      input_gradient_blocks();
+    } else if (share.by_batch) {
       const Range r{rows.begin * S, rows.end * S};
       T* part = tid == 0 ? nullptr : partials + (tid - 1) * partial_stride;
       const long recurrent_at = dense_kernel, bias_at = recurrent_at + static_cast<long>(H) * GH;
@@ -497,6 +530,29 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       cell.parameter_grads(st, Range{0, static_cast<int>(rows_bt)}, split_range(GH, tid, nt), outputs);
       input_gradient_blocks();
     }
+    if (!deferred && in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel, grads.gate_major);
+  }
+}
+
+// recurrent_weight_grads (recurrent.h): every thread takes all rows and a share of the columns.
+template <typename Cell, typename T>
+void run_weight_grads(const Cell& cell, const SequenceInputs<T>& in, const SavedSequence<T>& saved,
+                      const T* dgates, const T* drecurrent_gates, const SequenceGrads<T>& grads) {
+  const long rows = static_cast<long>(in.batch) * in.steps;
+  const int threads = region_threads();
+  Workspace ws;
+  const GradientScratchPool<T> pool(ws, in, rows, threads * rows, threads);
+  const IncomingGrads<T> no_incoming{nullptr, nullptr, nullptr};
+  const std::vector<int> no_steps;
+  T* dgx = const_cast<T*>(dgates);  // only read: BackwardStep's pointers serve the backward pass too
+  T* dgrec = cell.separate_recurrent_grads() ? const_cast<T*>(drecurrent_gates) : dgx;
+  const WeightGrads<T> outputs = weight_grads_of(grads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    const BackwardStep<T> st{in, saved, no_incoming, grads, dgx, dgrec, nullptr, nullptr, nullptr,
+                             pool.of_thread(tid, tid * rows), no_steps, nullptr};
+    cell.parameter_grads(st, Range{0, static_cast<int>(rows)}, split_range(in.width(), tid, nt), outputs);
     if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel, grads.gate_major);
   }
 }

@@ -10,6 +10,7 @@ from fusedrnn.ops.attention import (
     dot_attention_forward,
 )
 from fusedrnn.ops.checked_weights import CheckedWeights
+from fusedrnn.ops.deferred_grads import DeferredWeightGrads
 from fusedrnn.ops.packed import PackedWeights, gru_step, lstm_step, rnn_step
 from fusedrnn.ops.packed_dense import PackedDense
 from fusedrnn.ops.recurrent import (
@@ -25,6 +26,7 @@ from fusedrnn.ops.recurrent import (
 __all__ = [
     "AttentionCache",
     "CheckedWeights",
+    "DeferredWeightGrads",
     "additive_attention_backward",
     "additive_attention_forward",
     "dense_backward",

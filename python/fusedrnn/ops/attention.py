@@ -296,9 +296,14 @@ def dense_forward(x: np.ndarray, kernel: np.ndarray, bias: Optional[np.ndarray] 
     return y.reshape(*x.shape[:-1], kernel.shape[1])
 
 
-def dense_backward(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, with_bias: bool = False
-                   ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Gradients of :func:`dense_forward`: ``(dx, d_kernel, d_bias or None)``."""
+def dense_backward(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, with_bias: bool = False, *,
+                   input_grad: bool = True, weight_grad: bool = True
+                   ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]:
+    """Gradients of :func:`dense_forward`: ``(dx (..., I), d_kernel (I, U), d_bias (U,) or None)``.
+
+    ``input_grad=False`` skips dx and ``weight_grad=False`` d_kernel (None in their place): a
+    layer applied at every step of a loop can take dx per step and d_kernel once, over the rows of
+    all the steps stacked."""
     x = chk.check_float("x", x)
     kernel = chk.check_float("kernel", kernel, x.dtype)
     if x.ndim < 1 or kernel.ndim != 2 or kernel.shape[0] != x.shape[-1]:
@@ -309,6 +314,9 @@ def dense_backward(x: np.ndarray, kernel: np.ndarray, dy: np.ndarray, with_bias:
     chk.check_shape("dy", dy, (*x.shape[:-1], kernel.shape[1]), "(..., units)")
     chk.check_contiguous("dy", dy)
     chk.check_finite("dy", dy)
+    input_grad = chk.check_flag("input_grad", input_grad)
+    weight_grad = chk.check_flag("weight_grad", weight_grad)
     rows = x.reshape(-1, x.shape[-1])
-    dx, dk, db = _C.dense_backward(rows, kernel, dy.reshape(rows.shape[0], kernel.shape[1]), bool(with_bias))
-    return dx.reshape(x.shape), dk, db
+    dx, dk, db = _C.dense_backward(rows, kernel, dy.reshape(rows.shape[0], kernel.shape[1]), bool(with_bias),
+                                   input_grad, weight_grad)
+    return (None if dx is None else dx.reshape(x.shape)), dk, db

@@ -90,8 +90,9 @@ class AttentionSeq2Seq:
         self.layers = [self.source_embedding, self.encoder, self.attention, self.target_embedding,
                        self.decoder, self.output]
         self._saved: Optional[Dict[str, Any]] = None
-        # inference (no_grad): weights checked for NaN/inf once per version, one per projection
-        self._checked = {"keys": ops.CheckedWeights(), "query": ops.CheckedWeights(), "output": ops.CheckedWeights()}
+        # weights checked for NaN/inf once per version (the optimizer's steps bump it), not once per
+        # call: one per projection, and the decoder GRU's in training (decoding packs them)
+        self._checked = {name: ops.CheckedWeights() for name in ("keys", "query", "output", "decoder")}
         # 'float32' or 'bfloat16': the encoder's and decoder GRU's weights while decoding (no_grad),
         # and in bfloat16 the query and output projections' kernels too (kept packed)
         self.decoding_precision = "float32"
@@ -127,10 +128,6 @@ class AttentionSeq2Seq:
             raise ValueError(f"{name}: ids must lie in [0, {vocab})")
         return ids
 
-    def _inference_check(self, projection: str) -> Optional[ops.CheckedWeights]:
-        """The CheckedWeights of a projection ("keys", "query", "output") under no_grad, else None
-        (training calls check the weights on every call, as the ops do by default)."""
-        return None if is_grad_enabled() else self._checked[projection]
 
     def _inference_packed(self, projection: str) -> Optional[ops.PackedDense]:
         """The bfloat16 PackedDense of a per-word projection ("query", "output") when decoding in
@@ -150,7 +147,7 @@ class AttentionSeq2Seq:
         # packed_calls only serves inference calls (no_grad, no dropout); keep: packed once, not per sentence
         with self.encoder.packed_calls(precision=self.decoding_precision, keep=True):
             enc_out, h = self.encoder(emb, mask=mask, training=training)
-        keys = ops.dense_forward(enc_out, self.attention.W2, checked=self._inference_check("keys"))  # once per batch
+        keys = ops.dense_forward(enc_out, self.attention.W2, checked=self._checked["keys"])  # once per batch
         return enc_out, h, keys, mask
 
     def decode_step(self, tokens: np.ndarray, hidden: np.ndarray, enc_out: np.ndarray, keys: np.ndarray,
@@ -161,7 +158,7 @@ class AttentionSeq2Seq:
         packed once and kept between steps and sentences, and the cache is None; otherwise
         (training) as the op that keeps what the backward pass needs."""
         att = self.attention
-        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b, checked=self._inference_check("query"),
+        pq = ops.dense_forward(hidden[:, None, :], att.W1, att.b, checked=self._checked["query"],
                                packed=self._inference_packed("query"))
         context, weights, att_cache = ops.additive_attention_forward(pq, enc_out, keys, scale=att.v, value_mask=mask)
         x = np.concatenate([context, self.target_embedding.embeddings[tokens][:, None, :]], axis=-1)
@@ -169,13 +166,14 @@ class AttentionSeq2Seq:
         if not is_grad_enabled():
             h_new = dec.step(x[:, 0], [hidden], precision=self.decoding_precision)[0]
             return h_new, weights[:, 0], x, None
-        _, h_new, gru_cache = ops.gru_forward(x, hidden, dec.kernel, dec.recurrent_kernel, dec.bias)
+        _, h_new, gru_cache = ops.gru_forward(x, hidden, dec.kernel, dec.recurrent_kernel, dec.bias,
+                                              checked=self._checked["decoder"])
         return h_new, weights[:, 0], x, _StepCache(hidden, att_cache, gru_cache)
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         """Output projection of decoder states (..., U) → (..., V)."""
         return ops.dense_forward(np.ascontiguousarray(hidden), self.output.kernel, self.output.bias,
-                                 checked=self._inference_check("output"), packed=self._inference_packed("output"))
+                                 checked=self._checked["output"], packed=self._inference_packed("output"))
 
     # -- training ---------------------------------------------------------------------------------
     def __call__(self, inputs: Tuple[np.ndarray, np.ndarray], mask: Optional[np.ndarray] = None,
@@ -212,29 +210,33 @@ class AttentionSeq2Seq:
         d_keys = np.zeros_like(enc_out)
         d_enc = np.zeros_like(enc_out)
         d_target_emb = np.empty((B, Tt, E), self.dtype)
-        g_dec = [np.zeros_like(w) for w in dec.params]
         g_att = [np.zeros_like(w) for w in att.params]
+        # The weight gradients of the per-step GRU and query projection come once, after the loop,
+        # from products over the rows of every step (not a product of B rows per step, summed).
+        deferred = ops.DeferredWeightGrads()
+        queries = np.empty((Tt, B, U), self.dtype)    # the query projection's inputs and gradients
+        d_queries = np.empty((Tt, B, U), self.dtype)
         for t in range(Tt - 1, -1, -1):
             cache = steps[t]
             dh += d_states[:, t]
-            dx, dh_prev, dk, drk, db = ops.gru_backward(cache.gru, None, dh)
-            for acc, g in zip(g_dec, (dk, drk, db)):
-                acc += g
+            dx, dh_prev, _, _, _ = ops.gru_backward(cache.gru, None, dh, defer_weight_grads=deferred)
             d_context = np.ascontiguousarray(dx[:, :, :U])  # (B, 1, U)
             d_target_emb[:, t] = dx[:, 0, U:]
             d_pq, d_key, d_value, d_v = ops.additive_attention_backward(cache.attention, d_context)
             d_keys += d_key
             d_enc += d_value
             g_att[2] += d_v
-            d_query, dW1, db1 = ops.dense_backward(cache.hidden_in[:, None, :], att.W1, d_pq, with_bias=att.use_bias)
-            g_att[0] += dW1
-            if att.use_bias:
-                g_att[3] += db1
+            d_query, _, _ = ops.dense_backward(cache.hidden_in[:, None, :], att.W1, d_pq, weight_grad=False)
+            queries[t] = cache.hidden_in
+            d_queries[t] = d_pq[:, 0]
             dh = dh_prev + d_query[:, 0]
+        _, g_att[0], db1 = ops.dense_backward(queries, att.W1, d_queries, with_bias=att.use_bias, input_grad=False)
+        if att.use_bias:
+            g_att[3] = db1
         d_enc_from_keys, dW2, _ = ops.dense_backward(enc_out, att.W2, d_keys)
         g_att[1] += dW2
         d_enc += d_enc_from_keys
-        dec.grads = g_dec
+        dec.grads = list(deferred.result())
         att.grads = g_att
         self.target_embedding.backward(d_target_emb)
         d_emb = self.encoder.backward(d_enc, [dh])
