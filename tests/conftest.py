@@ -98,3 +98,13 @@ def _poison_outputs():
         yield
     finally:
         setter(False)
+
+@pytest.fixture(params=[0, 1], ids=["panel", "blas"])
+def weight_grad_kernel(request):
+    """The backward's weight-gradient products run on fusedrnn's panel kernel (0) or on BLAS (1)
+    (the test hook of fusedrnn._C); the size-based default again afterwards."""
+    from fusedrnn import _C
+
+    _C.set_weight_grads_blas(request.param)
+    yield request.param
+    _C.set_weight_grads_blas(-1)

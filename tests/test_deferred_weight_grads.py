@@ -4,7 +4,8 @@ of all of them, checked against the float64 reference (fusedrnn.reference) summe
 
 The calls of one collector differ in batch size, length, masks, initial states and dropout masks
 (none, one shared mask, one per gate), share the weights, and come from every cell variant, with
-dense input or one-hot ids, on one and two threads.
+dense input or one-hot ids; both kernels of the weight-gradient products run (the panel kernel
+and BLAS, through the test hook), on one and two threads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from _keras_oracle import VARIANTS, close_to_scale, float64_copy, make_problem, relu_pattern_agrees
-from fusedrnn import ops, reference
+from fusedrnn import _C, ops, reference
 
 TOL = {np.float32: 1e-4, np.float64: 1e-11}
 WEIGHTS = ("kernel", "recurrent_kernel", "bias")
@@ -49,9 +50,9 @@ def _forward(problem, ids, impl):
 @pytest.mark.parametrize("one_hot", [False, True], ids=["dense", "ids"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_deferred_sums_equal_the_reference(variant, dtype, one_hot, one_or_two_threads, rng,
+def test_deferred_sums_equal_the_reference(variant, dtype, one_hot, weight_grad_kernel, one_or_two_threads, rng,
                                            seed):
-    ctx = f"[seed={seed}, threads={one_or_two_threads}]"
+    ctx = f"[seed={seed}, kernel={weight_grad_kernel}, threads={one_or_two_threads}]"
     calls = _calls(rng, variant, dtype, one_hot)
     if variant == "rnn_relu" and dtype == np.float32 and not all(relu_pattern_agrees(p) for p, _ in calls):
         pytest.skip(f"{ctx}: a float32 ReLU unit switched unlike float64 (see relu_pattern_agrees)")
@@ -85,7 +86,7 @@ def test_deferred_sums_equal_the_reference(variant, dtype, one_hot, one_or_two_t
         np.testing.assert_allclose(transposed[1], got[1].T, rtol=TOL[dtype], atol=TOL[dtype] * np.abs(got[1]).max())
 
 
-def test_a_decoder_step_loop_equals_the_sequence_op(rng, seed):
+def test_a_decoder_step_loop_equals_the_sequence_op(rng, seed, weight_grad_kernel):
     """A GRU run step by step (each step its own forward op, the backward in reverse with the
     gradient of each state handed to the step before) gives, deferred, the weight gradients of
     the same GRU run as one sequence."""
@@ -147,3 +148,12 @@ def test_bad_arguments_are_named(rng):
     with pytest.raises(TypeError, match="gate_major"):
         deferred.result(gate_major="yes")
 
+
+def test_the_default_kernel_choice_follows_the_rows():
+    """BLAS only from kBlasWeightGradRows rows up (and only where OpenBLAS's kernels are as wide)."""
+    assert not _C.weight_grads_on_blas(64)
+    _C.set_weight_grads_blas(1)
+    try:
+        assert _C.weight_grads_on_blas(1)
+    finally:
+        _C.set_weight_grads_blas(-1)

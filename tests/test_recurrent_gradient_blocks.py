@@ -1,4 +1,6 @@
-"""The backward's weight gradients and dx run on fusedrnn's panel kernel, in blocks.
+"""The backward's weight gradients and dx run on fusedrnn's panel kernel, in blocks (the weight
+gradients of 256 rows or more on BLAS instead where OpenBLAS's kernels are as wide: every case
+runs both ways, through the test hook).
 
 A weight gradient (x * dropout)^T dG over the B*T rows packs the left operand in groups of
 kPanels * lanes columns (64 floats, 32 doubles with AVX-512), walks the rows in K blocks (128
@@ -35,7 +37,7 @@ TOL = {np.float32: 1e-4, np.float64: 1e-11}
 @pytest.mark.parametrize("dropout", [None, "shared", "per_gate"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_gradients_across_blocks(variant, shape, dropout, dtype, one_or_two_threads, rng, seed):
+def test_gradients_across_blocks(variant, shape, dropout, dtype, one_or_two_threads, weight_grad_kernel, rng, seed):
     B, T, I, H = shape
     for _ in range(10):
         problem = make_problem(rng, variant, B, T, I, H, dtype, mask="random" if rng.random() < 0.5 else None,
@@ -47,4 +49,5 @@ def test_gradients_across_blocks(variant, shape, dropout, dtype, one_or_two_thre
     else:
         pytest.fail(f"[seed={seed}] ten float32 ReLU problems in a row switched units unlike float64")
     check_against_reference(problem, rng, lambda a, b, what: close_to_scale(a, b, what, TOL[dtype]),
-                            f"[seed={seed}, threads={one_or_two_threads}] {problem.describe()}")
+                            f"[seed={seed}, threads={one_or_two_threads}, weight_grad_kernel={weight_grad_kernel}] "
+                            f"{problem.describe()}")

@@ -409,6 +409,11 @@ void register_recurrent(py::module_& m) {
         "Benchmark/test hook: forward passes of at most n sequences (default 2, most 8; 0: none) project the "
         "inputs of all steps before the time loop.");
   m.def("get_project_inputs_batch", &cpu::project_inputs_batch);
+  m.def("set_weight_grads_blas", &cpu::set_weight_grads_blas, py::arg("mode"),
+        "Test hook: the weight gradients' products run on BLAS by their size and OpenBLAS's kernels (-1, the "
+        "default), never (0) or always (1).");
+  m.def("weight_grads_on_blas", &cpu::weight_grads_on_blas, py::arg("rows"),
+        "Whether a weight-gradient product over `rows` rows runs on BLAS.");
   py::class_<PackedWeights>(m, "PackedRecurrentWeights",
                             "Forward weights of one cell packed for the CPU kernels (pack_recurrent_weights).")
       .def_property_readonly("cell", [](const PackedWeights& p) { return p.cell; })

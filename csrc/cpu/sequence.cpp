@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <string>
+
+#include "cpu/blas.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -49,6 +53,35 @@ bool poison_outputs() { return g_poison.load(); }
 void set_poison_outputs(bool on) { g_poison.store(on); }
 
 namespace {
+std::atomic<int> g_weight_grads_blas{-1};
+
+// Whether OpenBLAS runs kernels at least as wide as the panel kernel of this build: an AVX2 or
+// SSE build next to OpenBLAS's AVX2 (Haswell, Zen) or AVX-512 kernels. (An AVX-512 build keeps
+// the panel kernel: it was measured faster than OpenBLAS's AVX2 kernels, which a pinned
+// OPENBLAS_CORETYPE selects, and has not been compared with its AVX-512 ones.)
+bool blas_as_wide() {
+  static const bool wide = [] {
+    if (kVectorBytes > 32) return false;
+    const char* core = scipy_openblas_get_corename();
+    if (core == nullptr) return false;
+    std::string name(core);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    for (const char* wide_core : {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"})
+      if (name.find(wide_core) != std::string::npos) return true;
+    return false;
+  }();
+  return wide;
+}
+}  // namespace
+
+bool weight_grads_on_blas(long rows) {
+  const int mode = g_weight_grads_blas.load(std::memory_order_relaxed);
+  if (mode >= 0) return mode == 1;
+  return rows >= kBlasWeightGradRows && blas_as_wide();
+}
+void set_weight_grads_blas(int mode) { g_weight_grads_blas.store(mode < 0 ? -1 : (mode > 0 ? 1 : 0)); }
+
+namespace {
 // Calls f(g_begin, g_end, c_begin, c_end) for each run of consecutive gates in [g0, g1) that
 // share one dropout mask (masks(g)), with [c_begin, c_end) their columns within c.
 template <typename Masks, typename F>
@@ -90,7 +123,8 @@ void input_gradient_rows(Range r, const SequenceInputs<T>& in, const PanelMatrix
 namespace {
 // out[:, lo:hi] = left^T dg[:, lo:hi] for K rows of left (K, n) and dg (K, GH) (both row-major,
 // pointing at their first row), out (n, GH), or its transpose out^T[lo:hi, :] with out (GH, n)
-// when gate_major. left is packed once; dg is taken in blocks of columns, each copied into
+// when gate_major. One BLAS GEMM where weight_grads_on_blas(K); otherwise on the panel kernel:
+// left is packed once; dg is taken in blocks of columns, each copied into
 // contiguous memory that stays in L2 while every group of left's columns multiplies it (read in
 // place, its columns would be a stride of G*H apart). A block's product comes out transposed (a
 // row per column of dg): gate-major output takes it as it comes; otherwise it goes through a
@@ -98,6 +132,11 @@ namespace {
 template <typename T>
 void transposed_product(int K, const T* left, int n, const T* dg, int GH, int lo, int hi, T* out, bool gate_major,
                         const GradientScratch<T>& scratch) {
+  if (weight_grads_on_blas(K)) {
+    if (gate_major) gemm(true, false, hi - lo, n, K, T(1), dg + lo, GH, left, n, T(0), out + static_cast<long>(lo) * n, n);
+    else gemm(true, false, n, hi - lo, K, T(1), left, n, dg + lo, GH, T(0), out + lo, GH);
+    return;
+  }
   const PanelMatrix<T> right(units_plan(0, 0), K, K, n, PanelSource<T>{left, left, n, 0, 1}, scratch.packed);
   right.fill(0, right.groups());
   const int width = scratch.block_columns(K), ld = GradientScratch<T>::result_stride(n);

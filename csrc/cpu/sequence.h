@@ -249,5 +249,16 @@ void sum_partials_share(int tid, int nt, T* out, const T* parts, int n_parts, lo
 bool poison_outputs();
 void set_poison_outputs(bool on);
 
+// The weight gradients' products over at least this many rows (B*T, or a thread's share of them)
+// run on BLAS's GEMM where its kernels are as wide as the panel kernel's: measured on an AVX2
+// VM (Zen 3, OpenBLAS Haswell kernels), 5-12 % off the backward pass at the reference shapes and
+// 25 % off the products themselves at 640 rows; below about 256 rows the panel kernel was as fast
+// or faster.
+constexpr long kBlasWeightGradRows = 256;
+// Whether a weight-gradient product over `rows` rows runs on BLAS (see kBlasWeightGradRows).
+bool weight_grads_on_blas(long rows);
+// Test hook: -1 (default) decides by rows and kernels as above, 0 never uses BLAS, 1 always.
+void set_weight_grads_blas(int mode);
+
 }  // namespace cpu
 }  // namespace fusedrnn

@@ -37,9 +37,11 @@ def blas_core() -> str:
     AVX2) that fusedrnn's OpenBLAS chose when it loaded, from the CPU or from the
     ``OPENBLAS_CORETYPE`` environment variable; ``""`` if the library does not say.
 
-    Single-step recurrent calls and the dense layers and projections run on these kernels;
-    every product of a recurrent op over a whole sequence (forward, backward, weight and input
-    gradients) runs on fusedrnn's own kernel whatever this says."""
+    Single-step recurrent calls and the dense layers and projections run on these kernels, and
+    so do the backward pass's weight-gradient products over 256 rows or more where these kernels
+    are at least as wide as fusedrnn's own (an AVX2 build); every other product of a recurrent op
+    over a whole sequence (forward, backward, input gradients) runs on fusedrnn's own kernel
+    whatever this says."""
     if _library is None:
         return ""
     try:
