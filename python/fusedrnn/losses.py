@@ -186,13 +186,13 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, *, from_logits: bo
         p, inside = _clip_probabilities(y_pred)
         z = np.log(p)
     shifted = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    total = e.sum(axis=-1, keepdims=True)
     picked = np.take_along_axis(shifted, labels[..., None], axis=-1)[..., 0]
+    e = np.exp(shifted, out=shifted)  # in place: a (B, T, V) array of logits is large
+    total = e.sum(axis=-1, keepdims=True)
     per_sample = np.log(total[..., 0]) - picked
     w, divisor = _weights(sample_weight, mask, per_sample.shape, y_pred.dtype)
     loss, d_per_sample = _reduce(per_sample, w, divisor)
-    d_z = e / total
+    d_z = np.divide(e, total, out=e)
     np.put_along_axis(d_z, labels[..., None], np.take_along_axis(d_z, labels[..., None], axis=-1) - 1, axis=-1)
     d_z *= d_per_sample[..., None]
     if from_logits:
