@@ -143,9 +143,9 @@ py::tuple backward_impl(const std::string& kind, const py::array& query, const p
 struct PackedDenseKernel {
   int in = 0, units = 0;
   bool float64 = false;
-  std::vector<float> f32;
-  std::vector<double> f64;
-  std::vector<cpu::Bf16> bf16;
+  cpu::AlignedVector<float> f32;
+  cpu::AlignedVector<double> f64;
+  cpu::AlignedVector<cpu::Bf16> bf16;
 
   size_t nbytes() const {
     return f32.size() * sizeof(float) + f64.size() * sizeof(double) + bf16.size() * sizeof(cpu::Bf16);

@@ -115,9 +115,9 @@ struct PackedWeights {
   bool float64 = false;
   bool one_hot = false;
   int input_size = 0, units = 0;
-  std::vector<std::vector<float>> f32;
-  std::vector<std::vector<double>> f64;
-  std::vector<std::vector<cpu::Bf16>> bf16;  // float32 weights kept in bfloat16 (instead of f32)
+  std::vector<cpu::AlignedVector<float>> f32;
+  std::vector<cpu::AlignedVector<double>> f64;
+  std::vector<cpu::AlignedVector<cpu::Bf16>> bf16;  // float32 weights kept in bfloat16 (instead of f32)
 
   size_t nbytes() const {
     size_t n = 0;
@@ -150,7 +150,7 @@ struct PackedWeights {
   }
 
   template <typename T>
-  const std::vector<std::vector<T>>& storage() const {
+  const std::vector<cpu::AlignedVector<T>>& storage() const {
     if constexpr (std::is_same<T, double>::value) return f64;
     else return f32;
   }

@@ -18,8 +18,8 @@ PanelMatrix<T> dense_matrix(int in, int units, const T* kernel, T* storage) {
 }  // namespace
 
 template <typename T>
-std::vector<T> pack_dense(int in, int units, const T* kernel) {
-  std::vector<T> values(static_cast<size_t>(PanelMatrix<T>::values(units_plan(0, 0), in, units)));
+AlignedVector<T> pack_dense(int in, int units, const T* kernel) {
+  AlignedVector<T> values(static_cast<size_t>(PanelMatrix<T>::values(units_plan(0, 0), in, units)));
   const PanelMatrix<T> w = dense_matrix(in, units, kernel, values.data());
 #pragma omp parallel num_threads(region_threads())
   {
@@ -29,7 +29,7 @@ std::vector<T> pack_dense(int in, int units, const T* kernel) {
   return values;
 }
 
-std::vector<Bf16> pack_dense_bf16(int in, int units, const float* kernel) {
+AlignedVector<Bf16> pack_dense_bf16(int in, int units, const float* kernel) {
   return bf16_panels(units_plan(0, 0).panels, pack_dense(in, units, kernel), "kernel");
 }
 
@@ -53,8 +53,8 @@ void packed_dense_forward(int n, int in, int units, const T* x, const T* packed,
   }
 }
 
-template std::vector<float> pack_dense<float>(int, int, const float*);
-template std::vector<double> pack_dense<double>(int, int, const double*);
+template AlignedVector<float> pack_dense<float>(int, int, const float*);
+template AlignedVector<double> pack_dense<double>(int, int, const double*);
 template void packed_dense_forward<float>(int, int, int, const float*, const float*, const Bf16*, const float*,
                                           float*);
 template void packed_dense_forward<double>(int, int, int, const double*, const double*, const Bf16*,

@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "cpu/aligned_vector.h"
 #include "cpu/bfloat16.h"
 
 namespace fusedrnn {
@@ -16,10 +17,10 @@ constexpr int kPackedDenseRows = 16;
 
 // kernel (in, units), row-major, packed (PanelMatrix values of units_plan).
 template <typename T>
-std::vector<T> pack_dense(int in, int units, const T* kernel);
+AlignedVector<T> pack_dense(int in, int units, const T* kernel);
 // The same rounded to bfloat16 (paired panels, bf16_panels); std::domain_error when a weight is
 // beyond bfloat16's range.
-std::vector<Bf16> pack_dense_bf16(int in, int units, const float* kernel);
+AlignedVector<Bf16> pack_dense_bf16(int in, int units, const float* kernel);
 
 // y (n, units) = x (n, in) kernel + bias (null: none), the kernel given packed, in T (`packed`)
 // or bfloat16 (`packed_bf16`, float only; the other pointer null).

@@ -282,10 +282,10 @@ void tile_of_kind(PanelKind kind, int rows, const Operands<T>& a, const W* w, in
 
 }  // namespace
 
-std::vector<Bf16> bf16_panels(int panels, const std::vector<float>& packed, const char* weights) {
+AlignedVector<Bf16> bf16_panels(int panels, const AlignedVector<float>& packed, const char* weights) {
   constexpr int L = kLanes<float>;
   const long row = static_cast<long>(panels) * L, values = static_cast<long>(packed.size());
-  std::vector<Bf16> out(packed.size());
+  AlignedVector<Bf16> out(packed.size());
   for (long base = 0; base < values; base += row) {
     for (int p = 0; p + 1 < panels; p += 2)
       for (int l = 0; l < L; ++l) {

@@ -35,6 +35,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu/aligned_vector.h"
 #include "cpu/bfloat16.h"
 #include "cpu/blas.h"
 
@@ -283,7 +284,7 @@ class PanelMatrix {
 // pair is lane l of panel 2q, value 2l + 1 lane l of panel 2q + 1), a last odd panel as it is.
 // Rounded to nearest even; std::domain_error naming `weights` when a value rounds to infinity
 // (beyond bfloat16's range).
-std::vector<Bf16> bf16_panels(int panels, const std::vector<float>& packed, const char* weights);
+AlignedVector<Bf16> bf16_panels(int panels, const AlignedVector<float>& packed, const char* weights);
 
 // The tile kernel, implemented in panel_gemm.cpp for float and double: tile[R][slots * L]
 // (+)= sum over k in [k0, k1) of A[r][k] * W[k][panel] (A: the operands' rows [0, R)), panels

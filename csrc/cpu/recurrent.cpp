@@ -32,13 +32,13 @@ namespace {
 // The cell's forward weights packed as run_forward lays them out, one array per plan, in T or,
 // with Out = Bf16, rounded to bfloat16 (bf16_panels).
 template <typename Out, typename Cell, typename T>
-std::vector<std::vector<Out>> pack_cell(const Cell& cell, const SequenceInputs<T>& in, bool one_hot) {
+std::vector<AlignedVector<Out>> pack_cell(const Cell& cell, const SequenceInputs<T>& in, bool one_hot) {
   const int H = in.units, kx = one_hot ? 0 : in.input_size;
   const std::vector<PanelPlan> plans = cell.forward_plans();
-  std::vector<std::vector<Out>> packed;
+  std::vector<AlignedVector<Out>> packed;
   for (size_t i = 0; i < plans.size(); ++i) {
     const int k = i == 0 ? kx + H : H;
-    std::vector<T> values(static_cast<size_t>(PanelMatrix<T>::values(plans[i], k, H)));
+    AlignedVector<T> values(static_cast<size_t>(PanelMatrix<T>::values(plans[i], k, H)));
     const PanelMatrix<T> w(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), values.data());
 #pragma omp parallel num_threads(region_threads())
     {
@@ -55,8 +55,8 @@ std::vector<std::vector<Out>> pack_cell(const Cell& cell, const SequenceInputs<T
 }
 
 template <typename Out, typename T>
-std::vector<std::vector<Out>> pack_as(const CellConfig& cfg, const T* kernel, const T* recurrent, int input_size,
-                                      int units, bool one_hot) {
+std::vector<AlignedVector<Out>> pack_as(const CellConfig& cfg, const T* kernel, const T* recurrent, int input_size,
+                                        int units, bool one_hot) {
   SequenceInputs<T> in;
   in.input_size = input_size;
   in.units = units;
@@ -73,12 +73,12 @@ std::vector<std::vector<Out>> pack_as(const CellConfig& cfg, const T* kernel, co
 }  // namespace
 
 template <typename T>
-std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
+std::vector<AlignedVector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
                                                  int input_size, int units, bool one_hot) {
   return pack_as<T>(cfg, kernel, recurrent, input_size, units, one_hot);
 }
 
-std::vector<std::vector<Bf16>> pack_forward_weights_bf16(const CellConfig& cfg, const float* kernel,
+std::vector<AlignedVector<Bf16>> pack_forward_weights_bf16(const CellConfig& cfg, const float* kernel,
                                                          const float* recurrent, int input_size, int units,
                                                          bool one_hot) {
   return pack_as<Bf16>(cfg, kernel, recurrent, input_size, units, one_hot);
@@ -110,9 +110,9 @@ template void recurrent_forward<float>(const CellConfig&, const SequenceInputs<f
                                        const SavedSequence<float>&, const ForwardOutputs<float>&);
 template void recurrent_forward<double>(const CellConfig&, const SequenceInputs<double>&,
                                         const SavedSequence<double>&, const ForwardOutputs<double>&);
-template std::vector<std::vector<float>> pack_forward_weights<float>(const CellConfig&, const float*, const float*,
+template std::vector<AlignedVector<float>> pack_forward_weights<float>(const CellConfig&, const float*, const float*,
                                                                      int, int, bool);
-template std::vector<std::vector<double>> pack_forward_weights<double>(const CellConfig&, const double*,
+template std::vector<AlignedVector<double>> pack_forward_weights<double>(const CellConfig&, const double*,
                                                                        const double*, int, int, bool);
 template void recurrent_backward<float>(const CellConfig&, const SequenceInputs<float>&,
                                         const SavedSequence<float>&, const IncomingGrads<float>&,

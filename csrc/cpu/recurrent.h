@@ -3,6 +3,7 @@
 
 #include <vector>
 
+#include "cpu/aligned_vector.h"
 #include "cpu/sequence.h"
 #include "fusedrnn/cell_math.h"
 
@@ -90,12 +91,12 @@ void set_project_inputs_batch(int n);
 // again): one array per forward plan of the cell, over [kernel; recurrent kernel] (kernel
 // (I, G*H), recurrent (H, G*H)), or over the recurrent kernel alone for one-hot input.
 template <typename T>
-std::vector<std::vector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
+std::vector<AlignedVector<T>> pack_forward_weights(const CellConfig& cfg, const T* kernel, const T* recurrent,
                                                  int input_size, int units, bool one_hot);
 // The same float weights rounded to bfloat16 (ties to even), for SequenceInputs::packed_bf16:
 // inference only (a forward pass without a cache, or a step). std::domain_error when a weight
 // is too large for bfloat16's range (it would round to infinity).
-std::vector<std::vector<Bf16>> pack_forward_weights_bf16(const CellConfig& cfg, const float* kernel,
+std::vector<AlignedVector<Bf16>> pack_forward_weights_bf16(const CellConfig& cfg, const float* kernel,
                                                          const float* recurrent, int input_size, int units,
                                                          bool one_hot);
 
