@@ -279,16 +279,22 @@ def test_bad_input_raises_naming_input_or_hx():
 
 
 def test_inference_reuses_the_mapped_weights_until_the_parameters_change(seed):
-    """Under no_grad the Keras-layout weights are kept between calls; an in-place update of a
-    Parameter (an optimizer step, load_state_dict) is seen by the next call."""
+    """Under no_grad the Keras-layout weights are kept between calls, packed once for the kernels;
+    an in-place update of a Parameter (an optimizer step, load_state_dict) is seen by the next call."""
     ref, fused = _pair("gru", seed, bidirectional=True)
     x = torch.randn(4, 2, I, generator=torch.Generator().manual_seed(seed))
+
+    def packs():
+        return [mapped.packed.packs for _, mapped in fused.__dict__["_keras_weights"]._kept.values()]
+
     with torch.no_grad():
         torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
         torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
+        assert packs() == [1, 1], f"seed {seed}: each direction packed once for two calls, got {packs()}"
         for p in list(fused.parameters()) + list(ref.parameters()):
             p.mul_(0.5)
         torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)
+        assert packs() == [1, 1], f"seed {seed}: the changed weights packed anew, once, got {packs()}"
         fused.load_state_dict(_pair("gru", seed + 7, bidirectional=True)[0].state_dict())
         ref.load_state_dict(fused.state_dict())
         torch.testing.assert_close(fused(x)[0], ref(x)[0], **F32)

@@ -34,11 +34,11 @@ def require_float(name: str, t: torch.Tensor) -> None:
         raise TypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
 
 
-def all_on_cpu(tensors: Sequence[Optional[torch.Tensor]]) -> bool:
-    """Whether every tensor (None skipped) is a CPU tensor: the cheap test that spares the common
-    case the naming and checks of :func:`check_device`."""
+def all_on_cpu(tensors: Sequence[Any]) -> bool:
+    """Whether every tensor (None skipped) is a CPU tensor or a NumPy array: the cheap test that
+    spares the common case the naming and checks of :func:`check_device`."""
     for t in tensors:
-        if t is not None and not t.is_cpu:
+        if t is not None and not isinstance(t, np.ndarray) and not t.is_cpu:
             return False
     return True
 
@@ -67,10 +67,11 @@ def check_device(named: Sequence[Tuple[str, Optional[torch.Tensor]]]) -> bool:
     raise ValueError(f"{first_name}: expected a CPU or CUDA tensor, got one on {device}")
 
 
-def to_host(name: str, t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-    """A NumPy array over the memory of a CPU tensor (one copy if it is not contiguous)."""
-    if t is None:
-        return None
+def to_host(name: str, t: Any) -> Optional[np.ndarray]:
+    """A NumPy array over the memory of a CPU tensor (one copy if it is not contiguous); a NumPy
+    array (weights the modules keep as host views) as it is."""
+    if t is None or isinstance(t, np.ndarray):
+        return t
     if t.dtype not in _NUMPY_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 tensor, got {t.dtype}")
     if t.requires_grad:

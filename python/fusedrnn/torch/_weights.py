@@ -24,11 +24,14 @@ small transpose, slice and cat nodes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from fusedrnn.ops import PackedWeights
 from fusedrnn.ops._recurrent_cache import GATES
 
 
@@ -75,25 +78,39 @@ def torch_gradients(cell: str, d_kernel_t: Tensor, d_recurrent_kernel_t: Tensor,
     return d_kernel_t, d_recurrent_kernel_t, d_bias, d_bias.clone()  # two Parameters: two gradient tensors
 
 
+@dataclass
+class MappedWeights:
+    """One layer and direction's weights in Keras's layout: ``tensors`` (kernel, recurrent_kernel,
+    bias, contiguous CPU tensors, not recorded by autograd), ``arrays`` NumPy views of them, and
+    ``packed``, the ops.PackedWeights that inference calls pass with ``arrays`` (packed on the
+    first such call, then kept: the arrays stay the same objects while the mapping is kept)."""
+
+    tensors: Tuple[Tensor, Tensor, Tensor]
+    arrays: Tuple[np.ndarray, np.ndarray, np.ndarray]
+    packed: PackedWeights
+
+
 class WeightCache:
     """The Keras-layout weights of one layer and direction, kept from one forward to the next while
     the Parameters are the same objects over the same memory at the same version (any in-place
     change, an optimizer step, ``load_state_dict``, ``.to()``, assigning ``.data``, makes it stale)."""
 
     def __init__(self) -> None:
-        self._kept: Dict[Any, Tuple[List[Any], Tuple[Tensor, Tensor, Tensor]]] = {}
+        self._kept: Dict[Any, Tuple[List[Any], MappedWeights]] = {}
 
-    def get(self, slot: Any, cell: str, params: List[Optional[Tensor]], hidden_size: int
-            ) -> Tuple[Tensor, Tensor, Tensor]:
+    def get(self, slot: Any, cell: str, params: List[Optional[Tensor]], hidden_size: int, activation: str = "tanh"
+            ) -> MappedWeights:
         """The mapped weights of ``params`` (weight_ih, weight_hh, bias_ih or None, bias_hh or None)
-        kept under ``slot``; not recorded by autograd (see :func:`torch_gradients`)."""
+        kept under ``slot`` (CPU Parameters; ``activation`` the SimpleRNN's, for the packed copy)."""
         weight_ih, weight_hh, bias_ih, bias_hh = params
         inference = torch.is_inference_mode_enabled()
         key = [inference] + [(p, p.data_ptr(), p._version) for p in params if p is not None]
         hit = self._kept.get(slot)
         if hit is None or not _same(hit[0], key):
             with torch.no_grad():
-                mapped = keras_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, hidden_size)
+                tensors = keras_weights(cell, weight_ih, weight_hh, bias_ih, bias_hh, hidden_size)
+            mapped = MappedWeights(tensors, tuple(t.numpy() for t in tensors),  # type: ignore[arg-type]
+                                   PackedWeights(cell, reset_after=True, activation=activation))
             hit = self._kept[slot] = (key, mapped)
         return hit[1]
 

@@ -158,7 +158,7 @@ class _FusedRecurrent(torch.nn.RNNBase):
             cache = self.__dict__.get("_keras_weights")
             if cache is None:
                 cache = self.__dict__["_keras_weights"] = WeightCache()
-            weights = cache.get((layer, int(reverse)), self._cell, params, self.hidden_size)
+            weights = cache.get((layer, int(reverse)), self._cell, params, self.hidden_size, activation)
             to_params = functools.partial(torch_gradients, self._cell, hidden_size=self.hidden_size)
             results = recurrent_ops.eager_layer(self._cell, x, h0, c0, weights, tuple(p for p in params if p is not None),
                                                 to_params, mask=mask, go_backwards=reverse, activation=activation)

@@ -30,10 +30,11 @@ import torch
 from torch import Tensor
 
 from fusedrnn import ops as np_ops
-from fusedrnn.ops import RecurrentCache
+from fusedrnn.ops import PackedWeights, RecurrentCache
 from fusedrnn.ops._recurrent_cache import GATES
 from fusedrnn.torch import _arrays as arr
 from fusedrnn.torch._eager import eager as _eager
+from fusedrnn.torch._weights import MappedWeights
 
 __all__ = ["gru", "gru_backward", "gru_forward", "lstm", "lstm_backward", "lstm_forward", "rnn", "rnn_backward",
            "rnn_forward"]
@@ -64,12 +65,16 @@ def _tensors(results: Tuple[Any, ...]) -> Tuple[Optional[Tensor], ...]:
 def _run_forward(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], kernel: Tensor,
                  recurrent_kernel: Tensor, bias: Tensor, mask: Optional[Tensor], go_backwards: bool,
                  activation: str, reset_after: bool, dropout_mask: Optional[Tensor],
-                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool
+                 recurrent_dropout_mask: Optional[Tensor], keep_cache: bool, packed: Optional[PackedWeights] = None
                  ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[RecurrentCache]]:
-    """(outputs, h_last, c_last or None, the kernels' cache for :func:`_run_backward` or None)."""
+    """(outputs, h_last, c_last or None, the kernels' cache for :func:`_run_backward` or None).
+    ``packed``: the weights' packed copy, when kernel and recurrent_kernel are the NumPy arrays it
+    was packed from (fusedrnn.torch's modules in inference)."""
     cuda, a = _arrays(_NAMES, (x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask))
     options: Dict[str, Any] = dict(mask=a[6], go_backwards=go_backwards, dropout_mask=a[7],
                                    recurrent_dropout_mask=a[8], keep_cache=keep_cache)
+    if packed is not None:
+        options["packed"] = packed
     c_last = None
     if cell == "lstm":
         outputs, h_last, c_last, cache = np_ops.lstm_forward(a[0], a[1], a[2], a[3], a[4], a[5], **options)
@@ -411,18 +416,22 @@ def _recurrent(cell: str, operator: Any, x: Tensor, h0: Optional[Tensor], c0: Op
     return tuple(results[:n_out])
 
 
-def eager_layer(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor],
-                weights: Tuple[Tensor, Tensor, Tensor], params: Tuple[Tensor, ...], to_params: Any, *,
-                mask: Optional[Tensor], go_backwards: bool, activation: str) -> Tuple[Tensor, ...]:
+def eager_layer(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor], weights: MappedWeights,
+                params: Tuple[Tensor, ...], to_params: Any, *, mask: Optional[Tensor], go_backwards: bool,
+                activation: str) -> Tuple[Tensor, ...]:
     """One layer and direction of fusedrnn.torch's modules in eager mode (the caller checked
     :func:`fusedrnn.torch._eager.eager` on every tensor): ``weights`` the Parameters ``params``
     in Keras's layout (kept by the module, not recorded by autograd), ``to_params`` the map of
-    their gradients to those of ``params``. One autograd node from the Parameters to the results.
-    The module has checked the input and states (torch.nn's checks) and made the weights."""
-    tensors = (x, h0, c0) + tuple(weights) + (mask, None, None)
+    their gradients to those of ``params``. With gradients: one autograd node from the Parameters
+    to the results. Without (inference): the kernels run on the weights' packed copy, packed once
+    per change of the Parameters. The module has checked the input and states (torch.nn's
+    checks) and made the weights."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, c0) + tuple(params)):
+        tensors = (x, h0, c0) + tuple(weights.tensors) + (mask, None, None)
         return _Recurrent.apply(cell, go_backwards, activation, True, to_params, *tensors, *params)
-    return _run_forward(cell, *tensors[:7], go_backwards, activation, True, None, None, False)[:3 if cell == "lstm" else 2]
+    results = _run_forward(cell, x, h0, c0, *weights.arrays, mask, go_backwards, activation, True, None, None, False,
+                           packed=weights.packed)
+    return results[:3 if cell == "lstm" else 2]
 
 
 # -- differentiable entry points ------------------------------------------------------------------
