@@ -284,15 +284,14 @@ void backward_columns(const BackwardState<T>& st, int tid, int b, int part, int 
 
 template <typename T>
 void attention_forward(const AttentionProblem<T>& p, const AttentionOutputs<T>& out) {
-#pragma omp parallel num_threads(region_threads())
-  {
+  parallel_region(region_threads(), [&] {
     const Units u = make_units(p.batch, p.tq, omp_get_num_threads(), 1);
 #pragma omp for schedule(static)
     for (int k = 0; k < u.count; ++k) {
       const Range r = split_range(p.tq, k % u.per_batch, u.per_batch, 1);
       forward_rows(p, out, k / u.per_batch, r.begin, r.end);
     }
-  }
+  });
 }
 
 template <typename T>
@@ -308,8 +307,7 @@ void attention_backward(const AttentionProblem<T>& p, const T* weights, const T*
   std::fill(partial, partial + static_cast<long>(max_threads) * partial_width, T(0));
   const BackwardState<T> st{p, weights, scores, d_context, d_weights, grads, ds, wmask, partial};
 
-#pragma omp parallel num_threads(max_threads)
-  {
+  parallel_region(max_threads, [&] {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const Units ur = make_units(p.batch, p.tq, nt, 1);
 #pragma omp for schedule(static)
@@ -321,7 +319,7 @@ void attention_backward(const AttentionProblem<T>& p, const T* weights, const T*
     const Units uc = make_units(p.batch, std::max(p.dim, p.value_dim), nt, 16);
 #pragma omp for schedule(static)
     for (int k = 0; k < uc.count; ++k) backward_columns(st, tid, k / uc.per_batch, k % uc.per_batch, uc.per_batch);
-  }
+  });
   if (grads.d_scale) {
     for (int d = 0; d < partial_width; ++d) {
       T acc = T(0);
@@ -333,8 +331,7 @@ void attention_backward(const AttentionProblem<T>& p, const T* weights, const T*
 
 template <typename T>
 void dense_forward(int n, int in, int units, const T* x, const T* kernel, const T* bias, T* y) {
-#pragma omp parallel num_threads(region_threads())
-  {
+  parallel_region(region_threads(), [&] {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     if (bias) {
       const Range r = split_range(n, tid, nt, 1);
@@ -342,14 +339,13 @@ void dense_forward(int n, int in, int units, const T* x, const T* kernel, const 
 #pragma omp barrier
     }
     gemm_share(tid, nt, false, false, n, units, in, T(1), x, in, kernel, units, bias ? T(1) : T(0), y, units);
-  }
+  });
 }
 
 template <typename T>
 void dense_backward(int n, int in, int units, const T* x, const T* kernel, const T* dy, T* dx, T* d_kernel,
                     T* d_bias) {
-#pragma omp parallel num_threads(region_threads())
-  {
+  parallel_region(region_threads(), [&] {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     if (dx) gemm_share(tid, nt, false, true, n, in, units, T(1), dy, units, kernel, units, T(0), dx, in);
     if (d_kernel) gemm_share(tid, nt, true, false, in, units, n, T(1), x, in, dy, units, T(0), d_kernel, units);
@@ -360,7 +356,7 @@ void dense_backward(int n, int in, int units, const T* x, const T* kernel, const
         for (int i = 0; i < n; ++i) rows::add(r.size(), dy + static_cast<long>(i) * units + r.begin, d_bias + r.begin);
       }
     }
-  }
+  });
 }
 
 template void attention_forward<float>(const AttentionProblem<float>&, const AttentionOutputs<float>&);

@@ -21,11 +21,10 @@ template <typename T>
 AlignedVector<T> pack_dense(int in, int units, const T* kernel) {
   AlignedVector<T> values(static_cast<size_t>(PanelMatrix<T>::values(units_plan(0, 0), in, units)));
   const PanelMatrix<T> w = dense_matrix(in, units, kernel, values.data());
-#pragma omp parallel num_threads(region_threads())
-  {
+  parallel_region(region_threads(), [&] {
     const Range groups = split_range(w.groups(), omp_get_thread_num(), omp_get_num_threads(), 1);
     w.fill(groups.begin, groups.end);
-  }
+  });
   return values;
 }
 
@@ -41,8 +40,7 @@ void packed_dense_forward(int n, int in, int units, const T* x, const T* packed,
     if (packed_bf16 != nullptr) w = PanelMatrix<T>::packed_bf16(units_plan(0, 0), in, in, units, packed_bf16);
   // The threads split the units (whole groups), each streaming its part of the kernel once for
   // all the rows.
-#pragma omp parallel num_threads(region_threads())
-  {
+  parallel_region(region_threads(), [&] {
     const Range mine = split_range(units, omp_get_thread_num(), omp_get_num_threads(), w.group_units());
     if (mine.begin < mine.end)
       w.multiply(n, &x, in, false, 0, in, mine.begin, mine.end, [&](int r, int u0, int u1, const T* tile) {
@@ -50,7 +48,7 @@ void packed_dense_forward(int n, int in, int units, const T* x, const T* packed,
         // Slot p, lane l of the group's tile is unit u0 + p * L + l (units_plan): tile[j - u0].
         for (int j = u0; j < u1; ++j) row[j] = tile[j - u0] + (bias != nullptr ? bias[j] : T(0));
       });
-  }
+  });
 }
 
 template AlignedVector<float> pack_dense<float>(int, int, const float*);

@@ -22,6 +22,21 @@ void set_num_threads(int n);
 // it finds): the kernels call BLAS from each of their own threads.
 int region_threads();
 
+// Runs body() on `threads` OpenMP threads (each reads its number with omp_get_thread_num()). On
+// one thread it runs in the calling thread, outside any parallel region, where the body's
+// `#pragma omp barrier`s do nothing: libgomp's one-thread region still wakes its barrier with a
+// futex system call, twice per region or more, about a microsecond each, which a single step of
+// a small cell (about 10 us) notices.
+template <typename Body>
+void parallel_region(int threads, Body&& body) {
+  if (threads <= 1) {
+    body();
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  body();
+}
+
 // A forward pass that would split the units of its steps between threads (with a barrier per
 // step) runs on one thread instead when a step multiplies fewer than this many values
 // (batch x K x gates*units): the barrier and the waking of the other threads would cost more

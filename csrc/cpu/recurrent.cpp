@@ -40,11 +40,10 @@ std::vector<AlignedVector<Out>> pack_cell(const Cell& cell, const SequenceInputs
     const int k = i == 0 ? kx + H : H;
     AlignedVector<T> values(static_cast<size_t>(PanelMatrix<T>::values(plans[i], k, H)));
     const PanelMatrix<T> w(plans[i], k, i == 0 ? kx : 0, H, forward_source(in), values.data());
-#pragma omp parallel num_threads(region_threads())
-    {
+    parallel_region(region_threads(), [&] {
       const Range groups = split_range(w.groups(), omp_get_thread_num(), omp_get_num_threads(), 1);
       w.fill(groups.begin, groups.end);
-    }
+    });
     if constexpr (std::is_same<Out, T>::value) {
       packed.push_back(std::move(values));
     } else {

@@ -269,8 +269,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
   // Then a thread with no rows of its own left takes half of the rows of one still in its loop.
   RowHandover handover(threads);
 
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
     const Range own = share.units;
@@ -378,7 +377,7 @@ void run_forward(const Cell& cell, const SequenceInputs<T>& in, const SavedSeque
     }
     // The saved gates and outputs are read by other threads later.
     if (gate_sink == GateSink::kStream || stream_outputs) stream_fence();
-  }
+  });
 }
 
 // The weight gradients' work memory (GradientScratch) for one parallel region of `threads`
@@ -463,8 +462,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const int dx_blocks = threads == 1 ? 1 : static_cast<int>(std::clamp<long>(rows_bt / 256, threads, 8L * threads));
   std::atomic<int> dx_claimed{0}, loops_left{threads};
 
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     if (tid == 0 && nt < threads) loops_left.fetch_sub(threads - nt);  // a region given fewer threads
     const StepShare share = step_share(B, H, weight_bytes, tid, nt);
@@ -531,7 +529,7 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
       input_gradient_blocks();
     }
     if (!deferred && in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel, grads.gate_major);
-  }
+  });
 }
 
 // recurrent_weight_grads (recurrent.h): every thread takes all rows and a share of the columns.
@@ -547,14 +545,13 @@ void run_weight_grads(const Cell& cell, const SequenceInputs<T>& in, const Saved
   T* dgx = const_cast<T*>(dgates);  // only read: BackwardStep's pointers serve the backward pass too
   T* dgrec = cell.separate_recurrent_grads() ? const_cast<T*>(drecurrent_gates) : dgx;
   const WeightGrads<T> outputs = weight_grads_of(grads);
-#pragma omp parallel num_threads(threads)
-  {
+  parallel_region(threads, [&] {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
     const BackwardStep<T> st{in, saved, no_incoming, grads, dgx, dgrec, nullptr, nullptr, nullptr,
                              pool.of_thread(tid, tid * rows), no_steps, nullptr};
     cell.parameter_grads(st, Range{0, static_cast<int>(rows)}, split_range(in.width(), tid, nt), outputs);
     if (in.ids != nullptr) one_hot_kernel_grads_share(tid, nt, in, dgx, grads.dkernel, grads.gate_major);
-  }
+  });
 }
 
 }  // namespace cpu
