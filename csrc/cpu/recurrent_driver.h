@@ -17,7 +17,9 @@
 // weight and input gradients of all steps are a few large products on the panel kernel
 // (sequence.h): each thread computes its share of the weight gradients, then the threads claim
 // blocks of rows of dx (against the packed transposed kernel) one at a time, so that a thread
-// the machine holds up (a busy virtual CPU) takes fewer of them.
+// the machine holds up (a busy virtual CPU) takes fewer of them. A deferred backward pass
+// (SequenceGrads::dgates) writes the gate gradients out instead of its weight gradients, which
+// run_weight_grads computes later for the stacked rows of many calls.
 //
 // A Cell policy provides:
 //   forward_step(ForwardStep&)            GEMMs + gate math of one step for the thread's share
