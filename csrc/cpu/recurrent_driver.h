@@ -14,8 +14,8 @@
 // Backward: per step (last to first) each thread back-propagates the next step's recurrent
 // gradients into its share of dh (a GEMM against its rows of the recurrent kernel) and runs the
 // cell's fused gate backward (plus a barrier per step when the units are split); afterwards the
-// weight and input gradients of all steps are a few large products on the panel kernel
-// (sequence.h): each thread computes its share of the weight gradients, then the threads claim
+// weight and input gradients of all steps are a few large products on the panel kernel (the
+// weight gradients of many rows on BLAS in AVX2 builds, sequence.h): each thread computes its share of the weight gradients, then the threads claim
 // blocks of rows of dx (against the packed transposed kernel) one at a time, so that a thread
 // the machine holds up (a busy virtual CPU) takes fewer of them. A deferred backward pass
 // (SequenceGrads::dgates) writes the gate gradients out instead of its weight gradients, which
