@@ -458,7 +458,9 @@ void run_backward(const Cell& cell, const SequenceInputs<T>& in, const SavedSequ
   const long partial_stride = dense_kernel + static_cast<long>(H) * GH + 2L * GH;
   T* partials = !deferred && by_batch && threads > 1 ? ws.take<T>(static_cast<size_t>(threads - 1) * partial_stride)
                                                      : nullptr;
-  const GradientScratchPool<T> pool(ws, in, rows_bt, deferred ? 0 : (by_batch ? 1 : threads) * rows_bt, threads);
+  // (None for a deferred pass: its threads compute no weight gradient.)
+  const GradientScratchPool<T> pool(ws, in, rows_bt, deferred ? 0 : (by_batch ? 1 : threads) * rows_bt,
+                                    deferred ? 0 : threads);
   // dx in blocks of about 256 rows (a few per thread), claimed in order; a block may hold rows
   // of another thread's sequences, so claims start once every thread has left the time loop.
   const int dx_blocks = threads == 1 ? 1 : static_cast<int>(std::clamp<long>(rows_bt / 256, threads, 8L * threads));
