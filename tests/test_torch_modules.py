@@ -301,6 +301,25 @@ def test_inference_reuses_the_mapped_weights_until_the_parameters_change(seed):
     _compare(ref, fused, x.requires_grad_(), None, seed)  # and autograd still reaches the Parameters
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_inference_mode_runs_the_packed_weights_and_matches_torch_nn(cell, dtype, seed):
+    """Under torch.inference_mode (inference tensors) the packed path gives torch.nn's outputs and
+    final states, call after call, for every cell, two layers, both directions."""
+    ref, fused = _pair(cell, seed, num_layers=2, bidirectional=True, batch_first=True)
+    ref.to(dtype), fused.to(dtype)
+    x = torch.randn(3, 5, I, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    tol = F32 if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    with torch.inference_mode():
+        want = ref(x)
+        for _ in range(2):
+            got = fused(x)
+            torch.testing.assert_close(got[0], want[0], **tol, msg=f"seed {seed}")
+            states = (got[1], want[1]) if cell == "lstm" else ((got[1],), (want[1],))
+            for a, b in zip(*states):
+                torch.testing.assert_close(a, b, **tol, msg=f"seed {seed}")
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_training_reuses_mapped_weights_within_a_step_and_sees_every_update(cell, seed):
     """With autograd the Keras-layout weights are kept too: two forwards in one step accumulate the
