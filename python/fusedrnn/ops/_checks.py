@@ -17,6 +17,14 @@ def describe(a: Any) -> str:
     return f"{type(a).__name__}"
 
 
+def instance_of(name: str, a: Any, cls: type) -> Any:
+    """`a` itself; TypeError naming `name` unless it is a fusedrnn.ops.<cls> (the handles the ops take:
+    PackedWeights, PackedDense, CheckedWeights)."""
+    if not isinstance(a, cls):
+        raise TypeError(f"{name}: expected a fusedrnn.ops.{cls.__name__}, got {describe(a)}")
+    return a
+
+
 def as_array(name: str, a: Any) -> np.ndarray:
     """The argument as a NumPy array, or TypeError naming it (CUDA arrays are rejected here)."""
     if isinstance(a, np.ndarray):

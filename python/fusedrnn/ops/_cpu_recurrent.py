@@ -60,9 +60,10 @@ def forward(cell: str, x: Any, h0: Any, c0: Any, kernel: Any, recurrent_kernel: 
                                        "(units, gates*units)", finite=every_call)
     bias = chk.float_input("bias", bias, dtype, *bias_spec(cell, reset_after, H), finite=checked is None)
     if checked is not None:
-        for name, weights in (("bias", bias),) + ((("kernel", kernel), ("recurrent_kernel", recurrent_kernel))
-                                                  if packed is None else ()):
-            checked.check(name, weights)
+        checked.check("bias", bias)
+        if packed is None:
+            checked.check("kernel", kernel)
+            checked.check("recurrent_kernel", recurrent_kernel)
     h0 = np.zeros((B, H), dtype) if h0 is None else chk.float_input("h0", h0, dtype, (B, H), "(batch, units)")
     if cell == "lstm":
         c0 = np.zeros((B, H), dtype) if c0 is None else chk.float_input("c0", c0, dtype, (B, H), "(batch, units)")

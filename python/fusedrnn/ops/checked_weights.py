@@ -65,6 +65,4 @@ class CheckedWeights:
 
 
 def check_checked(checked: Any) -> CheckedWeights:
-    if not isinstance(checked, CheckedWeights):
-        raise TypeError(f"checked: expected a fusedrnn.ops.CheckedWeights, got {chk.describe(checked)}")
-    return checked
+    return chk.instance_of("checked", checked, CheckedWeights)

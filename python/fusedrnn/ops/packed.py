@@ -129,9 +129,7 @@ class PackedWeights:
 
 
 def check_packed(packed: Any) -> PackedWeights:
-    if not isinstance(packed, PackedWeights):
-        raise TypeError(f"packed: expected a fusedrnn.ops.PackedWeights, got {chk.describe(packed)}")
-    return packed
+    return chk.instance_of("packed", packed, PackedWeights)
 
 
 def _step(cell: str, x: Any, h: Any, c: Any, kernel: Any, recurrent_kernel: Any, bias: Any, packed: Any,

@@ -70,6 +70,4 @@ class PackedDense:
 
 
 def check_packed_dense(packed: Any) -> PackedDense:
-    if not isinstance(packed, PackedDense):
-        raise TypeError(f"packed: expected a fusedrnn.ops.PackedDense, got {chk.describe(packed)}")
-    return packed
+    return chk.instance_of("packed", packed, PackedDense)

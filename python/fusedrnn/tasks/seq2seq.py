@@ -128,7 +128,6 @@ class AttentionSeq2Seq:
             raise ValueError(f"{name}: ids must lie in [0, {vocab})")
         return ids
 
-
     def _inference_packed(self, projection: str) -> Optional[ops.PackedDense]:
         """The bfloat16 PackedDense of a per-word projection ("query", "output") when decoding in
         bfloat16 under no_grad, else None (float32 decoding multiplies with BLAS: at one row its
@@ -210,7 +209,7 @@ class AttentionSeq2Seq:
         d_keys = np.zeros_like(enc_out)
         d_enc = np.zeros_like(enc_out)
         d_target_emb = np.empty((B, Tt, E), self.dtype)
-        g_att = [np.zeros_like(w) for w in att.params]
+        d_scale = np.zeros_like(att.v)
         # The weight gradients of the per-step GRU and query projection come once, after the loop,
         # from products over the rows of every step (not a product of B rows per step, summed).
         deferred = ops.DeferredWeightGrads()
@@ -225,19 +224,16 @@ class AttentionSeq2Seq:
             d_pq, d_key, d_value, d_v = ops.additive_attention_backward(cache.attention, d_context)
             d_keys += d_key
             d_enc += d_value
-            g_att[2] += d_v
+            d_scale += d_v
             d_query, _, _ = ops.dense_backward(cache.hidden_in[:, None, :], att.W1, d_pq, weight_grad=False)
             queries[t] = cache.hidden_in
             d_queries[t] = d_pq[:, 0]
             dh = dh_prev + d_query[:, 0]
-        _, g_att[0], db1 = ops.dense_backward(queries, att.W1, d_queries, with_bias=att.use_bias, input_grad=False)
-        if att.use_bias:
-            g_att[3] = db1
+        _, dW1, db1 = ops.dense_backward(queries, att.W1, d_queries, with_bias=att.use_bias, input_grad=False)
         d_enc_from_keys, dW2, _ = ops.dense_backward(enc_out, att.W2, d_keys)
-        g_att[1] += dW2
         d_enc += d_enc_from_keys
         dec.grads = list(deferred.result())
-        att.grads = g_att
+        att.grads = [dW1, dW2, d_scale] + ([db1] if att.use_bias else [])  # the order of att.params
         self.target_embedding.backward(d_target_emb)
         d_emb = self.encoder.backward(d_enc, [dh])
         self.source_embedding.backward(d_emb)
