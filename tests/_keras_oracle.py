@@ -160,10 +160,21 @@ class Problem:
         return tuple(rng.standard_normal(s).astype(self.dtype) for s in shapes)
 
 
-def close_to_scale(ours, theirs, what, rtol):
-    """Asserts max |ours - theirs| <= rtol * max |theirs| (one scale for the whole array)."""
+def product_scale(a, b, c=None):
+    """max over the outputs of a @ b (+ c) of the summed absolute terms, |a| @ |b| (+ |c|): the
+    size that rounding errors of the product scale with, however much its terms cancel."""
+    size = np.abs(np.asarray(a, np.float64)) @ np.abs(np.asarray(b, np.float64))
+    if c is not None:
+        size = size + np.abs(np.asarray(c, np.float64))
+    return float(np.max(size, initial=0.0))
+
+
+def close_to_scale(ours, theirs, what, rtol, scale=None):
+    """Asserts max |ours - theirs| <= rtol * scale (one scale for the whole array), the scale
+    being max |theirs| unless given (see product_scale for sums whose terms may cancel)."""
     theirs = np.asarray(theirs, np.float64)
-    scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-30)
+    if scale is None:
+        scale = max(float(np.max(np.abs(theirs), initial=0.0)), 1e-30)
     err = float(np.max(np.abs(np.asarray(ours, np.float64) - theirs), initial=0.0))
     assert err <= rtol * scale, f"{what}: max error {err:.3g}, scale {scale:.3g}"
 

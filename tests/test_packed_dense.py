@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _keras_oracle import close_to_scale
+from _keras_oracle import close_to_scale, product_scale
 from fusedrnn import ops
 from fusedrnn.optimizers import SGD
 from fusedrnn.weight_versions import weights_changed
@@ -34,8 +34,10 @@ def test_matches_float64(rows, I, U, dtype, rng, one_or_two_threads):
     bias = rng.standard_normal(U).astype(dtype)
     packed = ops.PackedDense()
     expected = x.astype(np.float64) @ kernel.astype(np.float64)
-    close_to_scale(ops.dense_forward(x, kernel, bias, packed=packed), expected + bias, "with bias", TOL[dtype])
-    close_to_scale(ops.dense_forward(x, kernel, None, packed=packed), expected, "without bias", TOL[dtype])
+    close_to_scale(ops.dense_forward(x, kernel, bias, packed=packed), expected + bias, "with bias", TOL[dtype],
+                   product_scale(x, kernel, bias))
+    close_to_scale(ops.dense_forward(x, kernel, None, packed=packed), expected, "without bias", TOL[dtype],
+                   product_scale(x, kernel))
     assert packed.packs == 1
     # Leading axes as dense_forward takes them: (..., I).
     y = ops.dense_forward(x.reshape(rows, 1, I), kernel, bias, packed=packed)
