@@ -193,19 +193,25 @@ def fused_runner(case: Case, d) -> Optional[Callable[[], object]]:
 
 
 def fused_kernel_runner(case: Case, d) -> Optional[Callable[[], object]]:
-    """The compiled step alone (fusedrnn._C.recurrent_step, arguments prepared once): what
-    layer.step costs without its Python checks, to measure their overhead."""
+    """The compiled step alone (the step plan, fusedrnn._C.RecurrentStepPlan, called with arguments
+    prepared once; _C.recurrent_step in trees before it): what layer.step costs without its
+    Python, to measure that overhead."""
     from fusedrnn import _C, ops
 
     if case.kind != "step" or not hasattr(ops, "PackedWeights"):
         return None
     x, k, r, b, h0, c0 = d["x"], d["kernel"], d["recurrent"], d["bias"], d["h0"], d["c0"]
-    handle = ops.PackedWeights(case.cell).handle(k, r)
-    x_t = np.ascontiguousarray(x[:, :1])
-    h_out, c_out = np.empty_like(h0), np.empty_like(c0)
     lstm = case.cell == "lstm"
-    return lambda: _C.recurrent_step(case.cell, x_t, h0, c0 if lstm else None, k, r, b, handle, h_out,
-                                     c_out if lstm else None, "tanh", True)
+    h_out, c_out = np.empty_like(h0), (np.empty_like(c0) if lstm else None)
+    packed = ops.PackedWeights(case.cell)
+    if hasattr(packed, "step_plan"):
+        plan = packed.step_plan(k, r, b, False)
+        x_t = np.ascontiguousarray(x[:, 0])
+        return lambda: plan(x_t, h0, c0 if lstm else None, h_out, c_out)
+    handle = packed.handle(k, r)
+    x_t = np.ascontiguousarray(x[:, :1])
+    return lambda: _C.recurrent_step(case.cell, x_t, h0, c0 if lstm else None, k, r, b, handle, h_out, c_out,
+                                     "tanh", True)
 
 
 def fused_bf16_runner(case: Case, d) -> Optional[Callable[[], object]]:

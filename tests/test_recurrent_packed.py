@@ -20,7 +20,8 @@ import fusedrnn
 from _keras_oracle import VARIANTS, close_to_scale, float32_rtol, make_problem
 from fusedrnn import ops, reference
 from fusedrnn.optimizers import SGD
-from fusedrnn.weight_versions import version, weights_changed
+from fusedrnn import _C
+from fusedrnn.weight_versions import latest, version, weights_changed
 
 DTYPES = [np.float32, np.float64]
 
@@ -273,9 +274,85 @@ def test_weight_versions_grow_per_array():
     assert version(a) == 0
     weights_changed(a)
     v = version(a)
-    assert v > 0 and version(b) == 0
+    assert v > 0 and version(b) == 0 and latest() == v
     weights_changed(a, b)
     assert version(a) > v and version(b) > v
+    assert latest() == max(version(a), version(b))
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru_reset_after", "rnn_relu"])
+def test_step_plan_is_kept_until_a_weight_changes(variant, rng, seed):
+    """The compiled step (PackedWeights.step_plan) is made once and reused while no version
+    changes; any change makes a new plan (repacking only what changed); other arrays, too."""
+    problem = make_problem(rng, variant, 3, 1, 6, 16, np.float32)
+    states, weights = step_args(problem)
+    x_t = np.ascontiguousarray(problem.arrays["x"][:, 0])
+    packed = packed_for(problem)
+    first = run_step(problem.cell, x_t, states, weights, packed)
+    plan = packed.step_plan(*weights, False)
+    run_step(problem.cell, x_t, states, weights, packed)
+    assert packed.step_plan(*weights, False) is plan and packed.packs == 1, seed
+    weights_changed(np.zeros(2))  # another array: a new plan, the same packed copy
+    again = run_step(problem.cell, x_t, states, weights, packed)
+    assert packed.step_plan(*weights, False) is not plan and packed.packs == 1, seed
+    for a, b in zip(again, first):
+        np.testing.assert_array_equal(a, b, err_msg=f"seed={seed}")
+    # Another bias array: its values, without repacking.
+    bias = (weights[2] + 0.5).astype(np.float32)
+    moved = run_step(problem.cell, x_t, states, (weights[0], weights[1], bias), packed)
+    expected = problem.forward(ops, arrays=dict(problem.arrays, bias=bias), keep_cache=False)[0]
+    close_to_scale(moved[0], expected[0][:, 0], f"another bias, seed={seed}", 2e-6)
+    assert packed.packs == 1, seed
+    # NaN put into the bias in place is still refused (the bias is checked on every step).
+    bias[..., 0] = np.nan
+    with pytest.raises(ValueError, match="bias: contains NaN"):
+        run_step(problem.cell, x_t, states, (weights[0], weights[1], bias), packed)
+
+
+def test_step_plan_refuses_bad_calls_itself(rng):
+    """The compiled step's own checks (the safety net under the Python checks): an error, never
+    a crash or a wrong read, for every kind of bad argument."""
+    problem = make_problem(rng, "lstm", 2, 1, 4, 8, np.float32)
+    (h, c), (k, r, b) = step_args(problem)
+    x = np.ascontiguousarray(problem.arrays["x"][:, 0])
+    handle = packed_for(problem).handle(k, r)
+    plan = _C.RecurrentStepPlan(handle, k, r, b)
+    h_new, c_new = plan(x, h, c, None, None)
+    assert h_new.shape == (2, 8) and c_new.shape == (2, 8)
+    bad_calls = [
+        ((x.astype(np.float64), h, c, None, None), TypeError, "x: wrong dtype"),
+        ((x[:, :3].copy(), h, c, None, None), ValueError, "x: wrong shape"),
+        ((x[:, ::2], h, c, None, None), ValueError, "x: must be C-contiguous"),
+        ((x[:0], h, c, None, None), ValueError, "x: the batch must hold at least one row"),
+        (([1.0], h, c, None, None), TypeError, "x: expected a NumPy array"),
+        ((x, None, c, None, None), TypeError, "h: expected an array"),
+        ((x, h, None, None, None), TypeError, "c: required for the LSTM"),
+        ((x, h[:1].copy(), c, None, None), ValueError, "h: wrong shape"),
+        ((x, h, c, np.zeros((2, 8), np.float64), None), TypeError, "h_out: wrong dtype"),
+        ((x, h, c, None, np.zeros((3, 8), np.float32)), ValueError, "c_out: wrong shape"),
+        ((np.full_like(x, np.inf), h, c, None, None), ValueError, "x: contains NaN or inf"),
+    ]
+    for args, error, message in bad_calls:
+        with pytest.raises(error, match=message):
+            plan(*args)
+    readonly = h.copy()
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="h_out: must be writeable"):
+        plan(x, h, c, readonly, None)
+    # Made for other arrays: refused when made.
+    with pytest.raises(ValueError, match="bias: wrong shape"):
+        _C.RecurrentStepPlan(handle, k, r, b[:8].copy())
+    with pytest.raises(TypeError, match="kernel: wrong dtype"):
+        _C.RecurrentStepPlan(handle, k.astype(np.float64), r, b)
+    with pytest.raises(TypeError, match="packed: expected the object returned by pack_recurrent_weights"):
+        _C.RecurrentStepPlan(None, k, r, b)
+    # One-hot weights take int32 ids in range.
+    ids_plan = _C.RecurrentStepPlan(packed_for(problem).handle(k, r, True), k, r, b)
+    ids_plan(np.array([0, 3], np.int32), h, c, None, None)
+    with pytest.raises(ValueError, match="x: id out of range"):
+        ids_plan(np.array([0, 4], np.int32), h, c, None, None)
+    with pytest.raises(TypeError, match="x: wrong dtype"):
+        ids_plan(np.array([0, 1], np.int64), h, c, None, None)
 
 
 # -- errors ------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ cpu::ScoreKind score_kind(const std::string& kind) {
 }
 
 bool is_float64(const py::array& a, const char* name) {
-  if (py::isinstance<py::array_t<double>>(a)) return true;
-  if (py::isinstance<py::array_t<float>>(a)) return false;
+  if (has_dtype<double>(a)) return true;
+  if (has_dtype<float>(a)) return false;
   throw py::type_error(std::string(name) + ": expected float32 or float64");
 }
 
@@ -280,11 +280,11 @@ void register_attention(py::module_& m) {
   m.def(
       "pack_dense",
       [](const py::array& kernel, bool bfloat16) {
-        if (py::isinstance<py::array_t<double>>(kernel)) {
+        if (has_dtype<double>(kernel)) {
           if (bfloat16) throw py::type_error("kernel: bfloat16 packing takes float32 weights, got float64");
           return pack_dense_impl<double>(kernel, false);
         }
-        if (py::isinstance<py::array_t<float>>(kernel)) return pack_dense_impl<float>(kernel, bfloat16);
+        if (has_dtype<float>(kernel)) return pack_dense_impl<float>(kernel, bfloat16);
         throw py::type_error("kernel: expected float32 or float64");
       },
       py::arg("kernel"), py::arg("bfloat16") = false,

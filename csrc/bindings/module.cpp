@@ -23,8 +23,8 @@ bool all_finite_of(const py::array& a) {
 
 bool all_finite(const py::array& a) {
   if (!(a.flags() & py::array::c_style)) throw py::value_error("all_finite: the array must be C-contiguous");
-  if (py::isinstance<py::array_t<float>>(a)) return all_finite_of<float>(a);
-  if (py::isinstance<py::array_t<double>>(a)) return all_finite_of<double>(a);
+  if (fusedrnn::bindings::has_dtype<float>(a)) return all_finite_of<float>(a);
+  if (fusedrnn::bindings::has_dtype<double>(a)) return all_finite_of<double>(a);
   throw py::type_error("all_finite: expected a float32 or float64 array");
 }
 
@@ -58,6 +58,7 @@ PYBIND11_MODULE(_C, m) {
         "Test hook: how many times a forward pass's thread has handed rows to another (since import).");
 
   fusedrnn::bindings::register_recurrent(m);
+  fusedrnn::bindings::register_packed_recurrent(m);
   fusedrnn::bindings::register_attention(m);
   fusedrnn::bindings::register_optimizers(m);
 }

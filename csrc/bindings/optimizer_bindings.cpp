@@ -13,7 +13,7 @@ namespace {
 // A writable C-contiguous array of dtype T with `n` elements, or an error naming it.
 template <typename T>
 T* inout_ptr(py::array& a, const char* name, py::ssize_t n) {
-  if (!py::isinstance<py::array_t<T>>(a)) throw py::type_error(std::string(name) + ": wrong dtype");
+  if (!has_dtype<T>(a)) throw py::type_error(std::string(name) + ": wrong dtype");
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
   if (!a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
   if (a.size() != n) throw py::value_error(std::string(name) + ": wrong size");
@@ -22,7 +22,7 @@ T* inout_ptr(py::array& a, const char* name, py::ssize_t n) {
 
 template <typename T>
 const T* in_ptr(const py::array& a, const char* name, py::ssize_t n) {
-  if (!py::isinstance<py::array_t<T>>(a)) throw py::type_error(std::string(name) + ": wrong dtype");
+  if (!has_dtype<T>(a)) throw py::type_error(std::string(name) + ": wrong dtype");
   if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + ": must be C-contiguous");
   if (a.size() != n) throw py::value_error(std::string(name) + ": wrong size");
   return static_cast<const T*>(a.data());
@@ -51,8 +51,8 @@ void rmsprop(py::array& p, const py::array& g, py::array& v, double lr, double r
 }
 
 bool float64(const py::array& p) {
-  if (py::isinstance<py::array_t<double>>(p)) return true;
-  if (py::isinstance<py::array_t<float>>(p)) return false;
+  if (has_dtype<double>(p)) return true;
+  if (has_dtype<float>(p)) return false;
   throw py::type_error("param: expected float32 or float64");
 }
 

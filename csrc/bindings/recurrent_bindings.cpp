@@ -1,7 +1,6 @@
-// Bindings of the recurrent kernels: recurrent_forward / recurrent_backward for every cell,
-// float32 and float64; the forward weights packed once (PackedRecurrentWeights) and the single
-// step into preallocated states (recurrent_step). Arguments are validated in
-// fusedrnn/ops/recurrent.py.
+// Bindings of the recurrent kernels: recurrent_forward / recurrent_backward /
+// recurrent_weight_grads for every cell, float32 and float64 (packed weights and the single step:
+// packed_recurrent_bindings.cpp). Arguments are validated in fusedrnn/ops/recurrent.py.
 #include <algorithm>
 #include <memory>
 #include <string>
@@ -9,28 +8,13 @@
 #include <vector>
 
 #include "bindings/arrays.h"
+#include "bindings/packed_recurrent.h"
 #include "cpu/finite.h"
 #include "cpu/recurrent.h"
 
 namespace fusedrnn {
 namespace bindings {
 namespace {
-
-cpu::CellConfig make_config(const std::string& cell, const std::string& activation, bool reset_after) {
-  cpu::CellConfig cfg;
-  if (cell == "rnn") cfg.kind = cpu::CellKind::kRnn;
-  else if (cell == "lstm") cfg.kind = cpu::CellKind::kLstm;
-  else if (cell == "gru") cfg.kind = cpu::CellKind::kGru;
-  else throw py::value_error("cell: expected 'rnn', 'lstm' or 'gru', got '" + cell + "'");
-  if (activation == "tanh") cfg.activation = math::Activation::kTanh;
-  else if (activation == "relu") cfg.activation = math::Activation::kRelu;
-  else throw py::value_error("activation: expected 'tanh' or 'relu', got '" + activation + "'");
-  cfg.reset_after = reset_after;
-  return cfg;
-}
-
-// True when x holds int32 ids standing for one-hot rows (the kernel's dtype is then the op's).
-bool is_ids(const py::array& x) { return py::isinstance<py::array_t<int32_t>>(x); }
 
 // Reads the shared arguments of forward and backward into SequenceInputs. h0 None (with c0
 // None): no initial states, the units from the recurrent kernel (recurrent_weight_grads).
@@ -106,142 +90,6 @@ cpu::SequenceInputs<T> sequence_inputs(const cpu::CellConfig& cfg, const py::arr
 }
 
 bool has_aux(const cpu::CellConfig& cfg) { return cfg.kind != cpu::CellKind::kRnn; }
-
-// The forward weights of one cell packed once (cpu::pack_forward_weights), for the calls that
-// pass it: they skip packing, and single steps run on the packed kernel instead of BLAS.
-struct PackedWeights {
-  cpu::CellConfig cfg;
-  std::string cell;
-  bool float64 = false;
-  bool one_hot = false;
-  int input_size = 0, units = 0;
-  std::vector<cpu::AlignedVector<float>> f32;
-  std::vector<cpu::AlignedVector<double>> f64;
-  std::vector<cpu::AlignedVector<cpu::Bf16>> bf16;  // float32 weights kept in bfloat16 (instead of f32)
-
-  size_t nbytes() const {
-    size_t n = 0;
-    for (const auto& v : f32) n += v.size() * sizeof(float);
-    for (const auto& v : f64) n += v.size() * sizeof(double);
-    for (const auto& v : bf16) n += v.size() * sizeof(cpu::Bf16);
-    return n;
-  }
-
-  // Points `in` at the packed arrays, after checking that they were packed for this call.
-  template <typename T>
-  void attach(const cpu::CellConfig& call, cpu::SequenceInputs<T>& in) const {
-    if (call.kind != cfg.kind || (cfg.kind == cpu::CellKind::kGru && call.reset_after != cfg.reset_after))
-      throw py::value_error("packed: packed for another cell (" + cell + ")");
-    if (float64 != std::is_same<T, double>::value) throw py::type_error("packed: packed for another dtype");
-    if (in.input_size != input_size || in.units != units)
-      throw py::value_error("packed: packed for other shapes (input_size " + std::to_string(input_size) + ", units " +
-                            std::to_string(units) + ")");
-    if (one_hot != (in.ids != nullptr))
-      throw py::value_error(one_hot ? "packed: packed for one-hot ids, but x is dense"
-                                    : "packed: packed for a dense input, but x holds one-hot ids");
-    if constexpr (std::is_same<T, float>::value) {
-      // bfloat16 weights serve every call that passes them (their products differ from float32's).
-      for (size_t i = 0; i < bf16.size() && i < 2; ++i) in.packed_bf16[i] = bf16[i].data();
-      if (!bf16.empty()) return;
-    }
-    if (in.steps == 1 && in.batch > cpu::kPackedStepBatch) return;  // BLAS is faster there
-    const auto& arrays = storage<T>();
-    for (size_t i = 0; i < arrays.size() && i < 2; ++i) in.packed[i] = arrays[i].data();
-  }
-
-  template <typename T>
-  const std::vector<cpu::AlignedVector<T>>& storage() const {
-    if constexpr (std::is_same<T, double>::value) return f64;
-    else return f32;
-  }
-};
-
-template <typename T>
-void attach_packed(const py::object& packed, const cpu::CellConfig& cfg, cpu::SequenceInputs<T>& in) {
-  if (packed.is_none()) return;
-  if (!py::isinstance<PackedWeights>(packed))
-    throw py::type_error("packed: expected the object returned by pack_recurrent_weights");
-  packed.cast<const PackedWeights&>().attach(cfg, in);
-}
-
-template <typename T>
-std::unique_ptr<PackedWeights> pack_impl(const cpu::CellConfig& cfg, const std::string& cell,
-                                         const py::array& kernel, const py::array& recurrent, bool one_hot,
-                                         bool bfloat16) {
-  if (kernel.ndim() != 2 || recurrent.ndim() != 2 || recurrent.shape(1) % cfg.gates() != 0)
-    throw py::value_error("kernel, recurrent_kernel: expected (input, gates*units) and (units, gates*units)");
-  const py::ssize_t H = recurrent.shape(1) / cfg.gates(), I = kernel.shape(0);
-  if (H < 1 || I < 1) throw py::value_error("kernel, recurrent_kernel: every dimension must be at least 1");
-  const T* k = input_ptr<T>(kernel, "kernel", {I, H * cfg.gates()});
-  const T* r = input_ptr<T>(recurrent, "recurrent_kernel", {H, H * cfg.gates()});
-  auto p = std::make_unique<PackedWeights>();
-  p->cfg = cfg;
-  p->cell = cell;
-  p->float64 = std::is_same<T, double>::value;
-  p->one_hot = one_hot;
-  p->input_size = static_cast<int>(I);
-  p->units = static_cast<int>(H);
-  {
-    py::gil_scoped_release release;
-    if constexpr (std::is_same<T, double>::value) {
-      p->f64 = cpu::pack_forward_weights<T>(cfg, k, r, p->input_size, p->units, one_hot);
-    } else if (bfloat16) {
-      p->bf16 = cpu::pack_forward_weights_bf16(cfg, k, r, p->input_size, p->units, one_hot);
-    } else {
-      p->f32 = cpu::pack_forward_weights<T>(cfg, k, r, p->input_size, p->units, one_hot);
-    }
-  }
-  return p;
-}
-
-// A (B, H) array of dtype T that the kernel writes: `given` when set (checked), else a new one.
-template <typename T>
-py::array_t<T> state_out(const py::object& given, const char* name, py::ssize_t B, py::ssize_t H) {
-  if (given.is_none()) return new_array<T>({B, H});
-  if (!py::isinstance<py::array_t<T>>(given)) throw py::type_error(std::string(name) + ": wrong dtype");
-  py::array_t<T> a = given.cast<py::array_t<T>>();
-  input_ptr<T>(a, name, {B, H});
-  if (!a.writeable()) throw py::value_error(std::string(name) + ": must be writeable");
-  return a;
-}
-
-// One step (x has one time step) on packed weights, the new states written to h_out (and c_out).
-template <typename T>
-py::tuple step_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
-                    const py::array& kernel, const py::array& recurrent, const py::array& bias,
-                    const py::object& packed, const py::object& h_out, const py::object& c_out) {
-  cpu::SequenceInputs<T> in = sequence_inputs<T>(cfg, x, h0, c0, kernel, recurrent, bias, py::none(), py::none(),
-                                                 py::none(), false);
-  if (in.steps != 1) throw py::value_error("x: expected one time step");
-  if (packed.is_none()) throw py::value_error("packed: required for a step");
-  attach_packed(packed, cfg, in);
-  const py::ssize_t B = in.batch, H = in.units, GH = in.width();
-  // The weights were checked when they were packed; the step's other inputs are checked here
-  // (small: the Python wrapper leaves every check of the fast path to this function).
-  const bool two_biases = cfg.kind == cpu::CellKind::kGru && cfg.reset_after;
-  if (in.x != nullptr && !cpu::all_finite(in.x, static_cast<long>(B) * in.input_size))
-    throw py::value_error("x: contains NaN or inf");
-  if (!cpu::all_finite(in.h0, static_cast<long>(B) * H)) throw py::value_error("h: contains NaN or inf");
-  if (in.c0 != nullptr && !cpu::all_finite(in.c0, static_cast<long>(B) * H)) throw py::value_error("c: contains NaN or inf");
-  if (!cpu::all_finite(in.bias, (two_biases ? 2 : 1) * GH)) throw py::value_error("bias: contains NaN or inf");
-  py::array_t<T> h = state_out<T>(h_out, "h_out", B, H);
-  py::object c = py::none();
-  cpu::ForwardOutputs<T> out{nullptr, h.mutable_data(), nullptr};
-  if (cfg.kind == cpu::CellKind::kLstm) {
-    py::array_t<T> ca = state_out<T>(c_out, "c_out", B, H);
-    out.c_last = ca.mutable_data();
-    c = ca;
-  }
-  // The saved gates and states of the one step: work memory of the calling thread.
-  static thread_local std::vector<T> work;
-  work.resize(static_cast<size_t>(B) * (GH + 2 * H));
-  cpu::SavedSequence<T> saved{work.data(), work.data() + B * GH, work.data() + B * (GH + H), 1};
-  {
-    py::gil_scoped_release release;
-    cpu::recurrent_forward(cfg, in, saved, out);
-  }
-  return py::make_tuple(h, c);
-}
 
 template <typename T>
 py::tuple forward_impl(const cpu::CellConfig& cfg, const py::array& x, const py::array& h0, const py::object& c0,
@@ -376,8 +224,8 @@ py::tuple weight_grads_impl(const cpu::CellConfig& cfg, const py::array& x, cons
 // The op's dtype: x's, or the kernel's when x holds one-hot ids.
 bool is_float64(const py::array& x, const py::array& kernel) {
   const py::array& a = is_ids(x) ? kernel : x;
-  if (py::isinstance<py::array_t<double>>(a)) return true;
-  if (py::isinstance<py::array_t<float>>(a)) return false;
+  if (has_dtype<double>(a)) return true;
+  if (has_dtype<float>(a)) return false;
   throw py::type_error(is_ids(x) ? "kernel: expected float32 or float64" : "x: expected float32 or float64");
 }
 
@@ -414,49 +262,6 @@ void register_recurrent(py::module_& m) {
         "default), never (0) or always (1).");
   m.def("weight_grads_on_blas", &cpu::weight_grads_on_blas, py::arg("rows"),
         "Whether a weight-gradient product over `rows` rows runs on BLAS.");
-  py::class_<PackedWeights>(m, "PackedRecurrentWeights",
-                            "Forward weights of one cell packed for the CPU kernels (pack_recurrent_weights).")
-      .def_property_readonly("cell", [](const PackedWeights& p) { return p.cell; })
-      .def_property_readonly("reset_after", [](const PackedWeights& p) { return p.cfg.reset_after; })
-      .def_property_readonly("float64", [](const PackedWeights& p) { return p.float64; })
-      .def_property_readonly("bfloat16", [](const PackedWeights& p) { return !p.bf16.empty(); })
-      .def_property_readonly("one_hot", [](const PackedWeights& p) { return p.one_hot; })
-      .def_property_readonly("input_size", [](const PackedWeights& p) { return p.input_size; })
-      .def_property_readonly("units", [](const PackedWeights& p) { return p.units; })
-      .def_property_readonly("nbytes", &PackedWeights::nbytes);
-  m.def(
-      "pack_recurrent_weights",
-      [](const std::string& cell, const py::array& kernel, const py::array& recurrent, const std::string& activation,
-         bool reset_after, bool one_hot, bool bfloat16) {
-        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
-        if (py::isinstance<py::array_t<double>>(kernel)) {
-          if (bfloat16) throw py::type_error("kernel: bfloat16 packing takes float32 weights, got float64");
-          return pack_impl<double>(cfg, cell, kernel, recurrent, one_hot, false);
-        }
-        if (py::isinstance<py::array_t<float>>(kernel))
-          return pack_impl<float>(cfg, cell, kernel, recurrent, one_hot, bfloat16);
-        throw py::type_error("kernel: expected float32 or float64");
-      },
-      py::arg("cell"), py::arg("kernel"), py::arg("recurrent_kernel"), py::arg("activation"), py::arg("reset_after"),
-      py::arg("one_hot"), py::arg("bfloat16") = false,
-      "Packs the forward weights [kernel; recurrent_kernel] of a cell (only recurrent_kernel for one-hot ids) "
-      "for recurrent_forward(packed=...) and recurrent_step; a copy: later changes to the arrays are not seen. "
-      "bfloat16=True (float32 weights only) keeps them rounded to bfloat16, for inference: calls passing them "
-      "widen them back to float32 as they load them and sum in float32; forward passes with keep_cache=True refuse them.");
-  m.def(
-      "recurrent_step",
-      [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,
-         const py::array& kernel, const py::array& recurrent, const py::array& bias, const py::object& packed,
-         const py::object& h_out, const py::object& c_out, const std::string& activation, bool reset_after) {
-        const cpu::CellConfig cfg = make_config(cell, activation, reset_after);
-        return is_float64(x, kernel) ? step_impl<double>(cfg, x, h0, c0, kernel, recurrent, bias, packed, h_out, c_out)
-                                     : step_impl<float>(cfg, x, h0, c0, kernel, recurrent, bias, packed, h_out, c_out);
-      },
-      py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("kernel"), py::arg("recurrent_kernel"),
-      py::arg("bias"), py::arg("packed"), py::arg("h_out"), py::arg("c_out"), py::arg("activation"),
-      py::arg("reset_after"),
-      "One step (x: (B, 1, I) or ids (B, 1)) on packed weights. Writes the new state to h_out (and c_out) "
-      "(new arrays when None; they may be h0 and c0 themselves) and returns (h, c or None).");
   m.def(
       "recurrent_backward",
       [](const std::string& cell, const py::array& x, const py::array& h0, const py::object& c0,

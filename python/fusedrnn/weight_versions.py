@@ -28,10 +28,11 @@ import itertools
 import weakref
 from typing import Any, Dict, Tuple
 
-__all__ = ["version", "weights_changed"]
+__all__ = ["latest", "version", "weights_changed"]
 
 _counter = itertools.count(1)
 _versions: Dict[int, Tuple["weakref.ref[Any]", int]] = {}
+_latest = 0  # the newest version given to any array
 
 
 def _forget(key: int, ref: "weakref.ref[Any]") -> None:
@@ -42,13 +43,21 @@ def _forget(key: int, ref: "weakref.ref[Any]") -> None:
 
 def weights_changed(*arrays: Any) -> None:
     """Marks arrays as changed (each gets a new, larger version): copies packed from them repack."""
+    global _latest
     for a in arrays:
         if a is None:
             continue
         key = id(a)
         entry = _versions.get(key)
         ref = entry[0] if entry is not None and entry[0]() is a else weakref.ref(a, lambda r, k=key: _forget(k, r))
-        _versions[key] = (ref, next(_counter))
+        _latest = next(_counter)
+        _versions[key] = (ref, _latest)
+
+
+def latest() -> int:
+    """The newest version given to any array (0 before the first change). While it stays the same,
+    no array's version has changed: a cache validated at that value needs no per-array look-up."""
+    return _latest
 
 
 def version(a: Any) -> int:

@@ -40,7 +40,7 @@ import numpy as np
 from fusedrnn import _C
 from fusedrnn.ops import _checks as chk
 from fusedrnn.ops._recurrent_cache import GATES, bias_spec
-from fusedrnn.weight_versions import version
+from fusedrnn.weight_versions import latest, version
 
 __all__ = ["PackedWeights", "gru_step", "lstm_step", "rnn_step"]
 
@@ -87,6 +87,8 @@ class PackedWeights:
         self.packs = 0  # how many times the weights were packed (for tests and diagnostics)
         # one_hot -> (kernel, recurrent_kernel, their versions, the packed copy)
         self._entries: Dict[bool, Tuple[np.ndarray, np.ndarray, int, int, Any]] = {}
+        # one_hot -> (latest() when made, kernel, recurrent_kernel, bias, the step plan)
+        self._plans: Dict[bool, Tuple[int, np.ndarray, np.ndarray, np.ndarray, Any]] = {}
 
     def handle(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, one_hot: bool = False) -> Any:
         """The packed copy of these arrays (for one-hot ids: of recurrent_kernel only), packing them
@@ -107,6 +109,19 @@ class PackedWeights:
         self.packs += 1
         return packed
 
+    def step_plan(self, kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray, one_hot: bool) -> Any:
+        """The compiled single step on these arrays (a ``_C.RecurrentStepPlan`` over :meth:`handle`),
+        kept while no weight version changes anywhere (:func:`fusedrnn.weight_versions.latest`)
+        and the call passes the same arrays; else made again, repacking only what changed."""
+        e = self._plans.get(one_hot)
+        if (e is not None and e[0] == latest() and e[1] is kernel and e[2] is recurrent_kernel
+                and e[3] is bias):
+            return e[4]
+        stamp = latest()
+        plan = _C.RecurrentStepPlan(self.handle(kernel, recurrent_kernel, one_hot), kernel, recurrent_kernel, bias)
+        self._plans[one_hot] = (stamp, kernel, recurrent_kernel, bias, plan)
+        return plan
+
     def check_options(self, cell: str, reset_after: bool, activation: str, keep_cache: bool = False) -> None:
         """ValueError unless an op with these options may use this packed copy."""
         if keep_cache and self.precision == "bfloat16":
@@ -120,6 +135,7 @@ class PackedWeights:
     def clear(self) -> None:
         """Drops the packed copies (and the references to the arrays they were packed from)."""
         self._entries.clear()
+        self._plans.clear()
 
     def __repr__(self) -> str:
         opts = {"gru": f", reset_after={self.reset_after}", "rnn": f", activation={self.activation!r}"}.get(self.cell, "")
@@ -134,9 +150,9 @@ def check_packed(packed: Any) -> PackedWeights:
 
 def _step(cell: str, x: Any, h: Any, c: Any, kernel: Any, recurrent_kernel: Any, bias: Any, packed: Any,
           out: Optional[Sequence[Any]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """The step's fast path: the compiled step checks dtypes, shapes, layout and finiteness itself
-    (the weights' finiteness when they are packed); when it refuses the call, _check_step runs
-    the precise checks, whose error names the argument and what was expected."""
+    """The step's fast path: the compiled step plan checks dtypes, shapes, layout and finiteness
+    itself (the weights' finiteness when they are packed); when it refuses the call, _check_step
+    runs the precise checks, whose error names the argument and what was expected."""
     if type(packed) is not PackedWeights:
         raise TypeError(f"packed: expected a fusedrnn.ops.PackedWeights, got {chk.describe(packed)}")
     try:
@@ -145,13 +161,12 @@ def _step(cell: str, x: Any, h: Any, c: Any, kernel: Any, recurrent_kernel: Any,
         one_hot = x.dtype.kind in "iu"
         if one_hot and x.dtype != np.int32:
             x = x.astype(np.int32)
-        n_out = 0 if out is None else len(out)
-        if n_out and n_out != (2 if cell == "lstm" else 1):
+        plan = packed.step_plan(kernel, recurrent_kernel, bias, one_hot)
+        if out is None:
+            return plan(x, h, c, None, None)
+        if len(out) != (2 if cell == "lstm" else 1):
             raise ValueError("out: wrong length")
-        handle = packed.handle(kernel, recurrent_kernel, one_hot)
-        return _C.recurrent_step(cell, x[:, None], h, c, kernel, recurrent_kernel, bias, handle,
-                                 out[0] if n_out else None, out[1] if n_out == 2 else None, packed.activation,
-                                 packed.reset_after)
+        return plan(x, h, c, out[0], out[1] if cell == "lstm" else None)
     except (TypeError, ValueError, AttributeError, IndexError):
         _check_step(cell, x, h, c, kernel, recurrent_kernel, bias, packed, out)
         raise
