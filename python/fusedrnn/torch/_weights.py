@@ -65,16 +65,31 @@ def keras_weights(cell: str, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Opti
     return kernel, recurrent_kernel, bias
 
 
+def _swap_first_two_gates(a: np.ndarray, hidden_size: int) -> None:
+    """Swaps rows [0, H) and [H, 2H) of a (3H, ...) array in place: GRU gates (z, r, n) <-> (r, z, n)."""
+    H = hidden_size
+    first = a[:H].copy()
+    a[:H] = a[H:2 * H]
+    a[H:2 * H] = first
+
+
 def torch_gradients(cell: str, d_kernel_t: Tensor, d_recurrent_kernel_t: Tensor, d_bias: Tensor, hidden_size: int
                     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """The gradients of ``(weight_ih, weight_hh, bias_ih, bias_hh)`` from those of
     :func:`keras_weights`'s results, the weights' given transposed (``gate_major``: d_kernel_t
     (G*H, I), d_recurrent_kernel_t (G*H, H), contiguous, as the kernels write them). The inverse
     mapping: swap the GRU's r and z rows back; the summed LSTM/RNN bias passes its gradient to
-    both bias vectors."""
+    both bias vectors.
+
+    The GRU's CPU gradients, fresh arrays of the kernels that nothing else holds, are reordered in
+    place (no new tensors); bias_ih's and bias_hh's gradients are then the two rows of d_bias."""
     if cell == "gru":
-        return (_gru_gate_order(d_kernel_t, hidden_size), _gru_gate_order(d_recurrent_kernel_t, hidden_size),
-                _gru_gate_order(d_bias[0], hidden_size), _gru_gate_order(d_bias[1], hidden_size))
+        if not d_kernel_t.is_cpu:
+            return (_gru_gate_order(d_kernel_t, hidden_size), _gru_gate_order(d_recurrent_kernel_t, hidden_size),
+                    _gru_gate_order(d_bias[0], hidden_size), _gru_gate_order(d_bias[1], hidden_size))
+        for grad in (d_kernel_t, d_recurrent_kernel_t, d_bias[0], d_bias[1]):
+            _swap_first_two_gates(grad.numpy(), hidden_size)
+        return d_kernel_t, d_recurrent_kernel_t, d_bias[0], d_bias[1]
     return d_kernel_t, d_recurrent_kernel_t, d_bias, d_bias.clone()  # two Parameters: two gradient tensors
 
 

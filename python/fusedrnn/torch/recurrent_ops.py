@@ -366,9 +366,10 @@ class _Recurrent(torch.autograd.Function):
             recurrent_dropout_mask, True)
         ctx.set_materialize_grads(False)
         # saved for autograd's check that no input changed in place before the backward (the cache
-        # reads their memory)
-        ctx.save_for_backward(x, h0, c0, kernel, recurrent_kernel, bias, mask, dropout_mask, recurrent_dropout_mask,
-                              *params)
+        # reads their memory); the modules pass their kept weights as NumPy arrays, whose
+        # Parameters (params) stand for them here
+        weights = tuple(w if isinstance(w, Tensor) else None for w in (kernel, recurrent_kernel, bias))
+        ctx.save_for_backward(x, h0, c0, *weights, mask, dropout_mask, recurrent_dropout_mask, *params)
         ctx.cell, ctx.cache, ctx.to_params = cell, cache, to_params
         return (outputs, h_last) if c_last is None else (outputs, h_last, c_last)
 
@@ -427,8 +428,9 @@ def eager_layer(cell: str, x: Tensor, h0: Optional[Tensor], c0: Optional[Tensor]
     per change of the Parameters. The module has checked the input and states (torch.nn's
     checks) and made the weights."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, h0, c0) + tuple(params)):
-        tensors = (x, h0, c0) + tuple(weights.tensors) + (mask, None, None)
-        return _Recurrent.apply(cell, go_backwards, activation, True, to_params, *tensors, *params)
+        # The weights as the NumPy views the kernels read (no per-call conversion of the tensors).
+        inputs = (x, h0, c0) + tuple(weights.arrays) + (mask, None, None)
+        return _Recurrent.apply(cell, go_backwards, activation, True, to_params, *inputs, *params)
     results = _run_forward(cell, x, h0, c0, *weights.arrays, mask, go_backwards, activation, True, None, None, False,
                            packed=weights.packed)
     return results[:3 if cell == "lstm" else 2]
