@@ -198,28 +198,33 @@ def test_outputs_fully_written(rng, seed):
         assert not np.any(grads(ops, kind, cache, None, None)[0]), f"no incoming gradient: zeros. seed={seed}"
 
 
+
 @pytest.mark.parametrize("kind", ["dot", "additive"])
-def test_scale_gradient_magnitude(kind, rng, seed):
-    """reference_attention.scale_gradient_magnitude: sum of |terms| of d_scale, so at least
-    |d_scale|, blind to the gradient's sign, and by hand for one query over two keys."""
+def test_result_sizes_bound_the_results(kind, rng, seed):
+    """tests/_attention_helpers.result_sizes (the parity tests' tolerance sizes): every result's
+    size from absolute values is at least the result itself, and d_scale's is by hand for one
+    query over two keys."""
+    from _attention_helpers import result_sizes
+
     q, v, k, s, qm, vm = problem(rng, kind, 3, 4, 5, 6, 7, separate_key=True, scale=True, query_mask=True,
                                  value_mask=True)
-    forward = ref.dot_attention_forward if kind == "dot" else ref.additive_attention_forward
-    backward = ref.dot_attention_backward if kind == "dot" else ref.additive_attention_backward
-    c, w, cache = forward(q, v, k, scale=s, query_mask=qm, value_mask=vm, causal=True)
+    c, w, cache = run(ref, kind, q, v, k, s, qm, vm, True)
     rc, rw = rng.standard_normal(c.shape), rng.standard_normal(w.shape)
-    size = ref.scale_gradient_magnitude(cache, rc, rw)
-    assert size.shape == np.shape(s), seed
-    assert np.all(size >= np.abs(backward(cache, rc, rw)[3]) - 1e-12), seed
-    np.testing.assert_array_equal(size, ref.scale_gradient_magnitude(cache, -rc, -rw), err_msg=f"seed={seed}")
+    sizes = result_sizes(kind, q, v, k, s, qm, vm, True, rc, rw)
+    results = dict(zip(["d_query", "d_key", "d_value", "d_scale"], grads(ref, kind, cache, rc, rw)), output=c, scores=w)
+    for name, a in results.items():
+        assert np.max(np.abs(a)) <= sizes[name] * (1 + 1e-12), f"{name}. seed={seed}"
     if kind == "dot":
-        # Two keys: the softmax's score gradients are +-g with g = w0 w1 (dw0 - dw1), so the terms
-        # are g raw0 and -g raw1.
+        # Two keys: the softmax's score gradients are +-g, g = w0 w1 (dw0 - dw1), so d_scale's
+        # terms are g raw0 and -g raw1.
         q1, k1 = rng.standard_normal((1, 1, 3)), rng.standard_normal((1, 2, 3))
-        _, w1, cache1 = ref.dot_attention_forward(q1, k1, scale=np.array(0.7))
+        _, w1, _ = ref.dot_attention_forward(q1, k1, scale=np.array(0.7))
         rw1 = rng.standard_normal((1, 1, 2))
         raw = (q1 @ k1.transpose(0, 2, 1))[0, 0]
         g = w1[0, 0, 0] * w1[0, 0, 1] * (rw1[0, 0, 0] - rw1[0, 0, 1])
-        expected = abs(g) * (abs(raw[0]) + abs(raw[1]))
-        np.testing.assert_allclose(ref.scale_gradient_magnitude(cache1, None, rw1), expected, rtol=1e-12,
-                                   err_msg=f"seed={seed}")
+        # |softmax backward| bounds each |g| by w (|dw| + sum w |dw|), not by |g| itself
+        bound = sum(w1[0, 0, j] * (abs(rw1[0, 0, j]) + (w1[0, 0] * np.abs(rw1[0, 0])).sum()) * abs(raw[j])
+                    for j in range(2))
+        size = result_sizes("dot", q1, k1, None, np.array(0.7), None, None, False, None, rw1)["d_scale"]
+        np.testing.assert_allclose(size, bound, rtol=1e-12, err_msg=f"seed={seed}")
+        assert size >= abs(g) * (abs(raw[0]) + abs(raw[1])) - 1e-15, seed

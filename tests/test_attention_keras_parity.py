@@ -13,10 +13,11 @@ loss the Keras gradients equal ``*_attention_backward(cache, Rc * valid, Rw * va
 Tolerance: both sides round every operation (float32: u = 6e-8) in different orders
 (blocked matmuls, tree reductions, different exp/tanh); scores are sums over D <= 40 terms and
 the gradients sums over Tq*Tv <= 100 terms, so errors stay ~1e-6 relative. We assert
-max|a - b| <= 2e-5 * max|b| + 1e-6 per array in float32 (observed: up to 1.4e-6 relative over
-15 seeds of every case), 1e-10 in float64. d_scale sums B*Tq*Tv terms that largely cancel (every
-softmax row's score gradients sum to zero), so its tolerance is relative to the sum of those
-terms' absolute values (float64 reference, tests/_attention_helpers.py) instead of to |d_scale|.
+max|a - b| <= 2e-5 * size + 1e-6 per array in float32 (observed: up to 1.4e-6 relative over
+15 seeds of every case), 1e-10 in float64, where size is the larger of max|b| and the same
+result computed in float64 from the absolute values of its terms (tests/_attention_helpers.py):
+d_scale sums B*Tq*Tv terms that largely cancel (every softmax row's score gradients sum to
+zero), and a row that attends to one key has score gradients made of rounding alone.
 A wrong mask rule, scale or equation gives errors of order 1e-2..1.
 """
 
@@ -26,20 +27,20 @@ import os
 
 import numpy as np
 import pytest
-from _attention_helpers import d_scale_size
+from _attention_helpers import result_sizes
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-10}
 ATOL = {np.float32: 1e-6, np.float64: 1e-12}
 
 
-def assert_close(actual, expected, *, dtype, what, ctx, size=None):
-    """max|actual - expected| <= rtol * size + atol; size defaults to max|expected|."""
+def assert_close(actual, expected, *, dtype, what, ctx, size=0.0):
+    """max|actual - expected| <= rtol * max(size, max|expected|) + atol (size: result_sizes's)."""
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}. {ctx}"
     assert np.isfinite(actual).all(), f"{what}: NaN/inf. {ctx}"
     err = np.max(np.abs(actual - expected), initial=0.0)
-    size = np.max(np.abs(expected), initial=0.0) if size is None else size
+    size = max(size, np.max(np.abs(expected), initial=0.0))
     tol = RTOL[dtype] * size + ATOL[dtype]
     assert err <= tol, f"{what}: max error {err:.3g} > tolerance {tol:.3g}. {ctx}"
 
@@ -157,21 +158,22 @@ def test_ops_match_keras(case, dtype, rng, seed):
     for name, a in [("context", context), ("weights", weights), ("d_query", d_query), ("d_value", d_value)]:
         assert a.dtype == dtype, f"{name}: dtype {a.dtype}. {ctx}"
     sel = valid[:, :, None]
-    assert_close(np.where(sel, context, 0), np.where(sel, kc, 0), dtype=dtype, what="context", ctx=ctx)
+    sizes = result_sizes(kind, q, v, k, s, qm, vm, causal, rc, rw)
+    assert_close(np.where(sel, context, 0), np.where(sel, kc, 0), dtype=dtype, what="context", ctx=ctx,
+                 size=sizes["output"])
     assert_close(np.where(sel, weights, 0), np.where(sel, kw, 0), dtype=dtype, what="weights", ctx=ctx)
     # Rows without any allowed key: zeros (Keras: uniform weights), never NaN.
     assert np.all(weights[~valid] == 0) and np.all(context[~valid] == 0), f"fully masked rows not zero. {ctx}"
     if qm is not None:
         assert np.all(context[~qm] == 0), f"query-masked rows not zero. {ctx}"
-    assert_close(d_query, kg[0], dtype=dtype, what="d_query", ctx=ctx)
-    assert_close(d_value, kg[1], dtype=dtype, what="d_value", ctx=ctx)
+    assert_close(d_query, kg[0], dtype=dtype, what="d_query", ctx=ctx, size=sizes["d_query"])
+    assert_close(d_value, kg[1], dtype=dtype, what="d_value", ctx=ctx, size=sizes["d_value"])
     if k is not None:
-        assert_close(d_key, kg[2], dtype=dtype, what="d_key", ctx=ctx)
+        assert_close(d_key, kg[2], dtype=dtype, what="d_key", ctx=ctx, size=sizes["d_key"])
     else:
         assert d_key is None, ctx
     if s is not None:
-        size = d_scale_size(kind, q, v, k, s, qm, vm, causal, rc, rw)
-        assert_close(d_scale, kg[-1], dtype=dtype, what="d_scale", ctx=ctx, size=size)
+        assert_close(d_scale, kg[-1], dtype=dtype, what="d_scale", ctx=ctx, size=sizes["d_scale"])
         assert np.shape(d_scale) == np.shape(s), ctx
     else:
         assert d_scale is None, ctx
@@ -196,23 +198,23 @@ def test_layers_match_keras(kind, rng, seed):
     layer.set_weights(klayer.get_weights())
     assert [w.shape for w in layer.get_weights()] == [w.shape for w in klayer.get_weights()], ctx
     context, weights = layer([q, v, k], mask=[qm, vm], return_attention_scores=True, use_causal_mask=True)
-    assert_close(context, kc, dtype=dtype, what="context", ctx=ctx)
+    sizes = result_sizes(kind, q, v, k, s, qm, vm, True, rc, rw)
+    assert_close(context, kc, dtype=dtype, what="context", ctx=ctx, size=sizes["output"])
     assert_close(weights, kw, dtype=dtype, what="weights", ctx=ctx)
     d_query, d_value, d_key = layer.backward(rc, rw)
-    for name, a, b in [("d_query", d_query, kg[0]), ("d_value", d_value, kg[1]), ("d_key", d_key, kg[2])]:
-        assert_close(a, b, dtype=dtype, what=name, ctx=ctx)
-    assert_close(layer.grads[0], kg[3], dtype=dtype, what="d_scale", ctx=ctx,
-                 size=d_scale_size(kind, q, v, k, s, qm, vm, True, rc, rw))
+    for name, a, b in [("d_query", d_query, kg[0]), ("d_value", d_value, kg[1]), ("d_key", d_key, kg[2]),
+                       ("d_scale", layer.grads[0], kg[3])]:
+        assert_close(a, b, dtype=dtype, what=name, ctx=ctx, size=sizes[name])
     # Two inputs [query, value]: the value is also the key, and its gradient includes both uses.
     rc2 = rng.standard_normal((B, Tq, D)).astype(dtype)
     kc2, _, kg2, _ = keras_attention(kind, dtype, q, k, None, s, None, None, False, rc2, np.zeros_like(rw))
     out = layer([q, k])
-    assert_close(out, kc2, dtype=dtype, what="context (2 inputs)", ctx=ctx)
+    sizes2 = result_sizes(kind, q, k, None, s, None, None, False, rc2, None)
+    assert_close(out, kc2, dtype=dtype, what="context (2 inputs)", ctx=ctx, size=sizes2["output"])
     d_query2, d_value2 = layer.backward(rc2)
-    assert_close(d_query2, kg2[0], dtype=dtype, what="d_query (2 inputs)", ctx=ctx)
-    assert_close(d_value2, kg2[1], dtype=dtype, what="d_value (2 inputs)", ctx=ctx)
-    assert_close(layer.grads[0], kg2[2], dtype=dtype, what="d_scale (2 inputs)", ctx=ctx,
-                 size=d_scale_size(kind, q, k, None, s, None, None, False, rc2, None))
+    assert_close(d_query2, kg2[0], dtype=dtype, what="d_query (2 inputs)", ctx=ctx, size=sizes2["d_query"])
+    assert_close(d_value2, kg2[1], dtype=dtype, what="d_value (2 inputs)", ctx=ctx, size=sizes2["d_value"])
+    assert_close(layer.grads[0], kg2[2], dtype=dtype, what="d_scale (2 inputs)", ctx=ctx, size=sizes2["d_scale"])
 
 
 def test_layer_default_weights_follow_keras(seed):

@@ -3,10 +3,12 @@
 Every comparison differentiates the scalar loss ``L = sum(output * Ro) + sum(scores * Rw)``
 (random Ro, Rw) with ``tf.GradientTape`` and compares the output, the attention scores and the
 gradients with respect to query, value, key and the ``scale`` weight. Tolerance as in
-test_attention_keras_parity.py: ``max|a - b| <= rtol * max|b| + atol`` (float32: 2e-5, 1e-6;
-float64: 1e-10, 1e-12), except that d_scale, a sum of B*Tq*Tv terms that largely cancel, is
-held to ``rtol * sum|terms|`` (float64 reference, tests/_attention_helpers.py). A wrong mask
-rule, scale or routing gives errors of order 1e-2..1.
+test_attention_keras_parity.py: ``max|a - b| <= rtol * size + atol`` (float32: 2e-5, 1e-6;
+float64: 1e-10, 1e-12), the size of each result being that of the same result computed in
+float64 from the absolute values of its terms (tests/_attention_helpers.py), or max|b| if larger:
+d_scale sums B*Tq*Tv terms that largely cancel, and a query row that attends to one key has
+score gradients made of rounding alone. A wrong mask rule, scale or routing gives errors of
+order 1e-2..1.
 
 Which path ran is checked through the bridge's counters (``_tf_bridge.cache_stats()``): a fused
 call stores a forward cache, Keras's own implementation does not.
@@ -26,7 +28,7 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "tensorflow":
     pytest.skip("fusedrnn.keras's fused attention runs on the TensorFlow backend", allow_module_level=True)
 
-from _attention_helpers import d_scale_size  # noqa: E402
+from _attention_helpers import result_sizes  # noqa: E402
 from fusedrnn.keras import _tf_bridge  # noqa: E402
 from fusedrnn.keras.attention import AdditiveAttention, Attention  # noqa: E402
 
@@ -43,34 +45,36 @@ LAYERS = {
 }
 
 
-def assert_close(actual, expected, dtype, what, size=None):
-    """max|actual - expected| <= rtol * size + atol; size defaults to max|expected|."""
+def assert_close(actual, expected, dtype, what, size=0.0):
+    """max|actual - expected| <= rtol * max(size, max|expected|) + atol (size: result_sizes's)."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     assert np.isfinite(actual).all(), f"{what}: NaN/inf"
     err = np.max(np.abs(actual - expected), initial=0.0)
-    size = np.max(np.abs(expected), initial=0.0) if size is None else size
+    size = max(size, np.max(np.abs(expected), initial=0.0))
     tol = RTOL[dtype] * size + ATOL[dtype]
     assert err <= tol, f"{what}: max error {err:.3g} > tolerance {tol:.3g}"
 
 
 def assert_all_close(fused, stock, dtype, problem):
-    """Compare run()'s six arrays; problem = (layer, inputs, mask, causal, r_out, r_scores)."""
+    """Compare run()'s six arrays; problem = (layer, inputs, mask, causal, r_out, r_scores): each
+    array is held to rtol times its size from absolute values (_attention_helpers.result_sizes)."""
     assert len(fused) == len(stock)
+    sizes = sizes_of(*problem)
     for name, a, b in zip(NAMES, fused, stock):
         if b is None:
             assert a is None, f"{name}: fusedrnn has a gradient where Keras has none"
             continue
-        assert_close(a, b, dtype, name, size=scale_size(*problem) if name == "d_scale" else None)
+        assert_close(a, b, dtype, name, size=sizes[name])
 
 
-def scale_size(layer, inputs, mask, causal, r_out, r_scores):
-    """The size d_scale's rounding error scales with (see _attention_helpers.d_scale_size)."""
+def sizes_of(layer, inputs, mask, causal, r_out, r_scores):
+    """result_sizes for a call of `layer` (fusedrnn's or Keras's) on these inputs."""
     additive = isinstance(layer, (AdditiveAttention, keras.layers.AdditiveAttention))  # subclasses of Attention
-    kind = "additive" if additive else "dot"
     query_mask, value_mask = (None, None) if mask is None else mask
-    return d_scale_size(kind, inputs[0], inputs[1], inputs[2] if len(inputs) == 3 else None,
-                        layer.get_weights()[0], query_mask, value_mask, causal, r_out, r_scores)
+    weights = layer.get_weights()
+    return result_sizes("additive" if additive else "dot", inputs[0], inputs[1], inputs[2] if len(inputs) == 3 else None,
+                        weights[0] if weights else None, query_mask, value_mask, causal, r_out, r_scores)
 
 
 def make_pair(case, rng, dtype="float32", dim=6, **extra):

@@ -83,21 +83,6 @@ def _scores_grad(cache: Cache, d_context: Optional[np.ndarray], d_weights: Optio
     return ds, d_value
 
 
-def scale_gradient_magnitude(cache: Cache, d_context: Optional[np.ndarray],
-                             d_weights: Optional[np.ndarray] = None) -> np.ndarray:
-    """Sum of the absolute terms that d_scale adds up: the size its rounding error scales with.
-
-    d_scale is a sum over (b, i, j) of score gradients times raw scores (dot form: shape ())
-    or tanh terms (additive form: shape (D,)), and those terms largely cancel (each softmax
-    row's score gradients sum to zero), so its float32 error is a multiple of this sum, not of
-    |d_scale|. Tests use it as the reference size for d_scale's tolerance.
-    """
-    ds, _ = _scores_grad(cache, d_context, d_weights)
-    if cache["kind"] == "dot":
-        return np.asarray(np.abs(ds * cache["raw"]).sum())
-    return np.abs(ds[..., None] * cache["tanh"]).sum(axis=(0, 1, 2))
-
-
 def dot_attention_backward(cache: Cache, d_context: Optional[np.ndarray], d_weights: Optional[np.ndarray] = None):
     """(d_query, d_key, d_value, d_scale) of :func:`dot_attention_forward`."""
     ds, d_value = _scores_grad(cache, d_context, d_weights)
