@@ -79,6 +79,18 @@ def run_with_gradients(layer: Any, x: Any, weights: Sequence[np.ndarray], watch:
     return [np.asarray(o) for o in outs], [None if g is None else np.asarray(g) for g in grads]
 
 
+def assert_weights_after_adam_close(got: Sequence[Any], want: Sequence[Any], what: str, seed: int,
+                                    learning_rate: float, steps: int) -> None:
+    """Weights after `steps` Adam steps of two float32 implementations, element-wise, with an
+    absolute tolerance of 1 % of the farthest Adam moves a weight in those steps (learning_rate
+    per step). Adam divides each gradient by its own root mean square, so a gradient entry that
+    is small next to the terms it sums (an embedding row that few tokens reach) keeps its
+    rounding in relative terms: the two updates of that weight then differ by that relative
+    error times the learning rate, however small the gradient. A wrong gradient moves weights
+    by about the learning rate per step, 100 times this tolerance."""
+    assert_all_close(got, want, what, seed, rtol=1e-4, atol=0.01 * learning_rate * steps)
+
+
 def assert_all_close(got: Sequence[Any], want: Sequence[Any], what: str, seed: int, rtol: float = 1e-4,
                      atol: float = 2e-5) -> None:
     """Element-wise closeness of two lists of arrays; ``atol`` scales with the largest value."""
