@@ -2,14 +2,10 @@
 // recurrent_weight_grads for every cell, float32 and float64 (packed weights and the single step:
 // packed_recurrent_bindings.cpp). Arguments are validated in fusedrnn/ops/recurrent.py.
 #include <algorithm>
-#include <memory>
 #include <string>
-#include <type_traits>
-#include <vector>
 
 #include "bindings/arrays.h"
 #include "bindings/packed_recurrent.h"
-#include "cpu/finite.h"
 #include "cpu/recurrent.h"
 
 namespace fusedrnn {

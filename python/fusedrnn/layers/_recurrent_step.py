@@ -77,15 +77,13 @@ class RecurrentStepMixin:
         """
         if not self.built:  # type: ignore[attr-defined]
             self._build_for_step(x_t)
-        # Written for the per-step cost (a few attribute reads): the kept float32 copy directly.
-        packed = self._calls_packed or (self._step_packed if precision == "float32" and self._step_packed
-                                        else self._kept_packed(precision))
+        packed = self._calls_packed or self._kept_packed(precision)
         if isinstance(states, np.ndarray):
             states = [states]
         n = self._n_states  # type: ignore[attr-defined]
         if len(states) != n:
             raise ValueError(f"states: expected {n} array(s) ({'[h, c]' if n == 2 else '[h]'}), got {len(states)}")
-        bias = self.bias if self.use_bias else self._op_bias()  # type: ignore[attr-defined]  # zeros without
+        bias = self._op_bias()  # type: ignore[attr-defined]  # zeros with use_bias=False
         new = ops_packed._step(self._cell, x_t, states[0], states[1] if n == 2 else None,  # type: ignore[attr-defined]
                                self.kernel, self.recurrent_kernel, bias, packed, out)  # type: ignore[attr-defined]
         return [new[0], new[1]] if n == 2 else [new[0]]

@@ -81,12 +81,10 @@ def torch_gradients(cell: str, d_kernel_t: Tensor, d_recurrent_kernel_t: Tensor,
     mapping: swap the GRU's r and z rows back; the summed LSTM/RNN bias passes its gradient to
     both bias vectors.
 
-    The GRU's CPU gradients, fresh arrays of the kernels that nothing else holds, are reordered in
-    place (no new tensors); bias_ih's and bias_hh's gradients are then the two rows of d_bias."""
+    Only the modules' eager path calls it, which runs on the CPU: the GRU's gradients, fresh arrays
+    of the kernels that nothing else holds, are reordered in place (no new tensors); bias_ih's and
+    bias_hh's gradients are then the two rows of d_bias."""
     if cell == "gru":
-        if not d_kernel_t.is_cpu:
-            return (_gru_gate_order(d_kernel_t, hidden_size), _gru_gate_order(d_recurrent_kernel_t, hidden_size),
-                    _gru_gate_order(d_bias[0], hidden_size), _gru_gate_order(d_bias[1], hidden_size))
         for grad in (d_kernel_t, d_recurrent_kernel_t, d_bias[0], d_bias[1]):
             _swap_first_two_gates(grad.numpy(), hidden_size)
         return d_kernel_t, d_recurrent_kernel_t, d_bias[0], d_bias[1]
